@@ -247,7 +247,7 @@ def python_statemachine_case(machine: str) -> Case:
     chart: Any
     if machine == "flat":
 
-        class Flat(StateChart):  # type: ignore[misc]
+        class Flat(StateChart[Any]):
             a = State(initial=True)
             b = State()
             T = a.to(b) | b.to(a)
@@ -255,18 +255,18 @@ def python_statemachine_case(machine: str) -> Case:
         chart = Flat()
     elif machine == "deep":
         # Written out: python-statemachine declares nesting with nested classes.
-        class Deep(StateChart):  # type: ignore[misc]
+        class Deep(StateChart[Any]):
             hits = 0
             count = 0
 
-            class a1(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
-                class a2(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
-                    class a3(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
+            class a1(State.Compound, enter="hit", exit="hit"):
+                class a2(State.Compound, enter="hit", exit="hit"):
+                    class a3(State.Compound, enter="hit", exit="hit"):
                         a4 = State(initial=True, enter="hit", exit="hit")
 
-            class b1(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
-                class b2(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
-                    class b3(State.Compound, enter="hit", exit="hit"):  # type: ignore[call-arg,misc]
+            class b1(State.Compound, enter="hit", exit="hit"):
+                class b2(State.Compound, enter="hit", exit="hit"):
+                    class b3(State.Compound, enter="hit", exit="hit"):
                         b4 = State(initial=True, enter="hit", exit="hit")
 
             T = a1.a2.a3.a4.to(b1.b2.b3.b4, on="inc") | b1.b2.b3.b4.to(a1.a2.a3.a4, on="inc")
@@ -280,24 +280,24 @@ def python_statemachine_case(machine: str) -> Case:
         chart = Deep()
     else:
 
-        class Parallel(StateChart):  # type: ignore[misc]
-            class p(State.Parallel):  # type: ignore[misc]
-                class r1(State.Compound):  # type: ignore[misc]
+        class Parallel(StateChart[Any]):
+            class p(State.Parallel):
+                class r1(State.Compound):
                     x1 = State(initial=True)
                     y1 = State()
                     T = x1.to(y1) | y1.to(x1)
 
-                class r2(State.Compound):  # type: ignore[misc]
+                class r2(State.Compound):
                     x2 = State(initial=True)
                     y2 = State()
                     T = x2.to(y2) | y2.to(x2)
 
-                class r3(State.Compound):  # type: ignore[misc]
+                class r3(State.Compound):
                     x3 = State(initial=True)
                     y3 = State()
                     T = x3.to(y3) | y3.to(x3)
 
-                class r4(State.Compound):  # type: ignore[misc]
+                class r4(State.Compound):
                     x4 = State(initial=True)
                     y4 = State()
                     T = x4.to(y4) | y4.to(x4)
@@ -317,8 +317,8 @@ def python_statemachine_case(machine: str) -> Case:
 
 
 def sismic_case(machine: str) -> Case:
-    from sismic.interpreter import Interpreter
-    from sismic.model import (
+    from sismic.interpreter import Interpreter  # type: ignore[import-untyped]
+    from sismic.model import (  # type: ignore[import-untyped]
         BasicState,
         CompoundState,
         Event,
@@ -554,8 +554,8 @@ def fmt_rate(rate: float) -> str:
 def print_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     rows = [list(r) for r in rows]
     try:
-        from rich.console import Console
-        from rich.table import Table
+        from rich.console import Console  # type: ignore[import-not-found,unused-ignore]
+        from rich.table import Table  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         line = "  ".join("-" * w for w in widths)
