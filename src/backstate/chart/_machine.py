@@ -1,0 +1,173 @@
+"""Machines: a compiled definition plus its implementations; the engine's entry points."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from ._algorithm import plan, selection
+from ._configuration import Configurations
+from ._effects import Effect
+from ._errors import ChartError, DefinitionError, ExecutionError
+from ._implementations import Implementations
+from ._macrostep import Run
+from ._nodes import StateNode, Transition, TreeBuilder
+from ._snapshot import Snapshot
+
+Event = dict[str, Any]
+
+
+class Machine:
+    def __init__(self, config: Mapping[str, Any], implementations: Implementations | None = None) -> None:
+        if not isinstance(config, Mapping):
+            raise DefinitionError("invalid-config", "", "a machine config must be an object")
+        self.config = config
+        self.implementations = implementations or Implementations()
+        self.id = str(config.get("id") or "(machine)")
+        impls = self.implementations
+        builder = TreeBuilder(impls.actions_list, impls.guard, impls.delay, impls.actor)
+        self.root: StateNode = builder.build(config, self.id)
+        self.nodes_by_id = builder.by_id
+        self.configurations = Configurations(self.root, self.nodes_by_id)
+        self._context = config.get("context")
+        initial = Transition(self.root, None, None, None, [], True)
+        initial.targets = tuple(_initial_nodes(self.root))
+        self._initial_plan = plan((initial,), None, {}, self.configurations)
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.id!r}>"
+
+    def provide(
+        self,
+        actions: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        actors: Mapping[str, Any] | None = None,
+        delays: Mapping[str, Any] | None = None,
+    ) -> Machine:
+        """The same machine with some implementations replaced."""
+        extra = Implementations(actions, guards, actors, delays)
+        return Machine(self.config, self.implementations.merged(extra))
+
+    def get_state_node(self, state_id: str) -> StateNode:
+        return self.nodes_by_id[state_id.removeprefix("#")]
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def initial_transition(self, input: Any = None) -> tuple[Snapshot, list[Effect]]:
+        event: Event = {"type": "xstate.init", "input": input}
+        try:
+            context = self._context(input) if callable(self._context) else copy.deepcopy(self._context)
+        except Exception as exc:
+            raise ExecutionError("action-failed", "", f"context factory raised {exc!r}") from exc
+        run = Run(self, self.configurations.get([self.root]), context, {}, {}, event)
+        _guard(run, self._start, run)
+        return self._snapshot(run), run.effects
+
+    def _start(self, run: Run) -> None:
+        for action in self._initial_plan.steps:
+            action.execute(run)
+        run.config = self._initial_plan.target
+        run.settle()
+
+    def transition(self, snapshot: Snapshot | Mapping[str, Any], event: Any) -> tuple[Snapshot, list[Effect]]:
+        if not isinstance(snapshot, Snapshot):
+            snapshot = self.resolve_snapshot(snapshot)
+        ev = to_event(event)
+        if snapshot.status != "active":
+            return snapshot, []
+        run = Run(self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev)
+        _guard(run, run.run, ev)
+        return self._snapshot(run), run.effects
+
+    def can(self, snapshot: Snapshot, event: Any) -> bool:
+        ev = to_event(event)
+        if snapshot.status != "active":
+            return False
+        run = Run(self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev)
+        found: list[Transition] = []
+        _guard(run, lambda: found.extend(selection(run.config, ev["type"]).select(run)))
+        return any(t.targets or t.actions for t in found)
+
+    def _snapshot(self, run: Run) -> Snapshot:
+        return Snapshot(self, run.config, run.context, run.status, run.output, run.error, run.history, run.children)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def resolve_snapshot(self, data: Mapping[str, Any]) -> Snapshot:
+        """A snapshot from its JSON form (``Snapshot.to_json``)."""
+        if not isinstance(data, Mapping) or "value" not in data:
+            raise ExecutionError("invalid-snapshot", "", "a snapshot needs a 'value'")
+        config = self.configurations.from_value(data["value"])
+        history: dict[str, tuple[str, ...]] = {}
+        for hid, ids in (data.get("historyValue") or {}).items():
+            if hid not in self.nodes_by_id or any(i not in self.nodes_by_id for i in ids):
+                raise ExecutionError("invalid-snapshot", "", f"unknown state in history {hid!r}")
+            history[hid] = tuple(ids)
+        status = data.get("status", "active")
+        if status not in ("active", "done", "error", "stopped"):
+            raise ExecutionError("invalid-snapshot", "", f"invalid status {status!r}")
+        children = {str(k): dict(v) for k, v in (data.get("children") or {}).items()}
+        return Snapshot(
+            self, config, data.get("context"), status, data.get("output"), data.get("error"), history, children
+        )
+
+
+class Setup:
+    """``setup(actions=..., guards=..., actors=..., delays=...)``: implementations that
+    machine configs refer to by name."""
+
+    def __init__(self, implementations: Implementations) -> None:
+        self.implementations = implementations
+
+    def create_machine(self, config: Mapping[str, Any]) -> Machine:
+        return Machine(config, self.implementations)
+
+
+def setup(
+    actions: Mapping[str, Any] | None = None,
+    guards: Mapping[str, Any] | None = None,
+    actors: Mapping[str, Any] | None = None,
+    delays: Mapping[str, Any] | None = None,
+) -> Setup:
+    return Setup(Implementations(actions, guards, actors, delays))
+
+
+def create_machine(config: Mapping[str, Any]) -> Machine:
+    return Machine(config)
+
+
+def to_event(event: Any) -> Event:
+    if isinstance(event, str):
+        return {"type": event}
+    if isinstance(event, Mapping) and isinstance(event.get("type"), str):
+        return event if isinstance(event, dict) else dict(event)
+    raise ExecutionError("invalid-event", "", f"an event is a string or an object with a string 'type', not {event!r}")
+
+
+def _initial_nodes(root: StateNode) -> list[StateNode]:
+    out: list[StateNode] = []
+
+    def visit(node: StateNode) -> None:
+        if node in out:
+            return
+        out.append(node)
+        if node.type == "compound" and node.initial is not None:
+            visit(node.initial)
+        elif node.type == "parallel":
+            for child in node.real_children:
+                visit(child)
+
+    visit(root)
+    return out
+
+
+def _guard(run: Run, step: Any, *args: Any) -> None:
+    try:
+        step(*args)
+    except ChartError:
+        raise
+    except RecursionError as exc:
+        raise ExecutionError("action-failed", run.path, "recursion limit reached") from exc
+    except Exception as exc:
+        raise ExecutionError("action-failed", run.path, f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,172 @@
+"""One macrostep: an external event, then eventless transitions and raised events until
+the configuration is stable (XState v5 ``macrostep``)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._actions import Action, as_fn3
+from ._algorithm import eventless, plan, selection
+from ._effects import Effect, StartActor, StopActor
+from ._errors import ExecutionError
+
+if TYPE_CHECKING:
+    from ._configuration import Configuration
+    from ._implementations import Implementations
+    from ._machine import Machine
+    from ._nodes import StateNode, Transition
+
+_HISTORY_DEPENDENT = object()
+MAX_MICROSTEPS = 10_000
+
+
+class Run:
+    """The mutable working state of one macrostep."""
+
+    __slots__ = (
+        "children",
+        "config",
+        "context",
+        "effects",
+        "error",
+        "event",
+        "history",
+        "impls",
+        "machine",
+        "output",
+        "path",
+        "queue",
+        "status",
+    )
+
+    def __init__(
+        self,
+        machine: Machine,
+        config: Configuration,
+        context: Any,
+        history: dict[str, tuple[str, ...]],
+        children: dict[str, dict[str, Any]],
+        event: dict[str, Any],
+    ) -> None:
+        self.machine = machine
+        self.impls: Implementations = machine.implementations
+        self.config = config
+        self.context = context
+        self.history = history
+        self.children = children
+        self.event = event
+        self.queue: deque[dict[str, Any]] = deque()
+        self.effects: list[Effect] = []
+        self.status = "active"
+        self.output: Any = None
+        self.error: Any = None
+        self.path = ""
+
+    def execute(self, action: Action) -> None:
+        action.execute(self)
+
+    def resolve_delay(self, spec: Any, params: Any) -> int | None:
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            if spec.isdigit():
+                return int(spec)
+            spec = self.impls.delay(spec, self.path)
+        if callable(spec):
+            spec = as_fn3(spec)(self.context, self.event, params)
+        if not isinstance(spec, int | float) or isinstance(spec, bool) or spec < 0:
+            raise ExecutionError("action-failed", self.path, f"a delay must be a number of ms, got {spec!r}")
+        return int(spec)
+
+    def resolve_output(self, spec: Any, event: dict[str, Any] | None = None) -> Any:
+        if callable(spec):
+            return as_fn3(spec)(self.context, event if event is not None else self.event, None)
+        return spec
+
+    def start_child(self, id: str, src: str, logic: Any, input: Any, system_id: str | None, kind: Any) -> None:
+        self.children = {**self.children, id: {"src": src, "kind": kind}}
+        self.effects.append(StartActor(id, src, input, system_id, kind, logic))
+
+    def stop_child(self, id: str) -> None:
+        if id in self.children:
+            self.children = {k: v for k, v in self.children.items() if k != id}
+            self.effects.append(StopActor(id))
+
+    def finish(self, completion: StateNode) -> None:
+        self.status = "done"
+        root = self.machine.root
+        if root.output is None:
+            return
+        done_event: dict[str, Any] = {"type": f"xstate.done.state.{completion.id}"}
+        if completion.parent is not None and completion.output is not None:
+            done_event["output"] = self.resolve_output(completion.output)
+        self.output = self.resolve_output(root.output, done_event)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def apply(self, transitions: list[Transition] | tuple[Transition, ...]) -> bool:
+        """Run one microstep; whether it changed anything observable."""
+        if not transitions:
+            return False
+        config = self.config
+        key = transitions if isinstance(transitions, tuple) else tuple(transitions)
+        found = config.plans.get(key)
+        if found is _HISTORY_DEPENDENT:
+            hkey = (key, tuple(sorted(self.history.items())))
+            found = config.plans.get(hkey)
+            if found is None:
+                found = config.plans[hkey] = self._plan(key)
+        elif found is None:
+            found = self._plan(key)
+            if found.used_history:
+                config.plans[key] = _HISTORY_DEPENDENT
+                config.plans[(key, tuple(sorted(self.history.items())))] = found
+            else:
+                config.plans[key] = found
+        before = (self.context, self.children, self.history)
+        if found.history_updates:
+            self.history = {**self.history, **dict(found.history_updates)}
+        for action in found.steps:
+            action.execute(self)
+        self.config = found.target
+        return found.target is not config or before != (self.context, self.children, self.history)
+
+    def _plan(self, transitions: tuple[Transition, ...]) -> Any:
+        return plan(transitions, self.config, self.history, self.machine.configurations)
+
+    def run(self, event: dict[str, Any]) -> None:
+        etype = event["type"]
+        if etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
+            child = etype.split(".", 3)[3]
+            if child in self.children:
+                self.children = {k: v for k, v in self.children.items() if k != child}
+        transitions = selection(self.config, etype).select(self)
+        if not transitions and etype.startswith("xstate.error.actor."):
+            self.status = "error"
+            self.error = event.get("error")
+        else:
+            self.apply(transitions)
+        self.settle()
+
+    def settle(self) -> None:
+        select_eventless = True
+        budget = MAX_MICROSTEPS
+        while self.status == "active":
+            budget -= 1
+            if budget < 0:
+                raise ExecutionError(
+                    "infinite-loop", self.path, f"no stable configuration after {MAX_MICROSTEPS} microsteps"
+                )
+            enabled = eventless(self.config, self.history, self) if select_eventless else []
+            if enabled:
+                select_eventless = self.apply(enabled)
+                continue
+            if not self.queue:
+                break
+            self.event = self.queue.popleft()
+            self.apply(selection(self.config, self.event["type"]).select(self))
+            select_eventless = True
+        if self.status != "active":
+            for child in list(self.children):
+                self.stop_child(child)
