@@ -50,12 +50,10 @@ History = dict[str, tuple[str, ...]]
 
 
 def candidates(node: StateNode, event_type: str) -> list[Transition]:
-    exact = node.transitions.get(event_type)
-    if exact:
-        return exact
-    matching = [d for d in node.transitions if _descriptor_matches(d, event_type)]
-    matching.sort(key=len, reverse=True)
-    return [t for d in matching for t in node.transitions[d]]
+    exact = node.transitions.get(event_type) or []
+    partial = [d for d in node.transitions if d != event_type and _descriptor_matches(d, event_type)]
+    partial.sort(key=len, reverse=True)
+    return [*exact, *(t for d in partial for t in node.transitions[d])]
 
 
 def _descriptor_matches(descriptor: str, event_type: str) -> bool:
@@ -173,9 +171,9 @@ def _history_default(node: StateNode) -> Transition:
     if node.history_default is not None:
         return node.history_default
     parent = node.parent
-    assert parent is not None and parent.initial is not None
+    assert parent is not None
     default = Transition(parent, None, None, None, parent.initial_actions, False)
-    default.targets = (parent.initial,)
+    default.targets = (parent,) if parent.initial is None else (parent.initial,)
     return default
 
 
@@ -286,7 +284,7 @@ def _add_descendants(node: StateNode, history: History, es: EntrySet, nodes_by_i
             default = _history_default(node)
             for s in default.targets or ():
                 es.enter.add(s)
-                if node.history_default is None:
+                if node.history_default is None and parent.type == "compound":
                     es.default_entry.add(parent)
                 _add_descendants(s, history, es, nodes_by_id)
             for s in default.targets or ():
@@ -420,10 +418,9 @@ def plan(
         if node.type != "final":
             continue
         parent = node.parent
-        assert parent is not None
-        marker = parent if parent.type == "parallel" else parent.parent
+        marker = None if parent is None else parent if parent.type == "parallel" else parent.parent
         completion = node
-        if parent.type == "compound":
+        if parent is not None and parent.type == "compound":
             steps.append(RaiseDone(parent, node))
         while marker is not None and marker.type == "parallel" and marker not in done_parallels and _in_final(active, marker):
             done_parallels.add(marker)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._errors import ExecutionError
-from ._nodes import StateNode
+from ._nodes import StateNode, resolve_id
 
 
 class Configuration:
@@ -48,7 +48,7 @@ class Configuration:
 
     def in_state(self, spec: Any) -> bool:
         if isinstance(spec, str) and spec.startswith("#"):
-            return spec[1:] in self.ids
+            return resolve_id(self.by_id, spec) in self.node_set
         return matches_state(spec, self.value)
 
     def __repr__(self) -> str:

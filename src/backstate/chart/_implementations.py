@@ -142,12 +142,17 @@ class Implementations:
             return self._named_guard(kind, ref.get("params"), path)
         raise DefinitionError("invalid-config", path, f"invalid guard {ref!r}")
 
-    def _named_guard(self, name: str, params: Any, path: str) -> Guard | None:
+    def _named_guard(self, name: str, params: Any, path: str, depth: int = 0) -> Guard | None:
         if name not in self.guards:
             raise DefinitionError("unknown-guard", path, f"guard {name!r} is not implemented")
         impl = self.guards[name]
-        if isinstance(impl, Mapping) and impl.get("type") in _GUARD_COMBINATORS:
-            return self._combinator(impl, path)
+        if isinstance(impl, str | Mapping) and depth < 32:
+            if isinstance(impl, Mapping) and impl.get("type") in _GUARD_COMBINATORS:
+                return self._combinator(impl, path)
+            ref_name = impl if isinstance(impl, str) else impl.get("type")
+            if isinstance(ref_name, str):
+                ref_params = None if isinstance(impl, str) else impl.get("params")
+                return self._named_guard(ref_name, ref_params, path, depth + 1)
         if not callable(impl):
             raise DefinitionError("invalid-config", path, f"guard {name!r} is not callable")
         return CustomGuard(name, impl, params)

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ._actions import Action, Guard
 
 STATE_TYPES = ("atomic", "compound", "parallel", "final", "history")
-_DESCRIPTOR = re.compile(r"^(\*|[^*\s]+(\.\*)?)$")
+# "*", or tokens without wildcards, optionally ending in ".*"; XState only warns about
+# other wildcards (which never match), we reject them when the machine is loaded.
+_DESCRIPTOR = re.compile(r"^(\*|[^*]+?(\.\*)?)$")
 
 
 class Transition:
@@ -197,8 +199,12 @@ class TreeBuilder:
         else:
             node.id = str(custom_id) if custom_id is not None else ".".join((machine_id, *node.path))
         if node.id in self.by_id:
-            raise DefinitionError("duplicate-id", node.dotted, f"duplicate state id {node.id!r}")
-        self.by_id[node.id] = node
+            # Generated ids can collide with keys that contain a '.'; only ids
+            # someone wrote are an error (XState silently lets the last one win).
+            if custom_id is not None or self.by_id[node.id].config.get("id") is not None:
+                raise DefinitionError("duplicate-id", node.dotted, f"duplicate state id {node.id!r}")
+        else:
+            self.by_id[node.id] = node
         states = config.get("states") or {}
         if not isinstance(states, Mapping):
             raise DefinitionError("invalid-config", node.dotted, "'states' must be an object")
@@ -209,17 +215,15 @@ class TreeBuilder:
             node.type = declared
         elif states:
             node.type = "compound"
-        elif "history" in config:
+        elif config.get("history"):
             node.type = "history"
         if node.type in ("atomic", "final", "history") and states:
             raise DefinitionError(
                 "invalid-config", node.dotted, f"a {node.type} state cannot have child states"
             )
         for key in _sorted_keys(states):
-            if not isinstance(key, str) or not key or "." in key:
-                raise DefinitionError(
-                    "invalid-config", node.dotted, f"invalid state key {key!r} (no '.' allowed)"
-                )
+            if not isinstance(key, str) or not key:
+                raise DefinitionError("invalid-config", node.dotted, f"invalid state key {key!r}")
             child = StateNode(key, node, states[key])
             node.children[key] = child
             self._structure(child, machine_id)
@@ -293,7 +297,8 @@ class TreeBuilder:
         node.initial_actions = self.compile_actions(actions, node.dotted)
 
     def _history(self, node: StateNode) -> None:
-        kind = node.config.get("history", "shallow")
+        kind = node.config.get("history") or "shallow"
+        kind = "shallow" if kind is True else kind
         if kind not in ("shallow", "deep"):
             raise DefinitionError("invalid-history", node.dotted, f"history must be shallow or deep, not {kind!r}")
         if node.parent is None or node.parent.type == "atomic":
@@ -353,57 +358,57 @@ class TreeBuilder:
             t.targets = None
             return
         t.targets = tuple(self.resolve_target(t.source, spec) for spec in t.target_specs)
-        if len(t.targets) > 1:
-            for a in t.targets:
-                for b in t.targets:
-                    if a is not b and _cannot_coexist(a, b):
-                        raise DefinitionError(
-                            "invalid-config",
-                            t.source.dotted,
-                            f"targets {a.id!r} and {b.id!r} cannot be active together",
-                        )
 
     def resolve_target(self, source: StateNode, spec: str) -> StateNode:
+        found: StateNode | None
         if spec.startswith("#"):
-            return self.by_path(spec, source)
-        if spec.startswith("."):
-            return self.by_path_from(source, spec[1:].split("."), spec)
-        if source.parent is None:
+            found = resolve_id(self.by_id, spec)
+        elif spec.startswith("."):
+            found = by_path(source, split_path(spec[1:]))
+        elif source.parent is None:
             raise DefinitionError(
                 "unknown-target", source.dotted, f"invalid target {spec!r} from the root; did you mean '.{spec}'?"
             )
-        return self.by_path_from(source.parent, spec.split("."), spec)
-
-    def by_path(self, spec: str, source: StateNode) -> StateNode:
-        whole = spec[1:]
-        if whole in self.by_id:
-            return self.by_id[whole]
-        head, _, rest = whole.partition(".")
-        node = self.by_id.get(head)
-        if node is None:
-            raise DefinitionError("unknown-target", source.dotted, f"no state with id {spec!r}")
-        return self.by_path_from(node, rest.split(".") if rest else [], spec, source)
-
-    def by_path_from(
-        self, node: StateNode, keys: list[str], spec: str, source: StateNode | None = None
-    ) -> StateNode:
-        for key in keys:
-            if not key:
-                break
-            child = node.children.get(key)
-            if child is None:
-                where = (source or node).dotted
-                raise DefinitionError("unknown-target", where, f"target {spec!r} does not exist")
-            node = child
-        return node
+        else:
+            found = by_path(source.parent, split_path(spec))
+        if found is None:
+            raise DefinitionError("unknown-target", source.dotted, f"target {spec!r} does not exist")
+        return found
 
 
-def _cannot_coexist(a: StateNode, b: StateNode) -> bool:
-    """Two targets of one transition that no configuration holds at once."""
-    if a.is_descendant_of(b) or b.is_descendant_of(a):
-        return True
-    lca = next(anc for anc in a.proper_ancestors() if b.is_descendant_of(anc))
-    return lca.type != "parallel"
+def split_path(spec: str) -> list[str]:
+    """Split a dotted path; a backslash escapes the next character (``foo\\.bar``)."""
+    parts: list[str] = []
+    segment: list[str] = []
+    chars = iter(spec)
+    for ch in chars:
+        if ch == "\\":
+            segment.append(next(chars, ""))
+        elif ch == ".":
+            parts.append("".join(segment))
+            segment = []
+        else:
+            segment.append(ch)
+    parts.append("".join(segment))
+    return parts
+
+
+def by_path(node: StateNode, keys: list[str]) -> StateNode | None:
+    for key in keys:
+        if not key:
+            break
+        child = node.children.get(key)
+        if child is None:
+            return None
+        node = child
+    return node
+
+
+def resolve_id(by_id: Mapping[str, StateNode], spec: str) -> StateNode | None:
+    """``#id`` or ``#id.child.path``: the first segment is an id, the rest a path."""
+    head, *rest = split_path(spec[1:] if spec.startswith("#") else spec)
+    node = by_id.get(head)
+    return None if node is None else by_path(node, rest)
 
 
 def _as_list(value: Any) -> list[Any]:
