@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backstate.testing import Actor
 
 from backstate.chart import DefinitionError
 from backstate.chart.scxml import NEEDS_DATAMODEL, load_scxml, machine_from_scxml, sanitize_id
+from backstate.testing import Actor
 
 SUITE = Path(__file__).resolve().parents[2] / ".cache" / "scion" / "test"
 EXCLUDED_GROUPS = {"w3c-ecma"}
