@@ -186,7 +186,14 @@ class Actor:
             self._busy = False
 
     def _carry_out(self, effects: list[Effect]) -> None:
+        # As in XState, a child started later in the same batch receives what was
+        # sent to it earlier in the batch, once it has started.
+        later = {e.id for e in effects if isinstance(e, StartActor)}
+        waiting: dict[str, list[dict[str, Any]]] = {}
         for effect in effects:
+            if isinstance(effect, SendEvent) and effect.to in later and effect.to not in self.children:
+                waiting.setdefault(effect.to, []).append(effect.event)
+                continue
             if isinstance(effect, RunAction):
                 effect.run()
             elif isinstance(effect, ScheduleEvent):
@@ -205,7 +212,12 @@ class Actor:
                 self.logs.append((effect.label, effect.value))
             elif isinstance(effect, StartActor):
                 self._start_child(effect)
+                for event in waiting.pop(effect.id, []):
+                    self._deliver(effect.id, event)
             elif isinstance(effect, StopActor):
+                self._system.timers = [
+                    t for t in self._system.timers if not (t.actor is self and t.to == effect.id)
+                ]
                 child = self.children.pop(effect.id, None)
                 self._live_children.discard(child)
                 if isinstance(child, Actor):
