@@ -21,8 +21,6 @@ from ._effects import (
     RunAction,
     ScheduleEvent,
     SendEvent,
-    StartActor,
-    StopActor,
 )
 from ._errors import DefinitionError, ExecutionError
 
@@ -66,7 +64,9 @@ def _event(spec: Any, run: Run, params: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"type": value}
     if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
-        raise ExecutionError("action-failed", run.path, f"an event needs a string 'type', got {value!r}")
+        raise ExecutionError(
+            "action-failed", run.path, f"an event needs a string 'type', got {value!r}"
+        )
     return dict(value)
 
 
@@ -98,7 +98,9 @@ class CustomAction(Action):
 
     def execute(self, run: Run) -> None:
         params = _params(self.params, run) if self.params is not None else None
-        run.effects.append(RunAction(self.name, params, run.context, run.event, self.fn, self.with_params))
+        run.effects.append(
+            RunAction(self.name, params, run.context, run.event, self.fn, self.with_params)
+        )
 
 
 class AssignAction(Action):
@@ -125,9 +127,13 @@ class AssignAction(Action):
         if self.fn is not None:
             update = self.fn(context, run.event, params)
             if not isinstance(update, Mapping):
-                raise ExecutionError("action-failed", run.path, f"an assigner must return an object, got {update!r}")
+                raise ExecutionError(
+                    "action-failed", run.path, f"an assigner must return an object, got {update!r}"
+                )
         else:
-            update = {k: (v(context, run.event, params) if is_fn else v) for k, v, is_fn in self.props}
+            update = {
+                k: (v(context, run.event, params) if is_fn else v) for k, v, is_fn in self.props
+            }
         run.context = {**context, **update}
 
 
@@ -229,7 +235,9 @@ class SpawnAction(Action):
     def execute(self, run: Run) -> None:
         params = _params(self.params, run) if self.params is not None else None
         child_id = str(_value(self.id, run, params))
-        run.start_child(child_id, self.src, self.logic, _value(self.input, run, params), self.system_id, "spawn")
+        run.start_child(
+            child_id, self.src, self.logic, _value(self.input, run, params), self.system_id, "spawn"
+        )
 
 
 class StopChildAction(Action):
@@ -255,7 +263,9 @@ class StartInvoke(Action):
 
     def execute(self, run: Run) -> None:
         inv = self.invoke
-        run.start_child(inv.id, inv.src, inv.logic, _value(inv.input, run, None), inv.system_id, "invoke")
+        run.start_child(
+            inv.id, inv.src, inv.logic, _value(inv.input, run, None), inv.system_id, "invoke"
+        )
 
 
 class StopInvoke(Action):

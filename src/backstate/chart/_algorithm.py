@@ -51,7 +51,9 @@ History = dict[str, tuple[str, ...]]
 
 def candidates(node: StateNode, event_type: str) -> list[Transition]:
     exact = node.transitions.get(event_type) or []
-    partial = [d for d in node.transitions if d != event_type and _descriptor_matches(d, event_type)]
+    partial = [
+        d for d in node.transitions if d != event_type and _descriptor_matches(d, event_type)
+    ]
     partial.sort(key=len, reverse=True)
     return [*exact, *(t for d in partial for t in node.transitions[d])]
 
@@ -130,7 +132,7 @@ def _evaluate(tree: Any, run: Run | None) -> list[Transition]:
         if found:
             return found
     for t in cands:
-        if t.guard is None or t.guard.test(run):  # type: ignore[arg-type]
+        if t.guard is None or t.guard.test(run):
             return [t]
     return []
 
@@ -152,7 +154,9 @@ def eventless(config: Configuration, history: History, run: Run) -> list[Transit
 # -- exit and entry sets ----------------------------------------------------------------
 
 
-def effective_targets(t: Transition, history: History, nodes_by_id: dict[str, StateNode]) -> list[StateNode]:
+def effective_targets(
+    t: Transition, history: History, nodes_by_id: dict[str, StateNode]
+) -> list[StateNode]:
     out: list[StateNode] = []
     for target in t.targets or ():
         if target.type == "history":
@@ -202,7 +206,10 @@ def _lcca(nodes: list[StateNode]) -> StateNode | None:
 
 
 def exit_set(
-    transitions: list[Transition], config: Configuration, history: History, nodes_by_id: dict[str, StateNode]
+    transitions: list[Transition],
+    config: Configuration,
+    history: History,
+    nodes_by_id: dict[str, StateNode],
 ) -> set[StateNode]:
     out: set[StateNode] = set()
     for t in transitions:
@@ -249,7 +256,9 @@ class EntrySet:
         self.used_history = False
 
 
-def entry_set(transitions: list[Transition], history: History, nodes_by_id: dict[str, StateNode]) -> EntrySet:
+def entry_set(
+    transitions: list[Transition], history: History, nodes_by_id: dict[str, StateNode]
+) -> EntrySet:
     es = EntrySet()
     for t in transitions:
         d = domain(t, history, nodes_by_id)
@@ -267,7 +276,9 @@ def entry_set(transitions: list[Transition], history: History, nodes_by_id: dict
     return es
 
 
-def _add_descendants(node: StateNode, history: History, es: EntrySet, nodes_by_id: dict[str, StateNode]) -> None:
+def _add_descendants(
+    node: StateNode, history: History, es: EntrySet, nodes_by_id: dict[str, StateNode]
+) -> None:
     if node.type == "history":
         es.used_history = True
         recorded = history.get(node.id)
@@ -329,7 +340,7 @@ def _add_ancestors(
 class RaiseDone(Action):
     """Raise ``xstate.done.state.<id>`` (with the final state's output, if any)."""
 
-    __slots__ = ("node", "final")
+    __slots__ = ("final", "node")
 
     def __init__(self, node: StateNode, final: StateNode | None) -> None:
         super().__init__()
@@ -381,7 +392,9 @@ def plan(
     """``config`` None means the initial microstep (nothing active yet)."""
     initial = config is None
     nodes_by_id = configurations.by_id
-    chosen = list(transitions) if config is None else remove_conflicting(transitions, config, history)
+    chosen = (
+        list(transitions) if config is None else remove_conflicting(transitions, config, history)
+    )
     exits = (
         []
         if config is None
@@ -393,7 +406,9 @@ def plan(
     for node in exits:
         for h in node.history_children:
             if h.history == "deep":
-                recorded = tuple(n.id for n in active_before if n.is_descendant_of(node) and not n.children)
+                recorded = tuple(
+                    n.id for n in active_before if n.is_descendant_of(node) and not n.children
+                )
             else:
                 recorded = tuple(n.id for n in active_before if n.parent is node)
             updates.append((h.id, recorded))
@@ -422,7 +437,12 @@ def plan(
         completion = node
         if parent is not None and parent.type == "compound":
             steps.append(RaiseDone(parent, node))
-        while marker is not None and marker.type == "parallel" and marker not in done_parallels and _in_final(active, marker):
+        while (
+            marker is not None
+            and marker.type == "parallel"
+            and marker not in done_parallels
+            and _in_final(active, marker)
+        ):
             done_parallels.add(marker)
             steps.append(RaiseDone(marker, None))
             completion = marker

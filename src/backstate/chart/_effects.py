@@ -84,4 +84,13 @@ class LogMessage:
     value: Any
 
 
-Effect = RunAction | StartActor | StopActor | ScheduleEvent | CancelEvent | SendEvent | EmitEvent | LogMessage
+Effect = (
+    RunAction
+    | StartActor
+    | StopActor
+    | ScheduleEvent
+    | CancelEvent
+    | SendEvent
+    | EmitEvent
+    | LogMessage
+)

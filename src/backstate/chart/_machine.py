@@ -19,7 +19,9 @@ Event = dict[str, Any]
 
 
 class Machine:
-    def __init__(self, config: Mapping[str, Any], implementations: Implementations | None = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], implementations: Implementations | None = None
+    ) -> None:
         if not isinstance(config, Mapping):
             raise DefinitionError("invalid-config", "", "a machine config must be an object")
         self.config = config
@@ -57,7 +59,9 @@ class Machine:
     def initial_transition(self, input: Any = None) -> tuple[Snapshot, list[Effect]]:
         event: Event = {"type": "xstate.init", "input": input}
         try:
-            context = self._context(input) if callable(self._context) else copy.deepcopy(self._context)
+            context = (
+                self._context(input) if callable(self._context) else copy.deepcopy(self._context)
+            )
         except Exception as exc:
             raise ExecutionError("action-failed", "", f"context factory raised {exc!r}") from exc
         run = Run(self, self.configurations.get([self.root]), context, {}, {}, event)
@@ -70,13 +74,17 @@ class Machine:
         run.config = self._initial_plan.target
         run.settle()
 
-    def transition(self, snapshot: Snapshot | Mapping[str, Any], event: Any) -> tuple[Snapshot, list[Effect]]:
+    def transition(
+        self, snapshot: Snapshot | Mapping[str, Any], event: Any
+    ) -> tuple[Snapshot, list[Effect]]:
         if not isinstance(snapshot, Snapshot):
             snapshot = self.resolve_snapshot(snapshot)
         ev = to_event(event)
         if snapshot.status != "active":
             return snapshot, []
-        run = Run(self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev)
+        run = Run(
+            self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev
+        )
         _guard(run, run.run, ev)
         return self._snapshot(run), run.effects
 
@@ -84,13 +92,24 @@ class Machine:
         ev = to_event(event)
         if snapshot.status != "active":
             return False
-        run = Run(self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev)
+        run = Run(
+            self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev
+        )
         found: list[Transition] = []
         _guard(run, lambda: found.extend(selection(run.config, ev["type"]).select(run)))
         return any(t.targets or t.actions for t in found)
 
     def _snapshot(self, run: Run) -> Snapshot:
-        return Snapshot(self, run.config, run.context, run.status, run.output, run.error, run.history, run.children)
+        return Snapshot(
+            self,
+            run.config,
+            run.context,
+            run.status,
+            run.output,
+            run.error,
+            run.history,
+            run.children,
+        )
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -109,7 +128,14 @@ class Machine:
             raise ExecutionError("invalid-snapshot", "", f"invalid status {status!r}")
         children = {str(k): dict(v) for k, v in (data.get("children") or {}).items()}
         return Snapshot(
-            self, config, data.get("context"), status, data.get("output"), data.get("error"), history, children
+            self,
+            config,
+            data.get("context"),
+            status,
+            data.get("output"),
+            data.get("error"),
+            history,
+            children,
         )
 
 
@@ -142,7 +168,11 @@ def to_event(event: Any) -> Event:
         return {"type": event}
     if isinstance(event, Mapping) and isinstance(event.get("type"), str):
         return event if isinstance(event, dict) else dict(event)
-    raise ExecutionError("invalid-event", "", f"an event is a string or an object with a string 'type', not {event!r}")
+    raise ExecutionError(
+        "invalid-event",
+        "",
+        f"an event is a string or an object with a string 'type', not {event!r}",
+    )
 
 
 def _initial_nodes(root: StateNode) -> list[StateNode]:

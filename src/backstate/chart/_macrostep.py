@@ -76,7 +76,9 @@ class Run:
         if callable(spec):
             spec = as_fn3(spec)(self.context, self.event, params)
         if not isinstance(spec, int | float) or isinstance(spec, bool) or spec < 0:
-            raise ExecutionError("action-failed", self.path, f"a delay must be a number of ms, got {spec!r}")
+            raise ExecutionError(
+                "action-failed", self.path, f"a delay must be a number of ms, got {spec!r}"
+            )
         return int(spec)
 
     def resolve_output(self, spec: Any, event: dict[str, Any] | None = None) -> Any:
@@ -84,7 +86,9 @@ class Run:
             return as_fn3(spec)(self.context, event if event is not None else self.event, None)
         return spec
 
-    def start_child(self, id: str, src: str, logic: Any, input: Any, system_id: str | None, kind: Any) -> None:
+    def start_child(
+        self, id: str, src: str, logic: Any, input: Any, system_id: str | None, kind: Any
+    ) -> None:
         self.children = {**self.children, id: {"src": src, "kind": kind}}
         self.effects.append(StartActor(id, src, input, system_id, kind, logic))
 
@@ -156,7 +160,9 @@ class Run:
             budget -= 1
             if budget < 0:
                 raise ExecutionError(
-                    "infinite-loop", self.path, f"no stable configuration after {MAX_MICROSTEPS} microsteps"
+                    "infinite-loop",
+                    self.path,
+                    f"no stable configuration after {MAX_MICROSTEPS} microsteps",
                 )
             enabled = eventless(self.config, self.history, self) if select_eventless else []
             if enabled:

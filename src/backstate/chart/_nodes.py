@@ -197,12 +197,16 @@ class TreeBuilder:
         if node.parent is None:
             node.id = str(custom_id) if custom_id is not None else machine_id
         else:
-            node.id = str(custom_id) if custom_id is not None else ".".join((machine_id, *node.path))
+            node.id = (
+                str(custom_id) if custom_id is not None else ".".join((machine_id, *node.path))
+            )
         if node.id in self.by_id:
             # Generated ids can collide with keys that contain a '.'; only ids
             # someone wrote are an error (XState silently lets the last one win).
             if custom_id is not None or self.by_id[node.id].config.get("id") is not None:
-                raise DefinitionError("duplicate-id", node.dotted, f"duplicate state id {node.id!r}")
+                raise DefinitionError(
+                    "duplicate-id", node.dotted, f"duplicate state id {node.id!r}"
+                )
         else:
             self.by_id[node.id] = node
         states = config.get("states") or {}
@@ -300,9 +304,13 @@ class TreeBuilder:
         kind = node.config.get("history") or "shallow"
         kind = "shallow" if kind is True else kind
         if kind not in ("shallow", "deep"):
-            raise DefinitionError("invalid-history", node.dotted, f"history must be shallow or deep, not {kind!r}")
+            raise DefinitionError(
+                "invalid-history", node.dotted, f"history must be shallow or deep, not {kind!r}"
+            )
         if node.parent is None or node.parent.type == "atomic":
-            raise DefinitionError("invalid-history", node.dotted, "a history state needs a parent with child states")
+            raise DefinitionError(
+                "invalid-history", node.dotted, "a history state needs a parent with child states"
+            )
         node.history = kind
         target = node.config.get("target")
         if target is not None:
@@ -315,7 +323,9 @@ class TreeBuilder:
                 raise DefinitionError("invalid-config", node.dotted, "an invoke needs a 'src'")
             src_name, logic = self.resolve_actor(inv["src"], node.dotted)
             inv_id = inv.get("id") or f"{node.id}:invocation[{index}]"
-            node.invoke.append(InvokeDef(str(inv_id), src_name, logic, inv.get("input"), inv.get("systemId")))
+            node.invoke.append(
+                InvokeDef(str(inv_id), src_name, logic, inv.get("input"), inv.get("systemId"))
+            )
 
     def _after(self, node: StateNode) -> None:
         after = node.config.get("after")
@@ -336,7 +346,9 @@ class TreeBuilder:
             found = self._transitions(node, event_type, after[key])
             node.transitions.setdefault(event_type, []).extend(found)
 
-    def _transitions(self, node: StateNode, event_type: str | None, tconfig: Any) -> list[Transition]:
+    def _transitions(
+        self, node: StateNode, event_type: str | None, tconfig: Any
+    ) -> list[Transition]:
         out: list[Transition] = []
         items = tconfig if isinstance(tconfig, list) else [tconfig]
         if isinstance(tconfig, list) and tconfig and all(isinstance(i, str) for i in tconfig):
@@ -350,7 +362,11 @@ class TreeBuilder:
             specs = None if target is None else [str(t) for t in _as_list(target)]
             guard = self.compile_guard(item.get("guard"), node.dotted)
             actions = self.compile_actions(item.get("actions"), node.dotted)
-            out.append(Transition(node, event_type, specs, guard, actions, bool(item.get("reenter", False))))
+            out.append(
+                Transition(
+                    node, event_type, specs, guard, actions, bool(item.get("reenter", False))
+                )
+            )
         return out
 
     def _resolve_targets(self, t: Transition) -> None:
@@ -367,12 +383,16 @@ class TreeBuilder:
             found = by_path(source, split_path(spec[1:]))
         elif source.parent is None:
             raise DefinitionError(
-                "unknown-target", source.dotted, f"invalid target {spec!r} from the root; did you mean '.{spec}'?"
+                "unknown-target",
+                source.dotted,
+                f"invalid target {spec!r} from the root; did you mean '.{spec}'?",
             )
         else:
             found = by_path(source.parent, split_path(spec))
         if found is None:
-            raise DefinitionError("unknown-target", source.dotted, f"target {spec!r} does not exist")
+            raise DefinitionError(
+                "unknown-target", source.dotted, f"target {spec!r} does not exist"
+            )
         return found
 
 

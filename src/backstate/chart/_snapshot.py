@@ -12,7 +12,16 @@ if TYPE_CHECKING:
 
 
 class Snapshot:
-    __slots__ = ("children", "configuration", "context", "error", "history", "machine", "output", "status")
+    __slots__ = (
+        "children",
+        "configuration",
+        "context",
+        "error",
+        "history",
+        "machine",
+        "output",
+        "status",
+    )
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from operator import add, ge, gt, le, lt, mul, sub, truediv
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ _SCXML_TYPES = (None, "scxml", "http://www.w3.org/TR/scxml/", "http://www.w3.org
 _SEND_TYPES = (None, "scxml", "http://www.w3.org/TR/scxml/#SCXMLEventProcessor")
 _TOKEN = re.compile(
     r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
-    r"|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)|(===|!==|==|!=|<=|>=|&&|\|\||[-+*/%<>!(),]))"
+    r"|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)|(===|!==|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*/%<>!(),]))"
 )
 _LEVELS = ("||", "&&", "=== !== == !=", "< <= > >=", "+ -", "* / %")  # JS precedence
 _POWER = {op: power for power, ops in enumerate(_LEVELS, 1) for op in ops.split()}
@@ -142,7 +142,7 @@ def _evaluate(node: Node, context: Any) -> Any:
     if kind == "lit":
         return node[1]
     if kind == "var":
-        return context.get(node[1]) if isinstance(context, dict) else None
+        return context.get(node[1]) if isinstance(context, Mapping) else None
     if kind == "call":
         return _FUNCTIONS[node[1]](*(_num(_evaluate(arg, context)) for arg in node[2]))
     if kind in ("not", "neg", "pos"):

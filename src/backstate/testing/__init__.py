@@ -154,14 +154,20 @@ class Actor:
     @classmethod
     def restore(cls, machine: Machine, data: Mapping[str, Any], **kwargs: Any) -> Actor:
         system = kwargs.pop("_system", None) or _System(SimulatedClock(int(data.get("now", 0))))
-        actor = cls(machine, _system=system, _snapshot=machine.resolve_snapshot(data["snapshot"]), **kwargs)
+        actor = cls(
+            machine, _system=system, _snapshot=machine.resolve_snapshot(data["snapshot"]), **kwargs
+        )
         for t in data.get("timers", []):
-            system.timers.append(_Timer(t["due"], next(system.seq), actor, t["id"], t["event"], t["to"]))
+            system.timers.append(
+                _Timer(t["due"], next(system.seq), actor, t["id"], t["event"], t["to"])
+            )
         for child_id, child_data in (data.get("children") or {}).items():
             src = actor.snapshot.children.get(child_id, {}).get("src")
             logic = machine.implementations.actors.get(src) if src else None
             if isinstance(logic, Machine):
-                actor.children[child_id] = cls.restore(logic, child_data, id=child_id, parent=actor, _system=system)
+                actor.children[child_id] = cls.restore(
+                    logic, child_data, id=child_id, parent=actor, _system=system
+                )
         return actor
 
     # -- internals -------------------------------------------------------------------------
@@ -191,7 +197,11 @@ class Actor:
         later = {e.id for e in effects if isinstance(e, StartActor)}
         waiting: dict[str, list[dict[str, Any]]] = {}
         for effect in effects:
-            if isinstance(effect, SendEvent) and effect.to in later and effect.to not in self.children:
+            if (
+                isinstance(effect, SendEvent)
+                and effect.to in later
+                and effect.to not in self.children
+            ):
                 waiting.setdefault(effect.to, []).append(effect.event)
                 continue
             if isinstance(effect, RunAction):
@@ -199,7 +209,9 @@ class Actor:
             elif isinstance(effect, ScheduleEvent):
                 system = self._system
                 due = system.clock.now_ms + effect.delay_ms
-                system.timers.append(_Timer(due, next(system.seq), self, effect.id, effect.event, effect.to))
+                system.timers.append(
+                    _Timer(due, next(system.seq), self, effect.id, effect.event, effect.to)
+                )
             elif isinstance(effect, CancelEvent):
                 self._system.timers = [
                     t for t in self._system.timers if not (t.actor is self and t.id == effect.id)
@@ -224,16 +236,29 @@ class Actor:
                     child.stop()
         for listener in self.listeners:
             listener(self.snapshot)
-        if self._started and self.parent is not None and self.snapshot.status in ("done", "error") and not self.stopped:
+        if (
+            self._started
+            and self.parent is not None
+            and self.snapshot.status in ("done", "error")
+            and not self.stopped
+        ):
             self._report_to_parent()
 
     def _report_to_parent(self) -> None:
         parent = self.parent
         assert parent is not None
         if self.snapshot.status == "done":
-            event = {"type": f"xstate.done.actor.{self.id}", "output": self.snapshot.output, "actorId": self.id}
+            event = {
+                "type": f"xstate.done.actor.{self.id}",
+                "output": self.snapshot.output,
+                "actorId": self.id,
+            }
         else:
-            event = {"type": f"xstate.error.actor.{self.id}", "error": self.snapshot.error, "actorId": self.id}
+            event = {
+                "type": f"xstate.error.actor.{self.id}",
+                "error": self.snapshot.error,
+                "actorId": self.id,
+            }
         self.stopped = True
         parent._inbox.append((event, self))
         parent._drain()
@@ -244,19 +269,25 @@ class Actor:
             self._drain()
         elif to == "#_parent":
             if self.parent is None:
-                raise ExecutionError("unknown-child", "", f"{self.id!r} has no parent to send {event['type']!r} to")
+                raise ExecutionError(
+                    "unknown-child", "", f"{self.id!r} has no parent to send {event['type']!r} to"
+                )
             self.parent._inbox.append((event, None))
             self.parent._drain()
         else:
             child = self.children.get(to)
             if not isinstance(child, Actor):
-                raise ExecutionError("unknown-child", "", f"no child actor {to!r} to send {event['type']!r} to")
+                raise ExecutionError(
+                    "unknown-child", "", f"no child actor {to!r} to send {event['type']!r} to"
+                )
             child.send(event)
 
     def _start_child(self, effect: StartActor) -> None:
         logic = effect.logic
         if isinstance(logic, Machine):
-            child = Actor(logic, input=effect.input, id=effect.id, parent=self, _system=self._system)
+            child = Actor(
+                logic, input=effect.input, id=effect.id, parent=self, _system=self._system
+            )
             self.children[effect.id] = child
             self._live_children.add(child)
             if child.snapshot.status in ("done", "error") and not child.stopped:
@@ -269,9 +300,17 @@ class Actor:
             result = logic(effect.input) if callable(logic) else logic
             if inspect.isawaitable(result):
                 result = _run_coroutine(result)
-            event = {"type": f"xstate.done.actor.{effect.id}", "output": result, "actorId": effect.id}
+            event = {
+                "type": f"xstate.done.actor.{effect.id}",
+                "output": result,
+                "actorId": effect.id,
+            }
         except Exception as exc:
-            event = {"type": f"xstate.error.actor.{effect.id}", "error": error_payload(exc), "actorId": effect.id}
+            event = {
+                "type": f"xstate.error.actor.{effect.id}",
+                "error": error_payload(exc),
+                "actorId": effect.id,
+            }
         self._inbox.append((event, token))
 
 
