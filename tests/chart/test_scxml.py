@@ -200,6 +200,10 @@ def test_history_and_initial_element() -> None:
         ('<state id="u"><state id="a"/><state id="b"/></state>', "initial"),  # deep initial
         ('<state id="a"><invoke type="http://example.com/x"/></state>', "invoke"),
         ('<state id="a"><donedata/></state>', "donedata"),
+        (
+            '<datamodel><data id="v"/></datamodel><state id="a"><transition cond="++v"/></state>',
+            "transition",
+        ),
     ],
 )
 def test_unsupported_constructs_raise(body: str, element: str) -> None:
@@ -243,10 +247,9 @@ def test_datamodel_if_else_and_script_run() -> None:
 def test_expression_subset_follows_javascript() -> None:
     def value(expr: str, **data: Any) -> Any:
         decls = "".join(f'<data id="{k}" expr="{v}"/>' for k, v in data.items())
-        body = f'<datamodel>{decls}</datamodel><state id="a"><onentry><log expr="{expr}"/></onentry></state>'
-        return load_scxml(doc(body))["states"]["a"]["entry"][0]["value"](
-            load_scxml(doc(body)).get("context", {}), {}
-        )
+        entry = f'<onentry><log expr="{expr}"/></onentry>'
+        config = load_scxml(doc(f'<datamodel>{decls}</datamodel><state id="a">{entry}</state>'))
+        return config["states"]["a"]["entry"][0]["value"](config.get("context", {}), {})
 
     assert value("'a' + 1 + 2") == "a12"
     assert value("1 + 2 + 'a'") == "3a"
