@@ -1,8 +1,8 @@
 """Implementations for cases ported from xstate packages/core/test/actions.test.ts.
 
-XState observes custom actions with spies. Here a named action that must report what it
-saw (the event, the context, its params) enqueues the runner's built-in ``record`` action
-with that value, computed where the action stands in the action list.
+XState observes custom actions with spies. Here such actions append what they received
+(the event, the context, their params) to the case log, which the runner binds with
+``bind_log``.
 """
 
 import json
@@ -17,36 +17,43 @@ from backstate.chart import (
     setup,
 )
 
-
-def record(value):
-    return {"type": "record", "params": {"value": value}}
+_log: list = []
 
 
-def record_with(fn):
-    """A named action recording ``fn(context, event)``."""
-    return enqueue_actions(lambda context, event, enqueue: enqueue(record(fn(context, event))))
+def bind_log(log):
+    global _log
+    _log = log
 
 
-def _record_params(context, event, enqueue, params):
-    enqueue(record(json.dumps(params, sort_keys=True)))
+def record_event_type(context, event):
+    _log.append(event["type"])
+
+
+def record_count(context, event):
+    _log.append(f"count={context['count']}")
+
+
+def record_counter(context, event):
+    _log.append(f"counter={context['counter']}")
+
+
+def record_params(context, event, params):
+    _log.append(json.dumps(params, sort_keys=True))
 
 
 def _record_dynamic(params_fn):
-    """Enqueue ``record`` with dynamic params: ``params_fn(context, event)`` -> recorded value."""
-
-    def collect(context, event, enqueue):
-        enqueue(
-            {
-                "type": "record",
-                "params": lambda c, e: {"value": json.dumps(params_fn(c, e), sort_keys=True)},
-            }
-        )
-
-    return enqueue_actions(collect)
+    """Enqueue ``recordParams`` with dynamic params ``params_fn(context, event)``."""
+    return enqueue_actions(
+        lambda context, event, enqueue: enqueue({"type": "recordParams", "params": params_fn})
+    )
 
 
 def noop(context, event):
     return None
+
+
+def spy(context, event):
+    _log.append("spy")
 
 
 def _append_call(name):
@@ -87,10 +94,10 @@ ACTIONS = {
     # Must not shadow the built-in assign when a config spells out {"type": "xstate.assign"}.
     "xstate.assign": assign({"assigned": "custom"}),
     "noop": noop,
-    "recordEventType": record_with(lambda context, event: event["type"]),
-    "recordCount": record_with(lambda context, event: f"count={context['count']}"),
-    "recordCounter": record_with(lambda context, event: f"counter={context['counter']}"),
-    "recordParams": enqueue_actions(_record_params),
+    "recordEventType": record_event_type,
+    "recordCount": record_count,
+    "recordCounter": record_counter,
+    "recordParams": record_params,
     "recordWithDynamicParamsStuff100": _record_dynamic(lambda context, event: {"stuff": 100}),
     "recordWithDynamicParamsFromContext": _record_dynamic(
         lambda context, event: {"secret": context["secret"]}
@@ -113,6 +120,7 @@ ACTIONS = {
     "enqueueParameterizedRecord": enqueue_actions(
         lambda context, event, enqueue: enqueue({"type": "recordParams", "params": {"answer": 42}})
     ),
+    "enqueueFunction": enqueue_actions(lambda context, event, enqueue: enqueue(spy)),
     "enqueueRaiseRaised": enqueue_actions(
         lambda context, event, enqueue: enqueue(raise_({"type": "RAISED"}))
     ),
