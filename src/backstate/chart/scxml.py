@@ -388,14 +388,15 @@ class _Converter:
         return [f"{base}.*"]
 
     def invoke(self, el: ET.Element) -> dict[str, Any]:
-        if [a for a in ("src", "srcexpr", "typeexpr", "idlocation", "namelist") if el.get(a)]:
-            raise _unsupported("invoke", "only inline <content> children, without expressions")
-        if el.get("type") not in _SCXML_TYPES or el.get("autoforward") == "true":
-            raise _unsupported("invoke", "a type other than scxml, or autoforward")
+        if [a for a in ("srcexpr", "typeexpr", "idlocation", "namelist") if el.get(a)]:
+            raise _unsupported("invoke", f"expression attributes {NEEDS_DATAMODEL}")
+        if el.get("src") or el.get("type") not in _SCXML_TYPES or el.get("autoforward") == "true":
+            raise _unsupported("invoke", "src, a type other than scxml, or autoforward")
         contents = _kids(el, "content")
         documents = _kids(contents[0], "scxml") if contents else []
         if len(el) != 1 or len(documents) != 1:
-            raise _unsupported("invoke", "only one inline <content><scxml> child is supported")
+            why = "<param>, <finalize> or <content> other than one <scxml>"
+            raise _unsupported("invoke", f"{why} {NEEDS_DATAMODEL}")
         from . import create_machine
 
         invoke: dict[str, Any] = {"src": create_machine(_Converter(documents[0]).machine())}
