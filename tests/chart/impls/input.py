@@ -1,6 +1,6 @@
 """Implementations for cases ported from xstate packages/core/test/input.test.ts."""
 
-from backstate.chart import assign, enqueue_actions, send_parent, setup
+from backstate.chart import assign, enqueue_actions, send_parent, setup, spawn_child
 
 _log: list = []
 
@@ -25,8 +25,8 @@ def _greet_parent(context, event, enqueue):
 
 
 def _report_input(context, event, enqueue):
-    if context["input"] == 42:
-        enqueue(send_parent({"type": "INPUT_WAS_42"}))
+    if context["input"] in (42, 142):
+        enqueue(send_parent({"type": f"INPUT_WAS_{context['input']}"}))
 
 
 def echo(input):
@@ -37,6 +37,10 @@ ACTIONS = {
     "assignCountFromInput": assign({"count": lambda context, event: event["input"]["startCount"]}),
     "recordCount": record_count,
     "recordInputGreeting": record_input_greeting,
+    "assignCountFromInputNumber": assign({"count": lambda context, event: event["input"]}),
+    "spawnChildWithCountPlus100": spawn_child(
+        "child", id="child", input=lambda context, event: context["count"] + 100
+    ),
     "saveOutput": assign({"output": lambda context, event: event["output"]}),
 }
 
