@@ -257,11 +257,16 @@ class EntrySet:
 
 
 def entry_set(
-    transitions: list[Transition], history: History, nodes_by_id: dict[str, StateNode]
+    transitions: list[Transition],
+    history: History,
+    nodes_by_id: dict[str, StateNode],
+    domains: list[StateNode | None],
 ) -> EntrySet:
+    """``domains`` come from the history as it was before the exit. XState recomputes
+    them from the history recorded during the exit, which can leave a parallel
+    state's regions active without the state itself (an illegal configuration)."""
     es = EntrySet()
-    for t in transitions:
-        d = domain(t, history, nodes_by_id)
+    for t, d in zip(transitions, domains, strict=True):
         for s in t.targets or ():
             if s.type != "history" and (t.source is not s or t.source is not d or t.reenter):
                 es.enter.add(s)
@@ -419,7 +424,8 @@ def plan(
         steps.extend(StopInvoke(inv.id) for inv in node.invoke)
     for t in chosen:
         steps.extend(t.actions)
-    es = entry_set(chosen, new_history, nodes_by_id)
+    domains = [domain(t, history, nodes_by_id) for t in chosen]
+    es = entry_set(chosen, new_history, nodes_by_id, domains)
     if initial:
         es.default_entry.add(configurations.root)
     done_parallels: set[StateNode] = set()

@@ -135,6 +135,8 @@ class StateNode:
 
     def proper_ancestors(self, upto: StateNode | None = None) -> list[StateNode]:
         out: list[StateNode] = []
+        if upto is self:
+            return out
         node = self.parent
         while node is not None and node is not upto:
             out.append(node)
