@@ -10,6 +10,7 @@ reached.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 Fn3 = Callable[[Any, Any, Any], Any]
 
 
+@functools.lru_cache(maxsize=4096)
 def takes_params(fn: Callable[..., Any], base: int = 2) -> bool:
     """Whether ``fn`` accepts a positional argument after its ``base`` ones."""
     try:
@@ -97,7 +99,9 @@ class CustomAction(Action):
         self.with_params = takes_params(fn)
 
     def execute(self, run: Run) -> None:
-        params = _params(self.params, run) if self.params is not None else None
+        params = self.params
+        if params is not None and callable(params):
+            params = _params(params, run)
         run.effects.append(
             RunAction(self.name, params, run.context, run.event, self.fn, self.with_params)
         )

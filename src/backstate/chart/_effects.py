@@ -1,6 +1,8 @@
 """Effects: what a transition asks its caller to do once the new snapshot is committed.
 
-The engine never performs them. The durable runtime runs them after commit; the
+Effects are plain slotted dataclasses (treat them as immutable; they are not frozen
+because frozen dataclasses cost a third of a hot transition to construct). The engine
+never performs them. The durable runtime runs them after commit; the
 in-memory runner in ``backstate.testing`` runs them right after each macrostep.
 """
 
@@ -13,7 +15,7 @@ from typing import Any, Literal
 Event = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunAction:
     """Call the custom action ``fn`` (with ``context`` and ``event`` as they were when
     the action was reached in the macrostep)."""
@@ -31,7 +33,7 @@ class RunAction:
         return self.fn(self.context, self.event)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartActor:
     """Start an invoked or spawned actor. ``logic`` is the implementation from
     ``setup(actors=...)`` (a callable or a Machine), or None if only the name is known."""
@@ -44,12 +46,12 @@ class StartActor:
     logic: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopActor:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScheduleEvent:
     """Deliver ``event`` to ``to`` after ``delay_ms``. ``id`` (if any) is what
     CancelEvent refers to; ``"#_self"`` is the machine itself."""
@@ -60,12 +62,12 @@ class ScheduleEvent:
     to: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelEvent:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendEvent:
     """Deliver ``event`` now to a child id, ``"#_parent"`` or ``"#_self"``."""
 
@@ -73,12 +75,12 @@ class SendEvent:
     event: Event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EmitEvent:
     event: Event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogMessage:
     label: str | None
     value: Any

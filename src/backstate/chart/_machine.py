@@ -164,6 +164,8 @@ def create_machine(config: Mapping[str, Any]) -> Machine:
 
 
 def to_event(event: Any) -> Event:
+    if type(event) is dict and type(event.get("type")) is str:
+        return event
     if isinstance(event, str):
         return {"type": event}
     if isinstance(event, Mapping) and isinstance(event.get("type"), str):

@@ -128,13 +128,19 @@ class Run:
                 config.plans[(key, tuple(sorted(self.history.items())))] = found
             else:
                 config.plans[key] = found
-        before = (self.context, self.children, self.history)
+        context, children, history = self.context, self.children, self.history
         if found.history_updates:
-            self.history = {**self.history, **dict(found.history_updates)}
+            self.history = {**history, **dict(found.history_updates)}
         for action in found.steps:
             action.execute(self)
         self.config = found.target
-        return found.target is not config or before != (self.context, self.children, self.history)
+        # Identity, not equality: every assign makes a new context, as in XState.
+        return (
+            found.target is not config
+            or self.context is not context
+            or self.children is not children
+            or self.history is not history
+        )
 
     def _plan(self, transitions: tuple[Transition, ...]) -> Any:
         return plan(transitions, self.config, self.history, self.machine.configurations)

@@ -58,6 +58,11 @@ class Snapshot:
         return matches_state(state_value, self.configuration.value)
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """``meta`` of every active state that has one, by state id (XState's getMeta)."""
+        return {n.id: n.meta for n in self.configuration.nodes if n.meta is not None}
+
+    @property
     def state_strings(self) -> list[str]:
         return list(self.configuration.state_strings)
 
