@@ -355,3 +355,13 @@ def test_invalid_snapshot_is_rejected() -> None:
         with pytest.raises(ExecutionError) as info:
             COUNTER.resolve_snapshot(bad)
         assert info.value.code == "invalid-snapshot"
+
+
+def test_meta_of_active_states() -> None:
+    m = create_machine(
+        {"id": "m", "initial": "a", "meta": {"root": True}, "states": {"a": {"meta": {"title": "A"}, "on": {"GO": "b"}}, "b": {}}}
+    )
+    s, _ = m.initial_transition()
+    assert s.meta == {"m": {"root": True}, "m.a": {"title": "A"}}
+    s, _ = m.transition(s, "GO")
+    assert s.meta == {"m": {"root": True}}
