@@ -56,12 +56,18 @@ class Machine:
 
     # -- transitions ----------------------------------------------------------------------
 
-    def initial_transition(self, input: Any = None) -> tuple[Snapshot, list[Effect]]:
+    def initial_transition(
+        self, input: Any = None, **overrides: Any
+    ) -> tuple[Snapshot, list[Effect]]:
+        """The first snapshot. ``context=...`` replaces the config's initial context."""
         event: Event = {"type": "xstate.init", "input": input}
         try:
-            context = (
-                self._context(input) if callable(self._context) else copy.deepcopy(self._context)
-            )
+            if "context" in overrides:
+                context = copy.deepcopy(overrides["context"])
+            elif callable(self._context):
+                context = self._context(input)
+            else:
+                context = copy.deepcopy(self._context)
         except Exception as exc:
             raise ExecutionError("action-failed", "", f"context factory raised {exc!r}") from exc
         run = Run(self, self.configurations.get([self.root]), context, {}, {}, event)

@@ -1,0 +1,46 @@
+"""backstate.runtime: durable execution of statechart instances on a store.
+
+See docs/runtime.md. ``Backstate`` is the entry point.
+"""
+
+from ._backstate import Backstate
+from ._clock import Clock, SimulatedClock, SystemClock
+from ._deployments import Persistent, instance_ref, persistent
+from ._errors import (
+    BackstateError,
+    Conflict,
+    EventRejected,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
+from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, InstanceState, current_effect_id
+
+
+def current_effect() -> str | None:
+    """The stable id (``machine/instance/seq/index``) of the effect running now, for
+    idempotency keys in actions and services; None outside effects."""
+    return current_effect_id.get()
+
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_CONTEXT_BYTES",
+    "Backstate",
+    "BackstateError",
+    "Clock",
+    "Conflict",
+    "EventRejected",
+    "Forbidden",
+    "InstanceState",
+    "InvalidRequest",
+    "NotFound",
+    "Persistent",
+    "SimulatedClock",
+    "SystemClock",
+    "Unavailable",
+    "current_effect",
+    "instance_ref",
+    "persistent",
+]

@@ -1,0 +1,222 @@
+"""``Backstate``: the durable runtime as a library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from backstate.chart import ExecutionError, Machine, to_event
+from backstate.store import DeadLetterRow, HistoryRow, InstanceRow, LogRow, SQLiteStore, Store
+
+from . import _logs
+from ._clock import Clock, SystemClock
+from ._deployments import Authorizer, Registry, Version, check_name
+from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from ._processor import InstanceState, Processor, Work
+
+MAX_EVENT_BYTES = 400_000
+
+
+class Backstate:
+    """Durable statechart instances on a store (a SQLite file by default).
+
+    Deploy machines, then ``await start()`` (or use ``async with``). Every method that
+    changes an instance returns once the change is durably committed and the instance
+    has settled (no running services) or the step timeout passed.
+    """
+
+    def __init__(
+        self,
+        store: str | Path | Store = "backstate.db",
+        *,
+        clock: Clock | None = None,
+        step_timeout: float = 90.0,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.store: Store = (
+            SQLiteStore(store, synchronous=synchronous) if isinstance(store, str | Path) else store
+        )
+        self.clock = clock or SystemClock()
+        self.registry = Registry()
+        self.processor = Processor(self.store, self.registry, self.clock, step_timeout)
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        machine: Machine,
+        *,
+        version: str = "v1",
+        allow_read: Authorizer | None = None,
+        allow_write: Authorizer | None = None,
+        make_current: bool = True,
+    ) -> None:
+        check_name("machine", name)
+        check_name("version", version)
+        self.registry.add(Version(name, version, machine, allow_read, allow_write), make_current)
+        self.store.record_version(name, version, self.clock.now_ms())
+
+    async def start(self) -> None:
+        _logs.install()
+        await self.processor.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            await self.processor.close()
+            self._started = False
+        self.store.close()
+
+    async def __aenter__(self) -> Backstate:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- instances ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        machine: str,
+        name: str,
+        *,
+        context: dict[str, Any] | None = None,
+        input: Any = None,
+        version: str | None = None,
+        auth: dict[str, Any] | None = None,
+    ) -> InstanceState:
+        key = (check_name("machine", machine), check_name("instance", name))
+        self.registry.get(machine, version)
+        if context is not None and not isinstance(context, dict):
+            raise InvalidRequest("invalid-json", "context must be a JSON object")
+        _check_json(context, "context")
+        _check_json(input, "input")
+        work = Work(
+            "create",
+            {},
+            future=self._future(),
+            auth=auth,
+            create={"context": context, "input": input, "version": version},
+        )
+        self.processor.submit(key, work)
+        assert work.future is not None
+        return await work.future
+
+    async def send(
+        self, machine: str, name: str, event: Any, *, auth: dict[str, Any] | None = None
+    ) -> InstanceState:
+        key = (check_name("machine", machine), check_name("instance", name))
+        try:
+            ev = to_event(event)
+        except ExecutionError as exc:
+            raise InvalidRequest("invalid-event", exc.message) from exc
+        if len(_check_json(ev, "event")) > MAX_EVENT_BYTES:
+            raise InvalidRequest(
+                "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
+            )
+        if ev["type"].startswith(("xstate.", "backstate.")):
+            raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
+        work = Work("api", ev, future=self._future(), auth=auth)
+        self.processor.submit(key, work)
+        assert work.future is not None
+        return await work.future
+
+    async def get(
+        self, machine: str, name: str, *, auth: dict[str, Any] | None = None
+    ) -> InstanceState:
+        state = self.processor.get((check_name("machine", machine), check_name("instance", name)))
+        if auth is not None:
+            check = self.registry.get(machine, state.version).allow_read
+            if check is not None and not check(
+                machine_instance_name=name,
+                auth_context=auth,
+                context=state.context,
+                state=state.value,
+            ):
+                raise Forbidden(
+                    "rejected-by-machine-authorizer", f"{machine}/{name} refused this read"
+                )
+        return state
+
+    async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
+        """The current state, then every committed state after it."""
+        key = (check_name("machine", machine), check_name("instance", name))
+        entry = self.processor._entry(key)
+        if entry is None or not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {machine}/{name}")
+        queue: asyncio.Queue[InstanceState] = asyncio.Queue()
+        entry.subscribers.add(queue)
+        try:
+            yield self.processor.state(entry)
+            while True:
+                yield await queue.get()
+        finally:
+            entry.subscribers.discard(queue)
+
+    def on_emit(self, listener: Callable[[tuple[str, str], dict[str, Any]], None]) -> None:
+        """Call ``listener((machine, instance), event)`` for every emitted event."""
+        self.processor.emit_listeners.append(listener)
+
+    async def history(
+        self, machine: str, name: str, *, after: int = -1, limit: int = 100
+    ) -> list[HistoryRow]:
+        return await asyncio.to_thread(self.store.history, (machine, name), after, limit)
+
+    async def list_instances(
+        self, machine: str, *, after: str | None = None, limit: int = 100
+    ) -> list[InstanceRow]:
+        return await asyncio.to_thread(self.store.list_instances, machine, after, limit)
+
+    async def pause(self, machine: str, name: str) -> None:
+        await self.processor.set_paused((machine, name), True)
+
+    async def resume(self, machine: str, name: str) -> None:
+        await self.processor.set_paused((machine, name), False)
+
+    async def delete(self, machine: str, name: str) -> None:
+        await self.processor.delete((machine, name))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
+        return await asyncio.to_thread(self.store.dead_letters, limit)
+
+    async def redeliver(self, dead_letter_id: int) -> None:
+        rows = [r for r in await self.dead_letters(10_000) if r.id == dead_letter_id]
+        if not rows:
+            raise NotFound("dead-letter-not-found", f"no dead letter {dead_letter_id}")
+        await self.processor.redeliver(rows[0])
+
+    async def logs(
+        self,
+        *,
+        since: int = 0,
+        until: int | None = None,
+        machine: str | None = None,
+        instance: str | None = None,
+        limit: int = 100,
+    ) -> list[LogRow]:
+        end = until if until is not None else 2**62
+        return await asyncio.to_thread(self.store.logs, since, end, machine, instance, limit)
+
+    def _future(self) -> asyncio.Future[InstanceState]:
+        if not self._started:
+            raise Unavailable("not-started", "call `await backstate.start()` first")
+        return asyncio.get_running_loop().create_future()
+
+
+def _check_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("invalid-json", f"{what} must be JSON: {exc}") from exc

@@ -1,0 +1,94 @@
+"""Deployed machines: versions, the current one, authorizers, persistent-child refs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backstate.chart import Machine
+
+from ._errors import InvalidRequest, NotFound
+
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+
+Authorizer = Callable[..., bool]
+
+
+def check_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidRequest("invalid-name", f"{kind} name must match {NAME.pattern}, got {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Persistent:
+    """An actor implementation that makes the child a durable instance of its own:
+    ``setup(actors={"worker": persistent("worker-machine")})``. The child's name is
+    ``instance`` (a string, or a function of the invoke/spawn input), else
+    ``<parent>-<child id>``."""
+
+    machine: str
+    instance: str | Callable[[Any], str] | None = None
+
+    def name_for(self, parent: str, child_id: str, input: Any) -> str:
+        if callable(self.instance):
+            return str(self.instance(input))
+        return self.instance or f"{parent}-{child_id}"
+
+
+def persistent(machine: str, instance: str | Callable[[Any], str] | None = None) -> Persistent:
+    return Persistent(machine, instance)
+
+
+def instance_ref(machine: str, instance: str) -> str:
+    """A ``send_to`` target naming any instance: ``send_to(instance_ref("agg", "x"), ...)``."""
+    return f"backstate:{machine}/{instance}"
+
+
+def parse_ref(to: str) -> tuple[str, str] | None:
+    if not to.startswith("backstate:"):
+        return None
+    machine, _, name = to[len("backstate:") :].partition("/")
+    return (machine, name) if machine and name else None
+
+
+@dataclass
+class Version:
+    machine_name: str
+    id: str
+    machine: Machine
+    allow_read: Authorizer | None
+    allow_write: Authorizer | None
+
+
+@dataclass
+class Deployment:
+    name: str
+    versions: dict[str, Version] = field(default_factory=dict)
+    current: str | None = None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.machines: dict[str, Deployment] = {}
+
+    def add(self, version: Version, make_current: bool) -> None:
+        deployment = self.machines.setdefault(
+            version.machine_name, Deployment(version.machine_name)
+        )
+        deployment.versions[version.id] = version
+        if make_current or deployment.current is None:
+            deployment.current = version.id
+
+    def get(self, machine: str, version: str | None = None) -> Version:
+        deployment = self.machines.get(machine)
+        if deployment is None or deployment.current is None:
+            raise NotFound("machine-not-found", f"machine {machine!r} is not deployed")
+        found = deployment.versions.get(version or deployment.current)
+        if found is None:
+            raise NotFound(
+                "machine-version-not-found", f"machine {machine!r} has no version {version!r}"
+            )
+        return found

@@ -1,0 +1,962 @@
+"""The processor: applies events to instances durably, one batch at a time.
+
+One asyncio task owns all instance state in this process. Each round it takes every
+instance with ready work, applies up to ``BATCH_PER_INSTANCE`` events to each (one at a
+time, in queue order), and commits everything the round wrote in ONE store transaction
+(group commit: one fsync for many transitions). Only after that commit does anything
+leave the process: callers are answered, custom actions and services run, subscribers
+hear of the new state, timers are armed, and messages reach their receivers' queues.
+
+Work reaches an instance's queue from the API (applied in the same transaction that
+accepts it, so an accepted event is never lost), from durable inbox rows (messages
+from other instances, recovery events), from the timer wheel, and from finished
+services. A failed message or timer is retried with backoff while later work from
+other senders proceeds; after ``MAX_ATTEMPTS`` it moves to the dead-letter list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backstate.chart import (
+    CancelEvent,
+    EmitEvent,
+    ExecutionError,
+    LogMessage,
+    RunAction,
+    ScheduleEvent,
+    SendEvent,
+    Snapshot,
+    StartActor,
+    StopActor,
+)
+from backstate.store import (
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    Store,
+    StoreError,
+    TimerRow,
+    WriteBatch,
+)
+
+from . import _logs
+from ._clock import Clock
+from ._deployments import Persistent, Registry, Version, parse_ref
+from ._errors import (
+    BackstateError,
+    Conflict,
+    EventRejected,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
+from ._timers import Due, TimerWheel
+
+logger = logging.getLogger("backstate.runtime")
+
+MAX_CONTEXT_BYTES = 400_000
+MAX_ATTEMPTS = 5
+BATCH_PER_INSTANCE = 16
+CACHE_SIZE = 10_000
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "backstate_effect", default=None
+)
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """An instance as callers see it, after a committed transition."""
+
+    machine: str
+    name: str
+    version: str
+    seq: int
+    value: Any
+    context: Any
+    status: str  # the statechart's: active, done, error
+    paused: bool
+    tags: frozenset[str]
+    snapshot: Snapshot = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def public_context(self) -> Any:
+        return self.context.get("public", {}) if isinstance(self.context, dict) else {}
+
+
+@dataclass(eq=False)
+class Work:
+    kind: str  # create | api | inbox | timer | service
+    event: dict[str, Any]
+    sender: str = "api"
+    future: asyncio.Future[InstanceState] | None = None
+    inbox_id: int | None = None
+    due: Due | None = None
+    effect_id: str | None = None
+    token: object | None = None
+    attempts: int = 0
+    auth: dict[str, Any] | None = None
+    create: dict[str, Any] | None = None
+
+
+@dataclass(eq=False)
+class Service:
+    task: asyncio.Task[None]
+    effect_id: str
+    token: object
+
+
+@dataclass(eq=False)
+class Entry:
+    key: InstanceKey
+    exists: bool = False
+    version: str = ""
+    seq: int = 0
+    snapshot: Snapshot | None = None
+    paused: bool = False
+    parent: InstanceKey | None = None
+    children: dict[str, InstanceKey] = field(default_factory=dict)
+    created_at: int = 0
+    queue: deque[Work] = field(default_factory=deque)
+    services: dict[str, Service] = field(default_factory=dict)
+    waiters: list[tuple[asyncio.Future[InstanceState], asyncio.TimerHandle]] = field(
+        default_factory=list
+    )
+    subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
+    blocked: dict[str, int] = field(default_factory=dict)  # sender -> retry time
+
+    @property
+    def idle(self) -> bool:
+        return not (self.queue or self.services or self.waiters or self.subscribers)
+
+    @property
+    def settled(self) -> bool:
+        return not self.services and not any(w.sender in ("self", "service") for w in self.queue)
+
+
+class _Round:
+    """What one batch writes, plus what to do once it is committed."""
+
+    def __init__(self) -> None:
+        self.batch = WriteBatch()
+        self.updates: dict[InstanceKey, tuple[int | None, InstanceRow]] = {}
+        self.after: list[Callable[[], None]] = []
+        self.deliveries: list[tuple[InstanceKey, Work]] = []  # inbox rows, in insert order
+        self.settle: list[tuple[Entry, asyncio.Future[InstanceState]]] = []
+
+
+class Processor:
+    def __init__(self, store: Store, registry: Registry, clock: Clock, step_timeout: float) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.step_timeout = step_timeout
+        self.entries: OrderedDict[InstanceKey, Entry] = OrderedDict()
+        self.ready: dict[InstanceKey, Entry] = {}
+        self.wheel = TimerWheel()
+        self.pending_done: list[str] = []
+        self.pending_logs: list[LogRow] = []
+        self.emit_listeners: list[Callable[[InstanceKey, dict[str, Any]], None]] = []
+        self.waiting: set[Entry] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        clock.on_advance(self._wake.set)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover()
+        self._task = asyncio.create_task(self._loop(), name="backstate-processor")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for entry in self.entries.values():
+            for service in entry.services.values():
+                service.task.cancel()
+            for future, handle in entry.waiters:
+                handle.cancel()
+                if not future.done():
+                    future.set_exception(
+                        Unavailable("shutting-down", "the runtime is shutting down")
+                    )
+
+    async def _recover(self) -> None:
+        """Effects that were started but never finished get an error event (they are
+        not run again); then queued messages and timers are picked up."""
+        now = self.clock.now_ms()
+        batch = WriteBatch()
+        for eff in await asyncio.to_thread(self.store.unfinished_effects):
+            error = {"name": "Interrupted", "message": "the process stopped while this effect ran"}
+            if eff.kind == "service":
+                event = {"type": f"xstate.error.actor.{eff.child}", "error": error}
+            else:
+                event = {
+                    "type": "backstate.error.effect",
+                    "effectId": eff.id,
+                    "action": eff.name,
+                    "error": error,
+                }
+            batch.inbox_inserts.append(
+                InboxRow(0, eff.machine, eff.instance, event, "recovery", 0, 0, now)
+            )
+            batch.effect_done.append(eff.id)
+        if batch:
+            await asyncio.to_thread(self.store.commit, batch)
+        for row in await asyncio.to_thread(self.store.pending_inbox):
+            work = Work(
+                "inbox", row.event, sender=row.sender, inbox_id=row.id, attempts=row.attempts
+            )
+            if row.not_before > now and row.attempts:
+                entry = self._entry((row.machine, row.instance))
+                if entry is not None:
+                    entry.blocked[row.sender] = max(
+                        entry.blocked.get(row.sender, 0), row.not_before
+                    )
+            self._enqueue((row.machine, row.instance), work)
+        for t in await asyncio.to_thread(self.store.pending_timers):
+            self.wheel.add((t.machine, t.instance), t.key, t.due, t.event, t.to, t.attempts)
+        self._wake.set()
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def submit(self, key: InstanceKey, work: Work) -> None:
+        if self._closing:
+            raise Unavailable("shutting-down", "the runtime is shutting down")
+        self._enqueue(key, work, create=work.kind == "create")
+
+    def _enqueue(self, key: InstanceKey, work: Work, create: bool = False) -> None:
+        # A message may arrive before its receiver exists: it waits (and retries) in a
+        # placeholder entry rather than being dropped.
+        try:
+            entry = self._entry(key, create=create or work.kind == "inbox")
+        except BackstateError as exc:
+            self._reject(work, exc)
+            logger.error("cannot load %s/%s: %s", *key, exc.message)
+            return
+        if entry is None:
+            self._reject(work, NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}"))
+            return
+        entry.queue.append(work)
+        self.ready[key] = entry
+        self._wake.set()
+
+    def _entry(self, key: InstanceKey, create: bool = False) -> Entry | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+            return entry
+        row = self.store.load_instance(key)
+        if row is None and not create:
+            return None
+        entry = Entry(key)
+        if row is not None:
+            self._load(entry, row)
+        self.entries[key] = entry
+        self._evict()
+        return entry
+
+    def _load(self, entry: Entry, row: InstanceRow) -> None:
+        version = self.registry.get(row.machine, row.version)
+        entry.exists = True
+        entry.version = row.version
+        entry.seq = row.seq
+        entry.snapshot = version.machine.resolve_snapshot(row.snapshot)
+        entry.paused = row.status == "paused"
+        entry.parent = row.parent
+        entry.children = dict(row.children)
+        entry.created_at = row.created_at
+
+    def _evict(self) -> None:
+        while len(self.entries) > CACHE_SIZE:
+            for key, entry in self.entries.items():
+                if entry.idle and key not in self.ready:
+                    del self.entries[key]
+                    break
+            else:
+                return
+
+    def state(self, entry: Entry) -> InstanceState:
+        snap = entry.snapshot
+        assert snap is not None
+        return InstanceState(
+            entry.key[0],
+            entry.key[1],
+            entry.version,
+            entry.seq,
+            snap.value,
+            snap.context,
+            snap.status,
+            entry.paused,
+            snap.tags,
+            snap,
+        )
+
+    def get(self, key: InstanceKey) -> InstanceState:
+        entry = self._entry(key)
+        if entry is None or not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
+        return self.state(entry)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            due = self.wheel.next_due()
+            timeout = None if due is None else self.clock.seconds_until(due)
+            if (
+                not self.ready
+                and not self._closing
+                and not self.pending_done
+                and not self.pending_logs
+            ):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            self._fire_timers()
+            if self._closing and not self.ready:
+                await self._commit_round(_Round())
+                return
+            rnd = _Round()
+            for entry in list(self.ready.values()):
+                self.ready.pop(entry.key, None)
+                self._process(entry, rnd)
+            await self._commit_round(rnd)
+
+    def _fire_timers(self) -> None:
+        for due in self.wheel.pop_due(self.clock.now_ms()):
+            self._enqueue(
+                due.key, Work("timer", due.event, sender="timer", due=due, attempts=due.attempts)
+            )
+
+    async def _commit_round(self, rnd: _Round) -> None:
+        batch = rnd.batch
+        batch.effect_done.extend(self.pending_done)
+        batch.logs.extend(self.pending_logs)
+        self.pending_done, self.pending_logs = [], []
+        for key, (expected, row) in rnd.updates.items():
+            if expected is None:
+                batch.instance_creates.append(row)
+            else:
+                batch.instance_updates.append((key, expected, row))
+        if not batch:
+            return
+        try:
+            result = await asyncio.to_thread(self.store.commit, batch)
+        except StoreError as exc:
+            logger.error("commit failed, reloading state from the store: %s", exc)
+            self._abandon(rnd, exc)
+            return
+        self.batches += 1
+        for (key, work), inbox_id in zip(rnd.deliveries, result.inbox_ids, strict=True):
+            work.inbox_id = inbox_id
+            self._enqueue(key, work)
+        for action in rnd.after:
+            action()
+        for entry, future in rnd.settle:
+            self._await_settle(entry, future)
+        for entry in [e for e in self.waiting if e.settled]:
+            self._release(entry)
+
+    def _abandon(self, rnd: _Round, exc: StoreError) -> None:
+        """A failed commit wrote nothing: forget in-memory state and answer callers."""
+        error = Unavailable("store-unavailable", f"the store failed: {exc}")
+        futures = [f for _, f in rnd.settle]
+        for entry in self.entries.values():
+            futures.extend(w.future for w in entry.queue if w.future is not None)
+            futures.extend(f for f, _ in entry.waiters)
+            for service in entry.services.values():
+                service.task.cancel()
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+        self.entries.clear()
+        self.ready.clear()
+        self.wheel = TimerWheel()
+        asyncio.get_running_loop().create_task(self._recover())
+
+    # -- processing one instance ------------------------------------------------------------
+
+    def _process(self, entry: Entry, rnd: _Round) -> None:
+        now = self.clock.now_ms()
+        handled = 0
+        skipped: list[Work] = []
+        while entry.queue and handled < BATCH_PER_INSTANCE:
+            work = entry.queue.popleft()
+            if work.kind not in ("api", "create") and (
+                entry.paused or entry.blocked.get(work.sender, 0) > now
+            ):
+                skipped.append(work)
+                continue
+            handled += 1
+            try:
+                self._handle(entry, work, rnd, now)
+            except BackstateError as exc:
+                self._failed(entry, work, exc, rnd, now)
+        entry.queue.extendleft(reversed(skipped))
+        if entry.queue and handled == BATCH_PER_INSTANCE:
+            self.ready[entry.key] = entry
+        elif skipped and not entry.paused:
+            retry = min(entry.blocked.get(w.sender, now) for w in skipped)
+            self._retry_later(entry, retry)
+
+    def _retry_later(self, entry: Entry, at_ms: int) -> None:
+        delay = self.clock.seconds_until(at_ms)
+        if delay is not None:
+            asyncio.get_running_loop().call_later(delay, self._requeue, entry.key)
+
+    def _requeue(self, key: InstanceKey) -> None:
+        entry = self.entries.get(key)
+        if entry is not None and entry.queue:
+            self.ready[key] = entry
+            self._wake.set()
+
+    def _handle(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+        if work.kind == "create":
+            self._create(entry, work, rnd, now)
+            return
+        if not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {entry.key[0]}/{entry.key[1]}")
+        if work.kind == "api" and entry.paused:
+            raise Conflict("invalid-state", f"{entry.key[0]}/{entry.key[1]} is paused")
+        if work.kind == "timer":
+            assert work.due is not None
+            if not self.wheel.is_current(work.due):
+                return
+            self.wheel.cancel(entry.key, work.due.timer)
+            if work.due.to != "#_self":
+                self._send(entry, work.due.to, work.event, rnd, now)
+                rnd.batch.timer_ops.append((entry.key, work.due.timer))
+                return
+        if work.kind == "service":
+            service = entry.services.get(work.event["type"].split(".", 3)[3])
+            if service is None or service.token is not work.token:
+                if work.effect_id:
+                    rnd.batch.effect_done.append(work.effect_id)
+                return
+        version = self.registry.get(entry.key[0], entry.version)
+        if work.auth is not None or (
+            work.kind == "inbox" and work.sender not in ("self", "recovery", "service")
+        ):
+            self._authorize(entry, version, work, "event")
+        self._transition(entry, version, work.event, rnd, now)
+        if work.kind == "inbox" and work.inbox_id is not None:
+            rnd.batch.inbox_deletes.append(work.inbox_id)
+        elif work.kind == "timer":
+            assert work.due is not None
+            rnd.batch.timer_ops.append((entry.key, work.due.timer))
+        elif work.kind == "service":
+            rnd.batch.effect_done.append(work.effect_id or "")
+            child = work.event["type"].split(".", 3)[3]
+            rnd.after.append(lambda: self._forget_service(entry, child))
+        if work.future is not None:
+            rnd.settle.append((entry, work.future))
+
+    def _failed(self, entry: Entry, work: Work, exc: BackstateError, rnd: _Round, now: int) -> None:
+        if work.future is not None:
+            self._reject(work, exc)
+            return
+        if (
+            isinstance(exc, NotFound)
+            and exc.code == "instance-not-found"
+            and work.kind in ("timer", "service")
+        ):
+            return
+        attempts = work.attempts + 1
+        if attempts < MAX_ATTEMPTS and (work.kind == "inbox" or not isinstance(exc, NotFound)):
+            retry_at = now + 1000 * 2 ** (attempts - 1)
+            if work.kind == "inbox" and work.inbox_id is not None:
+                rnd.batch.inbox_retries.append((work.inbox_id, attempts, retry_at))
+            elif work.kind == "timer" and work.due is not None:
+                d = work.due
+                rnd.batch.timer_ops.append(
+                    TimerRow(entry.key[0], entry.key[1], d.timer, d.event, retry_at, d.to, attempts)
+                )
+                rnd.after.append(
+                    lambda: self.wheel.add(entry.key, d.timer, retry_at, d.event, d.to, attempts)
+                )
+                return
+            work.attempts = attempts
+            entry.blocked[work.sender] = retry_at
+            entry.queue.appendleft(work)
+            self._retry_later(entry, retry_at)
+            logger.warning("%s/%s: %s (attempt %d, retrying)", *entry.key, exc.message, attempts)
+            return
+        rnd.batch.dead_letters.append(
+            DeadLetterRow(
+                0,
+                entry.key[0],
+                entry.key[1],
+                work.event,
+                work.sender,
+                f"{exc.code}: {exc.message}",
+                attempts,
+                now,
+            )
+        )
+        if work.kind == "inbox" and work.inbox_id is not None:
+            rnd.batch.inbox_deletes.append(work.inbox_id)
+        elif work.kind == "timer" and work.due is not None:
+            rnd.batch.timer_ops.append((entry.key, work.due.timer))
+        elif work.kind == "service" and work.effect_id:
+            rnd.batch.effect_done.append(work.effect_id)
+        entry.blocked.pop(work.sender, None)
+        logger.error(
+            "%s/%s: %s after %d attempts; moved to dead letters", *entry.key, exc.message, attempts
+        )
+
+    def _reject(self, work: Work, exc: BackstateError) -> None:
+        if work.future is not None and not work.future.done():
+            work.future.set_exception(exc)
+
+    def _authorize(self, entry: Entry, version: Version, work: Work, write_type: str) -> None:
+        check = version.allow_write
+        if check is None:
+            return
+        auth = work.auth
+        if auth is None and work.kind == "inbox":
+            machine, _, name = work.sender.partition("/")
+            auth = {"stateBackedSender": {"machineName": machine, "machineInstanceName": name}}
+        snap = entry.snapshot
+        with _logs.scope(
+            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
+        ):
+            allowed = check(
+                machine_instance_name=entry.key[1],
+                auth_context=auth or {},
+                context=work.create.get("context")
+                if work.create
+                else (snap.context if snap else None),
+                state=snap.value if snap else None,
+                event=work.event if write_type == "event" else None,
+                write_type=write_type,
+            )
+        if not allowed:
+            raise Forbidden(
+                "rejected-by-machine-authorizer",
+                f"{entry.key[0]}/{entry.key[1]} refused this {write_type}",
+            )
+
+    # -- transitions -----------------------------------------------------------------------
+
+    def _create(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+        if entry.exists:
+            raise Conflict(
+                "instance-exists", f"instance {entry.key[0]}/{entry.key[1]} already exists"
+            )
+        opts = work.create or {}
+        version = self.registry.get(entry.key[0], opts.get("version"))
+        if work.auth is not None:
+            self._authorize(entry, version, work, "initialization")
+        entry.version = version.id
+        entry.parent = opts.get("parent")
+        entry.created_at = now
+        with _logs.scope(
+            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
+        ):
+            try:
+                snap, effects = version.machine.initial_transition(
+                    opts.get("input"),
+                    **({"context": opts["context"]} if opts.get("context") is not None else {}),
+                )
+            except ExecutionError as exc:
+                raise EventRejected(
+                    "event-rejected",
+                    f"creating {entry.key[0]}/{entry.key[1]} failed: {exc.message}",
+                ) from exc
+        self._commit_transition(
+            entry,
+            version,
+            {"type": "xstate.init", "input": opts.get("input")},
+            snap,
+            effects,
+            rnd,
+            now,
+            created=True,
+        )
+        if work.future is not None:
+            rnd.settle.append((entry, work.future))
+
+    def _transition(
+        self, entry: Entry, version: Version, event: dict[str, Any], rnd: _Round, now: int
+    ) -> None:
+        with _logs.scope(
+            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
+        ):
+            try:
+                snap, effects = version.machine.transition(entry.snapshot, event)  # type: ignore[arg-type]
+            except ExecutionError as exc:
+                raise EventRejected(
+                    "event-rejected",
+                    f"{entry.key[0]}/{entry.key[1]} rejected {event.get('type')!r}: {exc.message}",
+                ) from exc
+        self._commit_transition(entry, version, event, snap, effects, rnd, now)
+
+    def _commit_transition(
+        self,
+        entry: Entry,
+        version: Version,
+        event: dict[str, Any],
+        snap: Snapshot,
+        effects: list[Any],
+        rnd: _Round,
+        now: int,
+        created: bool = False,
+    ) -> None:
+        data = snap.to_json()
+        try:
+            size = len(_dumps(data["context"]).encode())
+            _dumps(event)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest("invalid-json", f"context and events must be JSON: {exc}") from exc
+        if size > MAX_CONTEXT_BYTES:
+            raise InvalidRequest(
+                "context-too-large",
+                f"context would be {size} bytes of JSON; the limit is {MAX_CONTEXT_BYTES}",
+            )
+        seq = 0 if created else entry.seq + 1
+        expected = None if created else entry.seq
+        entry.exists = True
+        entry.seq = seq
+        entry.snapshot = snap
+        key = entry.key
+        prefix = f"{key[0]}/{key[1]}/{seq}"
+        for index, effect in enumerate(effects):
+            self._effect(entry, version, effect, f"{prefix}/{index}", rnd, now)
+        if snap.status in ("done", "error") and entry.parent is not None:
+            self._report_to_parent(entry, snap, rnd, now)
+        previous = rnd.updates.get(key)
+        if previous is not None:
+            expected = previous[0]
+        rnd.updates[key] = (
+            expected,
+            InstanceRow(
+                key[0],
+                key[1],
+                entry.version,
+                seq,
+                data,
+                "paused" if entry.paused else "running",
+                entry.parent,
+                entry.created_at,
+                now,
+                dict(entry.children),
+            ),
+        )
+        rnd.batch.history.append((key, HistoryRow(seq, event, data, now)))
+        state = self.state(entry)
+        rnd.after.append(lambda: self._publish(entry, state))
+
+    def _effect(
+        self, entry: Entry, version: Version, effect: Any, effect_id: str, rnd: _Round, now: int
+    ) -> None:
+        key = entry.key
+        if isinstance(effect, RunAction):
+            rnd.batch.effect_inserts.append(
+                EffectRow(effect_id, key[0], key[1], "action", effect.name, None)
+            )
+            rnd.after.append(lambda: self._run_action(entry, version, effect, effect_id))
+        elif isinstance(effect, ScheduleEvent):
+            timer = effect.id if effect.id is not None else f"auto:{effect_id}"
+            due = now + effect.delay_ms
+            rnd.batch.timer_ops.append(
+                TimerRow(key[0], key[1], timer, effect.event, due, effect.to, 0)
+            )
+            rnd.after.append(lambda: self.wheel.add(key, timer, due, effect.event, effect.to))
+        elif isinstance(effect, CancelEvent):
+            rnd.batch.timer_ops.append((key, effect.id))
+            rnd.after.append(lambda: self.wheel.cancel(key, effect.id))
+        elif isinstance(effect, SendEvent):
+            self._send(entry, effect.to, effect.event, rnd, now)
+        elif isinstance(effect, StartActor):
+            self._start_actor(entry, version, effect, effect_id, rnd, now)
+        elif isinstance(effect, StopActor):
+            if effect.id in entry.children:
+                del entry.children[effect.id]
+            rnd.after.append(lambda: self._stop_service(entry, effect.id))
+        elif isinstance(effect, EmitEvent):
+            rnd.after.append(lambda: self._emit(key, effect.event))
+        elif isinstance(effect, LogMessage):
+            message = (
+                effect.value
+                if isinstance(effect.value, str)
+                else json.dumps(effect.value, default=str)
+            )
+            label = f"{effect.label}: " if effect.label else ""
+            rnd.batch.logs.append(LogRow(now, key[0], version.id, key[1], "info", label + message))
+
+    def _send(self, entry: Entry, to: str, event: dict[str, Any], rnd: _Round, now: int) -> None:
+        sender = f"{entry.key[0]}/{entry.key[1]}"
+        target: InstanceKey | None
+        if to == "#_self":
+            target, sender = entry.key, "self"
+        elif to == "#_parent":
+            target = entry.parent
+        else:
+            target = entry.children.get(to) or parse_ref(to)
+        if target is None:
+            rnd.batch.dead_letters.append(
+                DeadLetterRow(
+                    0, entry.key[0], entry.key[1], event, sender, f"unknown-target: {to!r}", 0, now
+                )
+            )
+            return
+        rnd.batch.inbox_inserts.append(InboxRow(0, target[0], target[1], event, sender, 1, 0, now))
+        rnd.deliveries.append((target, Work("inbox", event, sender=sender)))
+
+    def _report_to_parent(self, entry: Entry, snap: Snapshot, rnd: _Round, now: int) -> None:
+        parent = self._entry(entry.parent) if entry.parent else None
+        child_id = next(
+            (cid for cid, k in (parent.children.items() if parent else []) if k == entry.key), None
+        )
+        if child_id is None:
+            return
+        if snap.status == "done":
+            event = {"type": f"xstate.done.actor.{child_id}", "output": snap.output}
+        else:
+            event = {"type": f"xstate.error.actor.{child_id}", "error": snap.error}
+        self._send(entry, "#_parent", event, rnd, now)
+
+    def _start_actor(
+        self,
+        entry: Entry,
+        version: Version,
+        effect: StartActor,
+        effect_id: str,
+        rnd: _Round,
+        now: int,
+    ) -> None:
+        logic = effect.logic
+        if isinstance(logic, Persistent):
+            child_key = (logic.machine, logic.name_for(entry.key[1], effect.id, effect.input))
+            entry.children[effect.id] = child_key
+            child = self._entry(child_key, create=True)
+            assert child is not None
+            if child.exists or child_key in rnd.updates:
+                return
+            work = Work(
+                "create",
+                {},
+                sender=f"{entry.key[0]}/{entry.key[1]}",
+                create={"input": effect.input, "parent": entry.key},
+            )
+            try:
+                self._create(child, work, rnd, now)
+            except BackstateError as exc:
+                error = {"name": exc.code, "message": exc.message}
+                self._send(
+                    entry,
+                    "#_self",
+                    {"type": f"xstate.error.actor.{effect.id}", "error": error},
+                    rnd,
+                    now,
+                )
+            return
+        if not callable(logic):
+            error = {
+                "name": "unsupported-actor",
+                "message": f"actor {effect.src!r} cannot run in the durable runtime",
+            }
+            self._send(
+                entry,
+                "#_self",
+                {"type": f"xstate.error.actor.{effect.id}", "error": error},
+                rnd,
+                now,
+            )
+            return
+        rnd.batch.effect_inserts.append(
+            EffectRow(effect_id, entry.key[0], entry.key[1], "service", effect.src, effect.id)
+        )
+        rnd.after.append(lambda: self._start_service(entry, version, effect, effect_id))
+
+    # -- after commit ---------------------------------------------------------------------
+
+    def _run_action(
+        self, entry: Entry, version: Version, effect: RunAction, effect_id: str
+    ) -> None:
+        token = current_effect_id.set(effect_id)
+        try:
+            with _logs.scope(
+                (entry.key[0], version.id, entry.key[1]),
+                self.pending_logs.append,
+                self.clock.now_ms,
+            ):
+                try:
+                    effect.run()
+                except Exception as exc:
+                    _logs.capture(
+                        "error", f"action {effect.name!r} raised {type(exc).__name__}: {exc}"
+                    )
+        finally:
+            current_effect_id.reset(token)
+        self.pending_done.append(effect_id)
+        self._wake.set()
+
+    def _start_service(
+        self, entry: Entry, version: Version, effect: StartActor, effect_id: str
+    ) -> None:
+        token = object()
+        task = asyncio.get_running_loop().create_task(
+            self._service(entry, version, effect, effect_id, token), name=f"service {effect_id}"
+        )
+        entry.services[effect.id] = Service(task, effect_id, token)
+
+    async def _service(
+        self, entry: Entry, version: Version, effect: StartActor, effect_id: str, token: object
+    ) -> None:
+        current_effect_id.set(effect_id)
+        event: dict[str, Any]
+        try:
+            with _logs.scope(
+                (entry.key[0], version.id, entry.key[1]),
+                self.pending_logs.append,
+                self.clock.now_ms,
+            ):
+                if inspect.iscoroutinefunction(effect.logic):
+                    result = await asyncio.wait_for(effect.logic(effect.input), self.step_timeout)
+                else:
+                    result = await asyncio.wait_for(
+                        asyncio.to_thread(effect.logic, effect.input), self.step_timeout
+                    )
+                    if inspect.isawaitable(result):
+                        result = await asyncio.wait_for(result, self.step_timeout)
+            _dumps(result)
+            event = {"type": f"xstate.done.actor.{effect.id}", "output": result}
+        except asyncio.CancelledError:
+            self.pending_done.append(effect_id)
+            self._wake.set()
+            return
+        except TimeoutError:
+            error = {
+                "name": "Timeout",
+                "message": f"stopped after the {self.step_timeout:g} s step timeout",
+            }
+            event = {"type": f"xstate.error.actor.{effect.id}", "error": error}
+        except (TypeError, ValueError) as exc:
+            event = {
+                "type": f"xstate.error.actor.{effect.id}",
+                "error": {"name": "InvalidOutput", "message": str(exc)},
+            }
+        except Exception as exc:
+            event = {
+                "type": f"xstate.error.actor.{effect.id}",
+                "error": {"name": type(exc).__name__, "message": str(exc)},
+            }
+        if self.entries.get(entry.key) is not entry or self._closing:
+            return
+        entry.queue.append(
+            Work("service", event, sender="service", effect_id=effect_id, token=token)
+        )
+        self.ready[entry.key] = entry
+        self._wake.set()
+
+    def _forget_service(self, entry: Entry, child: str) -> None:
+        entry.services.pop(child, None)
+
+    def _stop_service(self, entry: Entry, child: str) -> None:
+        service = entry.services.pop(child, None)
+        if service is not None:
+            service.task.cancel()
+
+    def _publish(self, entry: Entry, state: InstanceState) -> None:
+        for queue in list(entry.subscribers):
+            queue.put_nowait(state)
+
+    def _emit(self, key: InstanceKey, event: dict[str, Any]) -> None:
+        for listener in self.emit_listeners:
+            listener(key, event)
+
+    # -- settling -----------------------------------------------------------------------------
+
+    def _await_settle(self, entry: Entry, future: asyncio.Future[InstanceState]) -> None:
+        if future.done():
+            return
+        if entry.settled:
+            future.set_result(self.state(entry))
+            return
+        handle = asyncio.get_running_loop().call_later(
+            self.step_timeout, self._settle_timeout, entry, future
+        )
+        entry.waiters.append((future, handle))
+        self.waiting.add(entry)
+
+    def _release(self, entry: Entry) -> None:
+        self.waiting.discard(entry)
+        waiters, entry.waiters = entry.waiters, []
+        for future, handle in waiters:
+            handle.cancel()
+            if not future.done():
+                future.set_result(self.state(entry))
+
+    def _settle_timeout(self, entry: Entry, future: asyncio.Future[InstanceState]) -> None:
+        entry.waiters = [(f, h) for f, h in entry.waiters if f is not future]
+        if not entry.waiters:
+            self.waiting.discard(entry)
+        if not future.done():
+            future.set_result(self.state(entry))
+
+    # -- administration ----------------------------------------------------------------------
+
+    async def set_paused(self, key: InstanceKey, paused: bool) -> None:
+        entry = self._entry(key)
+        if entry is None or not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
+        batch = WriteBatch(status_updates=[(key, "paused" if paused else "running")])
+        await asyncio.to_thread(self.store.commit, batch)
+        entry.paused = paused
+        if not paused and entry.queue:
+            entry.blocked.clear()
+            self.ready[key] = entry
+            self._wake.set()
+
+    async def delete(self, key: InstanceKey) -> None:
+        entry = self._entry(key)
+        if entry is None or not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
+        await asyncio.to_thread(self.store.commit, WriteBatch(instance_deletes=[key]))
+        for service in entry.services.values():
+            service.task.cancel()
+        for work in entry.queue:
+            self._reject(work, NotFound("instance-not-found", f"{key[0]}/{key[1]} was deleted"))
+        self.wheel.forget_instance(key)
+        self.entries.pop(key, None)
+        self.ready.pop(key, None)
+
+    async def redeliver(self, row: DeadLetterRow) -> None:
+        now = self.clock.now_ms()
+        inbox = InboxRow(0, row.machine, row.instance, row.event, row.sender, 1, 0, now)
+        result = await asyncio.to_thread(
+            self.store.commit, WriteBatch(inbox_inserts=[inbox], dead_letter_deletes=[row.id])
+        )
+        entry = self._entry((row.machine, row.instance))
+        if entry is not None:
+            entry.blocked.pop(row.sender, None)
+        self._enqueue(
+            (row.machine, row.instance),
+            Work("inbox", row.event, sender=row.sender, inbox_id=result.inbox_ids[0]),
+        )

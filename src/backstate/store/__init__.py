@@ -1,0 +1,37 @@
+"""backstate.store: persistence behind one ``Store`` protocol.
+
+``SQLiteStore`` is the embedded default (one file, WAL). Every write goes through
+``Store.commit(WriteBatch)``, one transaction per batch.
+"""
+
+from ._protocol import SequenceConflict, Store, StoreError
+from ._records import (
+    CommitResult,
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    TimerRow,
+    WriteBatch,
+)
+from ._sqlite import SQLiteStore
+
+__all__ = [
+    "CommitResult",
+    "DeadLetterRow",
+    "EffectRow",
+    "HistoryRow",
+    "InboxRow",
+    "InstanceKey",
+    "InstanceRow",
+    "LogRow",
+    "SQLiteStore",
+    "SequenceConflict",
+    "Store",
+    "StoreError",
+    "TimerRow",
+    "WriteBatch",
+]

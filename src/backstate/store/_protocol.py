@@ -1,0 +1,60 @@
+"""The Store protocol: everything the runtime asks of persistence.
+
+Reads return plain rows; all writes go through ``commit(batch)``, which applies a
+whole ``WriteBatch`` in one transaction or raises and applies nothing. An instance
+update whose expected sequence number no longer matches raises ``SequenceConflict``
+(the batch is rolled back): a second writer can never fork an instance's history.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ._records import (
+    CommitResult,
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    TimerRow,
+    WriteBatch,
+)
+
+
+class StoreError(Exception):
+    """The store failed; nothing of the batch was written."""
+
+    code = "store-unavailable"
+
+
+class SequenceConflict(StoreError):
+    code = "sequence-conflict"
+
+
+class Store(Protocol):
+    def load_instance(self, key: InstanceKey) -> InstanceRow | None: ...
+
+    def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]: ...
+
+    def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]: ...
+
+    def pending_inbox(self) -> list[InboxRow]: ...
+
+    def pending_timers(self) -> list[TimerRow]: ...
+
+    def unfinished_effects(self) -> list[EffectRow]: ...
+
+    def dead_letters(self, limit: int) -> list[DeadLetterRow]: ...
+
+    def logs(
+        self, since: int, until: int, machine: str | None, instance: str | None, limit: int
+    ) -> list[LogRow]: ...
+
+    def record_version(self, machine: str, version: str, now: int) -> None: ...
+
+    def commit(self, batch: WriteBatch) -> CommitResult: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,117 @@
+"""Rows the store reads and the write batch it commits atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+InstanceKey = tuple[str, str]  # (machine, instance)
+
+
+@dataclass(slots=True)
+class InstanceRow:
+    machine: str
+    name: str
+    version: str
+    seq: int
+    snapshot: dict[str, Any]
+    status: str  # "running" | "paused"
+    parent: InstanceKey | None
+    created_at: int
+    updated_at: int
+    children: dict[str, InstanceKey] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    seq: int
+    event: dict[str, Any]
+    snapshot: dict[str, Any]
+    ts: int
+
+
+@dataclass(slots=True)
+class InboxRow:
+    id: int
+    machine: str
+    instance: str
+    event: dict[str, Any]
+    sender: str
+    priority: int
+    attempts: int
+    not_before: int
+
+
+@dataclass(slots=True)
+class TimerRow:
+    machine: str
+    instance: str
+    key: str
+    event: dict[str, Any]
+    due: int
+    to: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class EffectRow:
+    id: str
+    machine: str
+    instance: str
+    kind: str  # "action" | "service"
+    name: str
+    child: str | None
+
+
+@dataclass(slots=True)
+class DeadLetterRow:
+    id: int
+    machine: str
+    instance: str
+    event: dict[str, Any]
+    sender: str
+    reason: str
+    attempts: int
+    ts: int
+
+
+@dataclass(slots=True)
+class LogRow:
+    ts: int
+    machine: str
+    version: str
+    instance: str
+    level: str
+    message: str
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one commit writes. Operations apply in the order of the lists below;
+    ``instance_updates`` carry the sequence number they expect to replace."""
+
+    instance_creates: list[InstanceRow] = field(default_factory=list)
+    instance_updates: list[tuple[InstanceKey, int, InstanceRow]] = field(default_factory=list)
+    status_updates: list[tuple[InstanceKey, str]] = field(default_factory=list)
+    instance_deletes: list[InstanceKey] = field(default_factory=list)
+    history: list[tuple[InstanceKey, HistoryRow]] = field(default_factory=list)
+    inbox_inserts: list[InboxRow] = field(default_factory=list)
+    inbox_deletes: list[int] = field(default_factory=list)
+    inbox_retries: list[tuple[int, int, int]] = field(
+        default_factory=list
+    )  # id, attempts, not_before
+    # In order: a TimerRow schedules (or replaces) a timer, (key, timer) cancels one.
+    timer_ops: list[TimerRow | tuple[InstanceKey, str]] = field(default_factory=list)
+    effect_inserts: list[EffectRow] = field(default_factory=list)
+    effect_done: list[str] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    dead_letter_deletes: list[int] = field(default_factory=list)
+    logs: list[LogRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
+
+
+@dataclass(slots=True)
+class CommitResult:
+    inbox_ids: list[int]

@@ -1,0 +1,374 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Durability: ``synchronous=FULL`` by default, so a commit survives power loss; every
+commit is one fsync, which is why the runtime commits many transitions per batch.
+Writes run in ``BEGIN IMMEDIATE`` transactions so a second process fails fast on the
+write lock (after ``busy_timeout``) instead of deadlocking on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._protocol import SequenceConflict, StoreError
+from ._records import (
+    CommitResult,
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    TimerRow,
+    WriteBatch,
+)
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE machine_versions (
+        machine TEXT NOT NULL, version TEXT NOT NULL, created_at INTEGER NOT NULL,
+        PRIMARY KEY (machine, version)
+    );
+    CREATE TABLE instances (
+        machine TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+        seq INTEGER NOT NULL, snapshot TEXT NOT NULL, status TEXT NOT NULL,
+        parent TEXT, children TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        PRIMARY KEY (machine, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE history (
+        machine TEXT NOT NULL, instance TEXT NOT NULL, seq INTEGER NOT NULL,
+        event TEXT NOT NULL, snapshot TEXT NOT NULL, ts INTEGER NOT NULL,
+        PRIMARY KEY (machine, instance, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine TEXT NOT NULL, instance TEXT NOT NULL, event TEXT NOT NULL,
+        sender TEXT NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
+        not_before INTEGER NOT NULL
+    );
+    CREATE INDEX inbox_instance ON inbox (machine, instance, priority, id);
+    CREATE TABLE timers (
+        machine TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
+        event TEXT NOT NULL, due INTEGER NOT NULL, target TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (machine, instance, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_due ON timers (due);
+    CREATE TABLE effects (
+        id TEXT PRIMARY KEY, machine TEXT NOT NULL, instance TEXT NOT NULL,
+        kind TEXT NOT NULL, name TEXT NOT NULL, child TEXT
+    );
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine TEXT NOT NULL, instance TEXT NOT NULL, event TEXT NOT NULL,
+        sender TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL,
+        ts INTEGER NOT NULL
+    );
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL,
+        machine TEXT NOT NULL, version TEXT NOT NULL, instance TEXT NOT NULL,
+        level TEXT NOT NULL, message TEXT NOT NULL
+    );
+    CREATE INDEX logs_ts ON logs (ts);
+    """,
+]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _key(text: str | None) -> InstanceKey | None:
+    if text is None:
+        return None
+    machine, _, name = text.partition("/")
+    return (machine, name)
+
+
+class SQLiteStore:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000
+    ) -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = str(path)
+        # One connection, used from the runtime's commit thread and its own thread;
+        # the lock serialises them (SQLite connections are not safe to share otherwise).
+        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:":
+                raise StoreError(f"could not enable WAL on {self.path} (got {mode})")
+            self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._migrate()
+            # WAL lets this second connection read while the first one commits.
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path} has schema {current}; this backstate knows {len(MIGRATIONS)}"
+                )
+            for version in range(current, len(MIGRATIONS)):
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
+            else:
+                db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._read_lock:
+            try:
+                return self._reader.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(str(exc)) from exc
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def load_instance(self, key: InstanceKey) -> InstanceRow | None:
+        rows = self._read(
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            " FROM instances WHERE machine = ? AND name = ?",
+            key,
+        )
+        return _instance(rows[0]) if rows else None
+
+    def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]:
+        rows = self._read(
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            " FROM instances WHERE machine = ? AND name > ? ORDER BY name LIMIT ?",
+            (machine, after or "", limit),
+        )
+        return [_instance(r) for r in rows]
+
+    def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]:
+        rows = self._read(
+            "SELECT seq, event, snapshot, ts FROM history WHERE machine = ? AND instance = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (*key, after_seq, limit),
+        )
+        return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
+
+    def pending_inbox(self) -> list[InboxRow]:
+        rows = self._read(
+            "SELECT id, machine, instance, event, sender, priority, attempts, not_before FROM inbox"
+            " ORDER BY priority, id"
+        )
+        return [InboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def pending_timers(self) -> list[TimerRow]:
+        rows = self._read(
+            "SELECT machine, instance, key, event, due, target, attempts FROM timers ORDER BY due"
+        )
+        return [TimerRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def unfinished_effects(self) -> list[EffectRow]:
+        rows = self._read(
+            "SELECT id, machine, instance, kind, name, child FROM effects ORDER BY rowid"
+        )
+        return [EffectRow(*r) for r in rows]
+
+    def dead_letters(self, limit: int) -> list[DeadLetterRow]:
+        rows = self._read(
+            "SELECT id, machine, instance, event, sender, reason, attempts, ts FROM dead_letters ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetterRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows
+        ]
+
+    def logs(
+        self, since: int, until: int, machine: str | None, instance: str | None, limit: int
+    ) -> list[LogRow]:
+        sql = "SELECT ts, machine, version, instance, level, message FROM logs WHERE ts >= ? AND ts < ?"
+        args: list[Any] = [since, until]
+        if machine is not None:
+            sql += " AND machine = ?"
+            args.append(machine)
+        if instance is not None:
+            sql += " AND instance = ?"
+            args.append(instance)
+        rows = self._read(sql + " ORDER BY ts, id LIMIT ?", (*args, limit))
+        return [LogRow(*r) for r in rows]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def record_version(self, machine: str, version: str, now: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO machine_versions VALUES (?, ?, ?)", (machine, version, now)
+            )
+
+    def commit(self, batch: WriteBatch) -> CommitResult:
+        try:
+            with self._write() as db:
+                return _apply(db, batch)
+        except sqlite3.Error as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            self._db.close()
+            self._reader.close()
+
+
+def _instance(r: Any) -> InstanceRow:
+    children = {k: _key(v) for k, v in json.loads(r[7]).items()}
+    return InstanceRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        json.loads(r[4]),
+        r[5],
+        _key(r[6]),
+        r[8],
+        r[9],
+        {k: v for k, v in children.items() if v is not None},
+    )
+
+
+def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
+    ex, many = db.execute, db.executemany
+    for row in batch.instance_creates:
+        ex(
+            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.machine,
+                row.name,
+                row.version,
+                row.seq,
+                _dumps(row.snapshot),
+                row.status,
+                _ref(row.parent),
+                _children(row),
+                row.created_at,
+                row.updated_at,
+            ),
+        )
+    for key, expected, row in batch.instance_updates:
+        cur = ex(
+            "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?, children = ?, updated_at = ?"
+            " WHERE machine = ? AND name = ? AND seq = ?",
+            (
+                row.version,
+                row.seq,
+                _dumps(row.snapshot),
+                row.status,
+                _children(row),
+                row.updated_at,
+                *key,
+                expected,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
+    many(
+        "UPDATE instances SET status = ? WHERE machine = ? AND name = ?",
+        [(s, *k) for k, s in batch.status_updates],
+    )
+    many(
+        "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
+        [(*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts) for key, h in batch.history],
+    )
+    many("DELETE FROM inbox WHERE id = ?", [(i,) for i in batch.inbox_deletes])
+    many(
+        "UPDATE inbox SET attempts = ?, not_before = ? WHERE id = ?",
+        [(a, n, i) for i, a, n in batch.inbox_retries],
+    )
+    inbox_ids = []
+    for m in batch.inbox_inserts:
+        cur = ex(
+            "INSERT INTO inbox (machine, instance, event, sender, priority, attempts, not_before)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.machine,
+                m.instance,
+                _dumps(m.event),
+                m.sender,
+                m.priority,
+                m.attempts,
+                m.not_before,
+            ),
+        )
+        inbox_ids.append(int(cur.lastrowid or 0))
+    for op in batch.timer_ops:
+        if isinstance(op, TimerRow):
+            ex(
+                "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (op.machine, op.instance, op.key, _dumps(op.event), op.due, op.to, op.attempts),
+            )
+        else:
+            ex("DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?", (*op[0], op[1]))
+    many(
+        "INSERT INTO effects VALUES (?, ?, ?, ?, ?, ?)",
+        [(e.id, e.machine, e.instance, e.kind, e.name, e.child) for e in batch.effect_inserts],
+    )
+    many("DELETE FROM effects WHERE id = ?", [(i,) for i in batch.effect_done])
+    many(
+        "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (d.machine, d.instance, _dumps(d.event), d.sender, d.reason, d.attempts, d.ts)
+            for d in batch.dead_letters
+        ],
+    )
+    many("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in batch.dead_letter_deletes])
+    many(
+        "INSERT INTO logs (ts, machine, version, instance, level, message) VALUES (?, ?, ?, ?, ?, ?)",
+        [(g.ts, g.machine, g.version, g.instance, g.level, g.message) for g in batch.logs],
+    )
+    for key in batch.instance_deletes:
+        for table, col in (
+            ("instances", "name"),
+            ("history", "instance"),
+            ("inbox", "instance"),
+            ("timers", "instance"),
+            ("effects", "instance"),
+        ):
+            ex(f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key)
+    return CommitResult(inbox_ids)
+
+
+def _ref(key: InstanceKey | None) -> str | None:
+    return None if key is None else f"{key[0]}/{key[1]}"
+
+
+def _children(row: InstanceRow) -> str:
+    return _dumps({k: _ref(v) for k, v in row.children.items()})
