@@ -61,6 +61,7 @@ class Backstate:
         check_name("version", version)
         self.registry.add(Version(name, version, machine, allow_read, allow_write), make_current)
         self.store.record_version(name, version, self.clock.now_ms())
+        self.processor.deployed(name)
 
     async def start(self) -> None:
         _logs.install()

@@ -60,6 +60,11 @@ def scope(
     where: Scope, sink: Callable[[LogRow], None], now_ms: Callable[[], int]
 ) -> Iterator[None]:
     current = _Current(where, sink, now_ms)
+    # Something (a test runner, a web server) may have replaced the streams since.
+    if not isinstance(sys.stdout, _Stream):
+        sys.stdout = _Stream(sys.stdout, "info")
+    if not isinstance(sys.stderr, _Stream):
+        sys.stderr = _Stream(sys.stderr, "error")
     token = _scope.set(current)
     try:
         yield
@@ -106,11 +111,9 @@ _installed = False
 
 
 def install() -> None:
-    """Route stdout, stderr and logging through the capture (idempotent)."""
+    """Route logging through the capture (idempotent); streams are wrapped per scope."""
     global _installed
     if _installed:
         return
     _installed = True
-    sys.stdout = _Stream(sys.stdout, "info")
-    sys.stderr = _Stream(sys.stderr, "error")
     logging.getLogger().addHandler(_Handler())

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import inspect
+import itertools
 import json
 import logging
 from collections import OrderedDict, deque
@@ -178,6 +180,9 @@ class Processor:
         self.pending_logs: list[LogRow] = []
         self.emit_listeners: list[Callable[[InstanceKey, dict[str, Any]], None]] = []
         self.waiting: set[Entry] = set()
+        self.parked: list[tuple[InstanceKey, Work]] = []
+        self.retries: list[tuple[int, int, InstanceKey]] = []
+        self._retry_seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -254,9 +259,12 @@ class Processor:
         # placeholder entry rather than being dropped.
         try:
             entry = self._entry(key, create=create or work.kind == "inbox")
-        except BackstateError as exc:
-            self._reject(work, exc)
-            logger.error("cannot load %s/%s: %s", *key, exc.message)
+        except NotFound as exc:
+            if work.future is not None:
+                self._reject(work, exc)
+            else:
+                # Its machine version is not deployed (yet): keep the work for deploy().
+                self.parked.append((key, work))
             return
         if entry is None:
             self._reject(work, NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}"))
@@ -264,6 +272,15 @@ class Processor:
         entry.queue.append(work)
         self.ready[key] = entry
         self._wake.set()
+
+    def deployed(self, machine: str) -> None:
+        """Work that waited for ``machine`` to be deployed can run now."""
+        parked, self.parked = self.parked, []
+        for key, work in parked:
+            if key[0] == machine:
+                self._enqueue(key, work)
+            else:
+                self.parked.append((key, work))
 
     def _entry(self, key: InstanceKey, create: bool = False) -> Entry | None:
         entry = self.entries.get(key)
@@ -327,6 +344,8 @@ class Processor:
     async def _loop(self) -> None:
         while True:
             due = self.wheel.next_due()
+            if self.retries and (due is None or self.retries[0][0] < due):
+                due = self.retries[0][0]
             timeout = None if due is None else self.clock.seconds_until(due)
             if (
                 not self.ready
@@ -338,6 +357,7 @@ class Processor:
                     await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             self._fire_timers()
+            self._due_retries(self.clock.now_ms())
             if self._closing and not self.ready:
                 await self._commit_round(_Round())
                 return
@@ -425,15 +445,14 @@ class Processor:
             self._retry_later(entry, retry)
 
     def _retry_later(self, entry: Entry, at_ms: int) -> None:
-        delay = self.clock.seconds_until(at_ms)
-        if delay is not None:
-            asyncio.get_running_loop().call_later(delay, self._requeue, entry.key)
+        heapq.heappush(self.retries, (at_ms, next(self._retry_seq), entry.key))
 
-    def _requeue(self, key: InstanceKey) -> None:
-        entry = self.entries.get(key)
-        if entry is not None and entry.queue:
-            self.ready[key] = entry
-            self._wake.set()
+    def _due_retries(self, now: int) -> None:
+        while self.retries and self.retries[0][0] <= now:
+            _, _, key = heapq.heappop(self.retries)
+            entry = self.entries.get(key)
+            if entry is not None and entry.queue:
+                self.ready[key] = entry
 
     def _handle(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
         if work.kind == "create":
