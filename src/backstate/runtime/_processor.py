@@ -49,6 +49,7 @@ from backstate.store import (
     InstanceKey,
     InstanceRow,
     LogRow,
+    RawJson,
     Store,
     StoreError,
     TimerRow,
@@ -76,6 +77,7 @@ MAX_ATTEMPTS = 5
 BATCH_PER_INSTANCE = 16
 CACHE_SIZE = 10_000
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_ascii_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "backstate_effect", default=None
@@ -648,8 +650,11 @@ class Processor:
     ) -> None:
         data = snap.to_json()
         try:
-            size = len(_dumps(data["context"]).encode())
-            _dumps(event)
+            # ASCII-escaped JSON is never shorter than the UTF-8 JSON of any part of it,
+            # so the exact context size is needed only for large snapshots.
+            text = RawJson(_ascii_dumps(data))
+            event_text = RawJson(_ascii_dumps(event))
+            size = len(_dumps(data["context"]).encode()) if len(text) > MAX_CONTEXT_BYTES else 0
         except (TypeError, ValueError) as exc:
             raise InvalidRequest("invalid-json", f"context and events must be JSON: {exc}") from exc
         if size > MAX_CONTEXT_BYTES:
@@ -678,7 +683,7 @@ class Processor:
                 key[1],
                 entry.version,
                 seq,
-                data,
+                text,
                 "paused" if entry.paused else "running",
                 entry.parent,
                 entry.created_at,
@@ -686,7 +691,7 @@ class Processor:
                 dict(entry.children),
             ),
         )
-        rnd.batch.history.append((key, HistoryRow(seq, event, data, now)))
+        rnd.batch.history.append((key, HistoryRow(seq, event_text, text, now)))
         state = self.state(entry)
         rnd.after.append(lambda: self._publish(entry, state))
 

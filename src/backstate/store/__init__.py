@@ -14,6 +14,7 @@ from ._records import (
     InstanceKey,
     InstanceRow,
     LogRow,
+    RawJson,
     TimerRow,
     WriteBatch,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "InstanceKey",
     "InstanceRow",
     "LogRow",
+    "RawJson",
     "SQLiteStore",
     "SequenceConflict",
     "Store",

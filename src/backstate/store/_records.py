@@ -8,13 +8,18 @@ from typing import Any
 InstanceKey = tuple[str, str]  # (machine, instance)
 
 
+class RawJson(str):
+    """JSON text already encoded by the caller; stores write it as it is (the runtime
+    serialises each snapshot once and uses it for both the instance and its history)."""
+
+
 @dataclass(slots=True)
 class InstanceRow:
     machine: str
     name: str
     version: str
     seq: int
-    snapshot: dict[str, Any]
+    snapshot: Any  # a JSON object, or RawJson when written
     status: str  # "running" | "paused"
     parent: InstanceKey | None
     created_at: int
@@ -25,8 +30,8 @@ class InstanceRow:
 @dataclass(slots=True)
 class HistoryRow:
     seq: int
-    event: dict[str, Any]
-    snapshot: dict[str, Any]
+    event: Any  # JSON objects when read; RawJson allowed when written
+    snapshot: Any
     ts: int
 
 

@@ -26,6 +26,7 @@ from ._records import (
     InstanceKey,
     InstanceRow,
     LogRow,
+    RawJson,
     TimerRow,
     WriteBatch,
 )
@@ -81,7 +82,11 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumps(value: Any) -> str:
+    return value if type(value) is RawJson else _encode(value)
 
 
 def _key(text: str | None) -> InstanceKey | None:
