@@ -180,14 +180,23 @@ class Backstate:
     ) -> list[InstanceRow]:
         return await asyncio.to_thread(self.store.list_instances, machine, after, limit)
 
-    async def pause(self, machine: str, name: str) -> None:
-        await self.processor.set_paused((machine, name), True)
+    async def pause(self, machine: str, name: str) -> InstanceState:
+        """Reject API events and hold timers and messages until ``resume``."""
+        return await self._administer("pause", machine, name)
 
-    async def resume(self, machine: str, name: str) -> None:
-        await self.processor.set_paused((machine, name), False)
+    async def resume(self, machine: str, name: str) -> InstanceState:
+        return await self._administer("resume", machine, name)
 
     async def delete(self, machine: str, name: str) -> None:
-        await self.processor.delete((machine, name))
+        """Remove the instance's snapshot, history, timers, inbox and pending effects."""
+        await self._administer("delete", machine, name)
+
+    async def _administer(self, kind: str, machine: str, name: str) -> InstanceState:
+        key = (check_name("machine", machine), check_name("instance", name))
+        work = Work(kind, {}, future=self._future())
+        self.processor.submit(key, work)
+        assert work.future is not None
+        return await work.future
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
         return await asyncio.to_thread(self.store.dead_letters, limit)

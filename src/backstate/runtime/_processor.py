@@ -75,6 +75,9 @@ logger = logging.getLogger("backstate.runtime")
 MAX_CONTEXT_BYTES = 400_000
 MAX_ATTEMPTS = 5
 BATCH_PER_INSTANCE = 16
+# Work that waits while an instance is paused or its sender is backing off; API calls
+# and administration are answered at once.
+_HELD_WHILE_PAUSED = ("inbox", "timer", "service")
 CACHE_SIZE = 10_000
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _ascii_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -110,7 +113,7 @@ class InstanceState:
 
 @dataclass(eq=False)
 class Work:
-    kind: str  # create | api | inbox | timer | service
+    kind: str  # create | api | inbox | timer | service | pause | resume | delete
     event: dict[str, Any]
     sender: str = "api"
     future: asyncio.Future[InstanceState] | None = None
@@ -184,6 +187,7 @@ class Processor:
         self.waiting: set[Entry] = set()
         self.parked: list[tuple[InstanceKey, Work]] = []
         self.retries: list[tuple[int, int, InstanceKey]] = []
+        self._recovering: asyncio.Task[None] | None = None
         self._retry_seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -217,7 +221,10 @@ class Processor:
         not run again); then queued messages and timers are picked up."""
         now = self.clock.now_ms()
         batch = WriteBatch()
+        finished = set(self.pending_done)
         for eff in await asyncio.to_thread(self.store.unfinished_effects):
+            if eff.id in finished:
+                continue
             error = {"name": "Interrupted", "message": "the process stopped while this effect ran"}
             if eff.kind == "service":
                 event = {"type": f"xstate.error.actor.{eff.child}", "error": error}
@@ -289,14 +296,16 @@ class Processor:
         if entry is not None:
             self.entries.move_to_end(key)
             return entry
-        row = self.store.load_instance(key)
+        try:
+            row = self.store.load_instance(key)
+        except StoreError as exc:
+            raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
         if row is None and not create:
             return None
         entry = Entry(key)
         if row is not None:
             self._load(entry, row)
         self.entries[key] = entry
-        self._evict()
         return entry
 
     def _load(self, entry: Entry, row: InstanceRow) -> None:
@@ -403,6 +412,7 @@ class Processor:
             self._await_settle(entry, future)
         for entry in [e for e in self.waiting if e.settled]:
             self._release(entry)
+        self._evict()
 
     def _abandon(self, rnd: _Round, exc: StoreError) -> None:
         """A failed commit wrote nothing: forget in-memory state and answer callers."""
@@ -418,8 +428,21 @@ class Processor:
                 future.set_exception(error)
         self.entries.clear()
         self.ready.clear()
+        self.waiting.clear()
+        self.retries.clear()
         self.wheel = TimerWheel()
-        asyncio.get_running_loop().create_task(self._recover())
+        self._recovering = asyncio.get_running_loop().create_task(self._recover_when_possible())
+
+    async def _recover_when_possible(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self._recover()
+                return
+            except (StoreError, Unavailable) as exc:
+                logger.warning("store still failing (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # -- processing one instance ------------------------------------------------------------
 
@@ -429,7 +452,7 @@ class Processor:
         skipped: list[Work] = []
         while entry.queue and handled < BATCH_PER_INSTANCE:
             work = entry.queue.popleft()
-            if work.kind not in ("api", "create") and (
+            if work.kind in _HELD_WHILE_PAUSED and (
                 entry.paused or entry.blocked.get(work.sender, 0) > now
             ):
                 skipped.append(work)
@@ -462,6 +485,9 @@ class Processor:
             return
         if not entry.exists:
             raise NotFound("instance-not-found", f"no instance {entry.key[0]}/{entry.key[1]}")
+        if work.kind in ("pause", "resume", "delete"):
+            self._administer(entry, work, rnd)
+            return
         if work.kind == "api" and entry.paused:
             raise Conflict("invalid-state", f"{entry.key[0]}/{entry.key[1]} is paused")
         if work.kind == "timer":
@@ -493,9 +519,45 @@ class Processor:
         elif work.kind == "service":
             rnd.batch.effect_done.append(work.effect_id or "")
             child = work.event["type"].split(".", 3)[3]
-            rnd.after.append(lambda: self._forget_service(entry, child))
+            token = work.token
+            rnd.after.append(lambda: self._forget_service(entry, child, token))
         if work.future is not None:
             rnd.settle.append((entry, work.future))
+
+    def _administer(self, entry: Entry, work: Work, rnd: _Round) -> None:
+        key = entry.key
+        if work.kind == "delete":
+            rnd.batch.instance_deletes.append(key)
+            entry.exists = False
+            rnd.after.append(lambda: self._forget_instance(entry))
+        else:
+            entry.paused = work.kind == "pause"
+            rnd.batch.status_updates.append((key, "paused" if entry.paused else "running"))
+            if not entry.paused:
+                entry.blocked.clear()
+                rnd.after.append(lambda: self._requeue(entry))
+        future = work.future
+        if future is not None:
+            state = self.state(entry)
+            rnd.after.append(lambda: _resolve(future, state))
+
+    def _forget_instance(self, entry: Entry) -> None:
+        key = entry.key
+        for service in entry.services.values():
+            service.task.cancel()
+        entry.services.clear()
+        for work in entry.queue:
+            self._reject(work, NotFound("instance-not-found", f"{key[0]}/{key[1]} was deleted"))
+        entry.queue.clear()
+        self.wheel.forget_instance(key)
+        if self.entries.get(key) is entry:
+            del self.entries[key]
+        self.ready.pop(key, None)
+
+    def _requeue(self, entry: Entry) -> None:
+        if entry.queue and self.entries.get(entry.key) is entry:
+            self.ready[entry.key] = entry
+            self._wake.set()
 
     def _failed(self, entry: Entry, work: Work, exc: BackstateError, rnd: _Round, now: int) -> None:
         if work.future is not None:
@@ -899,8 +961,11 @@ class Processor:
         self.ready[entry.key] = entry
         self._wake.set()
 
-    def _forget_service(self, entry: Entry, child: str) -> None:
-        entry.services.pop(child, None)
+    def _forget_service(self, entry: Entry, child: str, token: object) -> None:
+        # The state may have restarted a service with the same id in the same step.
+        service = entry.services.get(child)
+        if service is not None and service.token is token:
+            del entry.services[child]
 
     def _stop_service(self, entry: Entry, child: str) -> None:
         service = entry.services.pop(child, None)
@@ -946,31 +1011,6 @@ class Processor:
 
     # -- administration ----------------------------------------------------------------------
 
-    async def set_paused(self, key: InstanceKey, paused: bool) -> None:
-        entry = self._entry(key)
-        if entry is None or not entry.exists:
-            raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
-        batch = WriteBatch(status_updates=[(key, "paused" if paused else "running")])
-        await asyncio.to_thread(self.store.commit, batch)
-        entry.paused = paused
-        if not paused and entry.queue:
-            entry.blocked.clear()
-            self.ready[key] = entry
-            self._wake.set()
-
-    async def delete(self, key: InstanceKey) -> None:
-        entry = self._entry(key)
-        if entry is None or not entry.exists:
-            raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
-        await asyncio.to_thread(self.store.commit, WriteBatch(instance_deletes=[key]))
-        for service in entry.services.values():
-            service.task.cancel()
-        for work in entry.queue:
-            self._reject(work, NotFound("instance-not-found", f"{key[0]}/{key[1]} was deleted"))
-        self.wheel.forget_instance(key)
-        self.entries.pop(key, None)
-        self.ready.pop(key, None)
-
     async def redeliver(self, row: DeadLetterRow) -> None:
         now = self.clock.now_ms()
         inbox = InboxRow(0, row.machine, row.instance, row.event, row.sender, 1, 0, now)
@@ -984,3 +1024,8 @@ class Processor:
             (row.machine, row.instance),
             Work("inbox", row.event, sender=row.sender, inbox_id=result.inbox_ids[0]),
         )
+
+
+def _resolve(future: asyncio.Future[InstanceState], state: InstanceState) -> None:
+    if not future.done():
+        future.set_result(state)
