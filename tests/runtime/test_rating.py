@@ -293,14 +293,6 @@ def test_message_to_a_missing_aggregate_is_retried_in_real_time(tmp_path: Path) 
     run(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runtime bug: Processor._commit_transition sets entry.snapshot/seq before the "
-        "round's batch is committed, so get() (documented as 'the latest committed "
-        "state') returns state whose history and instance rows are not written yet"
-    ),
-)
 def test_get_never_runs_ahead_of_history(tmp_path: Path) -> None:
     async def body() -> None:
         async with Backstate(tmp_path / "r.db", clock=SimulatedClock(0)) as bs:

@@ -426,6 +426,7 @@ def plan(
         steps.extend(t.actions)
     domains = [domain(t, history, nodes_by_id) for t in chosen]
     es = entry_set(chosen, new_history, nodes_by_id, domains)
+    _complete_ancestors(es, active, new_history, nodes_by_id)
     if initial:
         es.default_entry.add(configurations.root)
     done_parallels: set[StateNode] = set()
@@ -463,6 +464,23 @@ def plan(
         x.type == "history" for t in chosen for x in t.targets or ()
     )
     return Plan(steps, configurations.get(active), updates, used_history)
+
+
+def _complete_ancestors(
+    es: EntrySet, remaining: set[StateNode], history: History, nodes_by_id: dict[str, StateNode]
+) -> None:
+    """Enter the missing ancestors of entered states (with the other regions of
+    parallel ones). XState's entry set can lack them when a history target re-enters
+    its source while another region's transition in the same microstep exits that
+    source's ancestors; SCXML's would not."""
+    for node in sorted(es.enter, key=lambda n: n.order):
+        missing: list[StateNode] = []
+        parent = node.parent
+        while parent is not None and parent not in remaining and parent not in es.enter:
+            missing.append(parent)
+            parent = parent.parent
+        if missing:
+            _add_ancestors(missing, history, es, nodes_by_id, None)
 
 
 def _in_final(active: set[StateNode], node: StateNode) -> bool:

@@ -155,12 +155,12 @@ class Backstate:
         """The current state, then every committed state after it."""
         key = (check_name("machine", machine), check_name("instance", name))
         entry = self.processor._entry(key)
-        if entry is None or not entry.exists:
+        if entry is None or entry.committed is None:
             raise NotFound("instance-not-found", f"no instance {machine}/{name}")
         queue: asyncio.Queue[InstanceState] = asyncio.Queue()
         entry.subscribers.add(queue)
         try:
-            yield self.processor.state(entry)
+            yield entry.committed
             while True:
                 yield await queue.get()
         finally:

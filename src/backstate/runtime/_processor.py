@@ -151,6 +151,9 @@ class Entry:
     )
     subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
     blocked: dict[str, int] = field(default_factory=dict)  # sender -> retry time
+    # What readers see: the state as of the last commit. The fields above run ahead of
+    # it while a batch is being built and committed.
+    committed: InstanceState | None = None
 
     @property
     def idle(self) -> bool:
@@ -225,6 +228,9 @@ class Processor:
         for eff in await asyncio.to_thread(self.store.unfinished_effects):
             if eff.id in finished:
                 continue
+            if eff.kind == "service" and not await asyncio.to_thread(self._child_running, eff):
+                batch.effect_done.append(eff.id)  # its state was left; nobody awaits it
+                continue
             error = {"name": "Interrupted", "message": "the process stopped while this effect ran"}
             if eff.kind == "service":
                 event = {"type": f"xstate.error.actor.{eff.child}", "error": error}
@@ -255,6 +261,11 @@ class Processor:
         for t in await asyncio.to_thread(self.store.pending_timers):
             self.wheel.add((t.machine, t.instance), t.key, t.due, t.event, t.to, t.attempts)
         self._wake.set()
+
+    def _child_running(self, eff: EffectRow) -> bool:
+        row = self.store.load_instance((eff.machine, eff.instance))
+        children = (row.snapshot.get("children") or {}) if row is not None else {}
+        return eff.child in children
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -318,6 +329,7 @@ class Processor:
         entry.parent = row.parent
         entry.children = dict(row.children)
         entry.created_at = row.created_at
+        entry.committed = self.state(entry)
 
     def _evict(self) -> None:
         while len(self.entries) > CACHE_SIZE:
@@ -346,9 +358,9 @@ class Processor:
 
     def get(self, key: InstanceKey) -> InstanceState:
         entry = self._entry(key)
-        if entry is None or not entry.exists:
+        if entry is None or entry.committed is None:
             raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
-        return self.state(entry)
+        return entry.committed
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -500,8 +512,15 @@ class Processor:
                 rnd.batch.timer_ops.append((entry.key, work.due.timer))
                 return
         if work.kind == "service":
-            service = entry.services.get(work.event["type"].split(".", 3)[3])
-            if service is None or service.token is not work.token:
+            child = work.event["type"].split(".", 3)[3]
+            service = entry.services.get(child)
+            snap = entry.snapshot
+            if (
+                service is None
+                or service.token is not work.token
+                or snap is None
+                or child not in snap.children
+            ):
                 if work.effect_id:
                     rnd.batch.effect_done.append(work.effect_id)
                 return
@@ -540,6 +559,8 @@ class Processor:
         if future is not None:
             state = self.state(entry)
             rnd.after.append(lambda: _resolve(future, state))
+        if work.kind != "delete":
+            rnd.after.append(lambda: self._publish(entry, self.state(entry)))
 
     def _forget_instance(self, entry: Entry) -> None:
         key = entry.key
@@ -579,9 +600,7 @@ class Processor:
                 rnd.batch.timer_ops.append(
                     TimerRow(entry.key[0], entry.key[1], d.timer, d.event, retry_at, d.to, attempts)
                 )
-                rnd.after.append(
-                    lambda: self.wheel.add(entry.key, d.timer, retry_at, d.event, d.to, attempts)
-                )
+                self.wheel.add(entry.key, d.timer, retry_at, d.event, d.to, attempts)
                 return
             work.attempts = attempts
             entry.blocked[work.sender] = retry_at
@@ -772,18 +791,22 @@ class Processor:
             rnd.batch.timer_ops.append(
                 TimerRow(key[0], key[1], timer, effect.event, due, effect.to, 0)
             )
-            rnd.after.append(lambda: self.wheel.add(key, timer, due, effect.event, effect.to))
+            # The wheel is in-memory state like the snapshot: it changes at once, so a
+            # later event of this batch sees the timer replaced (a failed commit resets it).
+            self.wheel.add(key, timer, due, effect.event, effect.to)
         elif isinstance(effect, CancelEvent):
             rnd.batch.timer_ops.append((key, effect.id))
-            rnd.after.append(lambda: self.wheel.cancel(key, effect.id))
+            self.wheel.cancel(key, effect.id)
         elif isinstance(effect, SendEvent):
             self._send(entry, effect.to, effect.event, rnd, now)
         elif isinstance(effect, StartActor):
             self._start_actor(entry, version, effect, effect_id, rnd, now)
         elif isinstance(effect, StopActor):
-            if effect.id in entry.children:
-                del entry.children[effect.id]
-            rnd.after.append(lambda: self._stop_service(entry, effect.id))
+            entry.children.pop(effect.id, None)
+            # Stopped now, so a result it already queued is dropped even in this batch.
+            stopped = entry.services.pop(effect.id, None)
+            if stopped is not None:
+                rnd.after.append(lambda: self._stop_service(stopped))
         elif isinstance(effect, EmitEvent):
             rnd.after.append(lambda: self._emit(key, effect.event))
         elif isinstance(effect, LogMessage):
@@ -967,12 +990,15 @@ class Processor:
         if service is not None and service.token is token:
             del entry.services[child]
 
-    def _stop_service(self, entry: Entry, child: str) -> None:
-        service = entry.services.pop(child, None)
-        if service is not None:
-            service.task.cancel()
+    def _stop_service(self, service: Service) -> None:
+        # The task may be cancelled before it ever ran, so its handler cannot be
+        # relied on to record the effect as finished.
+        service.task.cancel()
+        self.pending_done.append(service.effect_id)
+        self._wake.set()
 
     def _publish(self, entry: Entry, state: InstanceState) -> None:
+        entry.committed = state
         for queue in list(entry.subscribers):
             queue.put_nowait(state)
 
