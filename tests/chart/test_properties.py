@@ -11,7 +11,7 @@ from backstate.chart import DefinitionError, ExecutionError, Machine, Snapshot
 
 from .random_charts import build, charts, events
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _machine(config: dict[str, Any]) -> Machine | None:
