@@ -623,3 +623,117 @@ def test_raised_self_events_and_json_snapshots(tmp_path: Path) -> None:
     run(body)
     [(snapshot,)] = rows(db, "SELECT snapshot FROM instances")
     assert json.loads(snapshot)["value"] == "c"
+
+
+def test_persistent_child_completion_reaches_the_parent(tmp_path: Path) -> None:
+    child = setup().create_machine(
+        {
+            "initial": "working",
+            "context": lambda input: {"job": input["job"]},
+            "states": {
+                "working": {"on": {"finish": "done"}},
+                "done": {"type": "final"},
+            },
+            "output": lambda c, e: {"job": c["job"], "ok": True},
+        }
+    )
+    parent = setup(
+        actors={"worker": persistent("worker", instance=lambda input: f"job-{input['job']}")}
+    ).create_machine(
+        {
+            "initial": "waiting",
+            "context": {},
+            "states": {
+                "waiting": {
+                    "invoke": {
+                        "id": "w",
+                        "src": "worker",
+                        "input": {"job": 7},
+                        "onDone": {
+                            "target": "finished",
+                            "actions": assign({"result": lambda c, e: e["output"]}),
+                        },
+                    }
+                },
+                "finished": {},
+            },
+        }
+    )
+
+    async def body() -> None:
+        async with Backstate(tmp_path / "a.db") as bs:
+            bs.deploy("worker", child)
+            bs.deploy("boss", parent)
+            state = await bs.create("boss", "b")
+            assert state.value == "waiting"  # persistent children do not hold settling
+            assert (await bs.get("worker", "job-7")).context == {"job": 7}
+            await bs.send("worker", "job-7", "finish")
+
+            async def finished() -> bool:
+                return (await bs.get("boss", "b")).value == "finished"
+
+            await eventually(finished)
+            assert (await bs.get("boss", "b")).context == {"result": {"job": 7, "ok": True}}
+
+    run(body)
+
+
+def test_subscribers_see_every_committed_state_and_emits(tmp_path: Path) -> None:
+    from backstate.chart import emit
+
+    machine = setup().create_machine(
+        {
+            "initial": "a",
+            "states": {
+                "a": {"on": {"go": {"target": "b", "actions": emit({"type": "moved"})}}},
+                "b": {"on": {"go": "a"}},
+            },
+        }
+    )
+
+    async def body() -> None:
+        async with Backstate(tmp_path / "a.db") as bs:
+            bs.deploy("m", machine)
+            emitted: list[Any] = []
+            bs.on_emit(lambda key, event: emitted.append((key, event)))
+            await bs.create("m", "i")
+            seen: list[Any] = []
+
+            async def watch() -> None:
+                async for state in bs.subscribe("m", "i"):
+                    seen.append((state.seq, state.value))
+                    if len(seen) == 4:
+                        return
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(0.01)
+            for _ in range(3):
+                await bs.send("m", "i", "go")
+            await asyncio.wait_for(watcher, 2)
+            assert seen == [(0, "a"), (1, "b"), (2, "a"), (3, "b")]
+            assert emitted == [(("m", "i"), {"type": "moved"})] * 2
+
+    run(body)
+
+
+def test_send_settles_through_self_sends(tmp_path: Path) -> None:
+    machine = setup().create_machine(
+        {
+            "initial": "a",
+            "states": {
+                "a": {
+                    "on": {"go": {"target": "b", "actions": send_to("#_self", {"type": "next"})}}
+                },
+                "b": {"on": {"next": "c"}},
+                "c": {},
+            },
+        }
+    )
+
+    async def body() -> None:
+        async with Backstate(tmp_path / "a.db") as bs:
+            bs.deploy("m", machine)
+            await bs.create("m", "i")
+            assert (await bs.send("m", "i", "go")).value == "c"
+
+    run(body)
