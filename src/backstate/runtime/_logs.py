@@ -11,8 +11,7 @@ import contextvars
 import io
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from backstate.store import LogRow
@@ -55,22 +54,28 @@ _scope: contextvars.ContextVar[_Current | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def scope(
-    where: Scope, sink: Callable[[LogRow], None], now_ms: Callable[[], int]
-) -> Iterator[None]:
-    current = _Current(where, sink, now_ms)
-    # Something (a test runner, a web server) may have replaced the streams since.
-    if not isinstance(sys.stdout, _Stream):
-        sys.stdout = _Stream(sys.stdout, "info")
-    if not isinstance(sys.stderr, _Stream):
-        sys.stderr = _Stream(sys.stderr, "error")
-    token = _scope.set(current)
-    try:
-        yield
-    finally:
-        current.flush()
-        _scope.reset(token)
+class scope:
+    """Collect what user code prints or logs while the block runs."""
+
+    __slots__ = ("_current", "_token")
+
+    def __init__(
+        self, where: Scope, sink: Callable[[LogRow], None], now_ms: Callable[[], int]
+    ) -> None:
+        self._current = _Current(where, sink, now_ms)
+
+    def __enter__(self) -> None:
+        # Something (a test runner, a web server) may have replaced the streams since.
+        if type(sys.stdout) is not _Stream:
+            sys.stdout = _Stream(sys.stdout, "info")
+        if type(sys.stderr) is not _Stream:
+            sys.stderr = _Stream(sys.stderr, "error")
+        self._token = _scope.set(self._current)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._current.partial:
+            self._current.flush()
+        _scope.reset(self._token)
 
 
 def capture(level: str, message: str) -> bool:

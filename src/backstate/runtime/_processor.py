@@ -42,6 +42,7 @@ from backstate.chart import (
     StopActor,
 )
 from backstate.store import (
+    CommitResult,
     DeadLetterRow,
     EffectRow,
     HistoryRow,
@@ -154,14 +155,21 @@ class Entry:
     # What readers see: the state as of the last commit. The fields above run ahead of
     # it while a batch is being built and committed.
     committed: InstanceState | None = None
+    starting: dict[str, str] = field(default_factory=dict)  # child id -> effect id, until started
 
     @property
     def idle(self) -> bool:
-        return not (self.queue or self.services or self.waiters or self.subscribers)
+        return not (
+            self.queue or self.services or self.starting or self.waiters or self.subscribers
+        )
 
     @property
     def settled(self) -> bool:
-        return not self.services and not any(w.sender in ("self", "service") for w in self.queue)
+        return (
+            not self.services
+            and not self.starting
+            and not any(w.sender in ("self", "service") for w in self.queue)
+        )
 
 
 class _Round:
@@ -365,30 +373,58 @@ class Processor:
     # -- the loop -------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Build a round while the previous one commits (pipelining): a round's
+        effects still happen only after its own commit, and commits stay in order."""
+        pending: tuple[_Round, asyncio.Task[CommitResult]] | None = None
         while True:
-            due = self.wheel.next_due()
-            if self.retries and (due is None or self.retries[0][0] < due):
-                due = self.retries[0][0]
-            timeout = None if due is None else self.clock.seconds_until(due)
             if (
                 not self.ready
                 and not self._closing
                 and not self.pending_done
                 and not self.pending_logs
             ):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await self._idle(pending[1] if pending else None)
             self._wake.clear()
             self._fire_timers()
             self._due_retries(self.clock.now_ms())
-            if self._closing and not self.ready:
-                await self._commit_round(_Round())
-                return
             rnd = _Round()
             for entry in list(self.ready.values()):
                 self.ready.pop(entry.key, None)
                 self._process(entry, rnd)
-            await self._commit_round(rnd)
+            self._seal(rnd)
+            if pending is not None:
+                done, pending = pending, None
+                try:
+                    result = await done[1]
+                except StoreError as exc:
+                    logger.error("commit failed, reloading state from the store: %s", exc)
+                    self._abandon([done[0], rnd], exc)
+                    continue
+                self._finish(done[0], result)
+            if rnd.batch:
+                pending = (
+                    rnd,
+                    asyncio.ensure_future(asyncio.to_thread(self.store.commit, rnd.batch)),
+                )
+            elif self._closing and not self.ready:
+                return
+
+    async def _idle(self, commit: asyncio.Task[CommitResult] | None) -> None:
+        """Wait for work, the next due timer or retry, or the commit in flight."""
+        due = self.wheel.next_due()
+        if self.retries and (due is None or self.retries[0][0] < due):
+            due = self.retries[0][0]
+        timeout = None if due is None else self.clock.seconds_until(due)
+        if commit is not None:
+            timeout = 0 if commit.done() else timeout
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait(
+                [commit, woken], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            woken.cancel()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _fire_timers(self) -> None:
         for due in self.wheel.pop_due(self.clock.now_ms()):
@@ -396,7 +432,7 @@ class Processor:
                 due.key, Work("timer", due.event, sender="timer", due=due, attempts=due.attempts)
             )
 
-    async def _commit_round(self, rnd: _Round) -> None:
+    def _seal(self, rnd: _Round) -> None:
         batch = rnd.batch
         batch.effect_done.extend(self.pending_done)
         batch.logs.extend(self.pending_logs)
@@ -406,14 +442,9 @@ class Processor:
                 batch.instance_creates.append(row)
             else:
                 batch.instance_updates.append((key, expected, row))
-        if not batch:
-            return
-        try:
-            result = await asyncio.to_thread(self.store.commit, batch)
-        except StoreError as exc:
-            logger.error("commit failed, reloading state from the store: %s", exc)
-            self._abandon(rnd, exc)
-            return
+
+    def _finish(self, rnd: _Round, result: CommitResult) -> None:
+        """The round is durable: let its consequences out."""
         self.batches += 1
         for (key, work), inbox_id in zip(rnd.deliveries, result.inbox_ids, strict=True):
             work.inbox_id = inbox_id
@@ -426,10 +457,11 @@ class Processor:
             self._release(entry)
         self._evict()
 
-    def _abandon(self, rnd: _Round, exc: StoreError) -> None:
-        """A failed commit wrote nothing: forget in-memory state and answer callers."""
+    def _abandon(self, rounds: list[_Round], exc: StoreError) -> None:
+        """A failed commit wrote nothing (and the round built on it is dropped too):
+        forget in-memory state and answer callers."""
         error = Unavailable("store-unavailable", f"the store failed: {exc}")
-        futures = [f for _, f in rnd.settle]
+        futures = [f for rnd in rounds for _, f in rnd.settle]
         for entry in self.entries.values():
             futures.extend(w.future for w in entry.queue if w.future is not None)
             futures.extend(f for f, _ in entry.waiters)
@@ -803,6 +835,7 @@ class Processor:
             self._start_actor(entry, version, effect, effect_id, rnd, now)
         elif isinstance(effect, StopActor):
             entry.children.pop(effect.id, None)
+            entry.starting.pop(effect.id, None)
             # Stopped now, so a result it already queued is dropped even in this batch.
             stopped = entry.services.pop(effect.id, None)
             if stopped is not None:
@@ -901,6 +934,7 @@ class Processor:
         rnd.batch.effect_inserts.append(
             EffectRow(effect_id, entry.key[0], entry.key[1], "service", effect.src, effect.id)
         )
+        entry.starting[effect.id] = effect_id
         rnd.after.append(lambda: self._start_service(entry, version, effect, effect_id))
 
     # -- after commit ---------------------------------------------------------------------
@@ -929,6 +963,11 @@ class Processor:
     def _start_service(
         self, entry: Entry, version: Version, effect: StartActor, effect_id: str
     ) -> None:
+        if entry.starting.get(effect.id) != effect_id:
+            # A later round, built while this one committed, already stopped it.
+            self.pending_done.append(effect_id)
+            return
+        del entry.starting[effect.id]
         token = object()
         task = asyncio.get_running_loop().create_task(
             self._service(entry, version, effect, effect_id, token), name=f"service {effect_id}"
@@ -1012,7 +1051,7 @@ class Processor:
         if future.done():
             return
         if entry.settled:
-            future.set_result(self.state(entry))
+            future.set_result(entry.committed or self.state(entry))
             return
         handle = asyncio.get_running_loop().call_later(
             self.step_timeout, self._settle_timeout, entry, future
@@ -1026,14 +1065,14 @@ class Processor:
         for future, handle in waiters:
             handle.cancel()
             if not future.done():
-                future.set_result(self.state(entry))
+                future.set_result(entry.committed or self.state(entry))
 
     def _settle_timeout(self, entry: Entry, future: asyncio.Future[InstanceState]) -> None:
         entry.waiters = [(f, h) for f, h in entry.waiters if f is not future]
         if not entry.waiters:
             self.waiting.discard(entry)
         if not future.done():
-            future.set_result(self.state(entry))
+            future.set_result(entry.committed or self.state(entry))
 
     # -- administration ----------------------------------------------------------------------
 

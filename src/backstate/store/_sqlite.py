@@ -44,11 +44,13 @@ MIGRATIONS: list[str] = [
         created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
         PRIMARY KEY (machine, name)
     ) WITHOUT ROWID;
+    -- A rowid table: rows are appended in commit order, so one commit's history
+    -- lands on a few pages (keyed by instance, each row would touch its own page).
     CREATE TABLE history (
         machine TEXT NOT NULL, instance TEXT NOT NULL, seq INTEGER NOT NULL,
-        event TEXT NOT NULL, snapshot TEXT NOT NULL, ts INTEGER NOT NULL,
-        PRIMARY KEY (machine, instance, seq)
-    ) WITHOUT ROWID;
+        event TEXT NOT NULL, snapshot TEXT NOT NULL, ts INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX history_instance_seq ON history (machine, instance, seq);
     CREATE TABLE inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         machine TEXT NOT NULL, instance TEXT NOT NULL, event TEXT NOT NULL,
