@@ -10,7 +10,15 @@ from types import TracebackType
 from typing import Any
 
 from backstate.chart import ExecutionError, Machine, to_event
-from backstate.store import DeadLetterRow, HistoryRow, InstanceRow, LogRow, SQLiteStore, Store
+from backstate.store import (
+    DeadLetterRow,
+    HistoryRow,
+    InstanceRow,
+    LogRow,
+    RawJson,
+    SQLiteStore,
+    Store,
+)
 
 from . import _logs
 from ._clock import Clock, SystemClock
@@ -123,13 +131,14 @@ class Backstate:
             ev = to_event(event)
         except ExecutionError as exc:
             raise InvalidRequest("invalid-event", exc.message) from exc
-        if len(_check_json(ev, "event")) > MAX_EVENT_BYTES:
+        text = _check_json(ev, "event")
+        if len(text) > MAX_EVENT_BYTES:
             raise InvalidRequest(
                 "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
             )
         if ev["type"].startswith(("xstate.", "backstate.")):
             raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
-        work = Work("api", ev, future=self._future(), auth=auth)
+        work = Work("api", ev, future=self._future(), auth=auth, event_json=RawJson(text))
         self.processor.submit(key, work)
         assert work.future is not None
         return await work.future
@@ -227,6 +236,6 @@ class Backstate:
 
 def _check_json(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidRequest("invalid-json", f"{what} must be JSON: {exc}") from exc

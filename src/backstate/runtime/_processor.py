@@ -125,6 +125,7 @@ class Work:
     attempts: int = 0
     auth: dict[str, Any] | None = None
     create: dict[str, Any] | None = None
+    event_json: RawJson | None = None  # the event already encoded (by the API)
 
 
 @dataclass(eq=False)
@@ -561,7 +562,7 @@ class Processor:
             work.kind == "inbox" and work.sender not in ("self", "recovery", "service")
         ):
             self._authorize(entry, version, work, "event")
-        self._transition(entry, version, work.event, rnd, now)
+        self._transition(entry, version, work.event, rnd, now, work.event_json)
         if work.kind == "inbox" and work.inbox_id is not None:
             rnd.batch.inbox_deletes.append(work.inbox_id)
         elif work.kind == "timer":
@@ -736,7 +737,13 @@ class Processor:
             rnd.settle.append((entry, work.future))
 
     def _transition(
-        self, entry: Entry, version: Version, event: dict[str, Any], rnd: _Round, now: int
+        self,
+        entry: Entry,
+        version: Version,
+        event: dict[str, Any],
+        rnd: _Round,
+        now: int,
+        event_json: RawJson | None = None,
     ) -> None:
         with _logs.scope(
             (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
@@ -748,7 +755,9 @@ class Processor:
                     "event-rejected",
                     f"{entry.key[0]}/{entry.key[1]} rejected {event.get('type')!r}: {exc.message}",
                 ) from exc
-        self._commit_transition(entry, version, event, snap, effects, rnd, now)
+        self._commit_transition(
+            entry, version, event, snap, effects, rnd, now, event_json=event_json
+        )
 
     def _commit_transition(
         self,
@@ -760,13 +769,14 @@ class Processor:
         rnd: _Round,
         now: int,
         created: bool = False,
+        event_json: RawJson | None = None,
     ) -> None:
         data = snap.to_json()
         try:
             # ASCII-escaped JSON is never shorter than the UTF-8 JSON of any part of it,
             # so the exact context size is needed only for large snapshots.
             text = RawJson(_ascii_dumps(data))
-            event_text = RawJson(_ascii_dumps(event))
+            event_text = event_json or RawJson(_ascii_dumps(event))
             size = len(_dumps(data["context"]).encode()) if len(text) > MAX_CONTEXT_BYTES else 0
         except (TypeError, ValueError) as exc:
             raise InvalidRequest("invalid-json", f"context and events must be JSON: {exc}") from exc

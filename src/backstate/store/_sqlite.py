@@ -378,4 +378,4 @@ def _ref(key: InstanceKey | None) -> str | None:
 
 
 def _children(row: InstanceRow) -> str:
-    return _dumps({k: _ref(v) for k, v in row.children.items()})
+    return _dumps({k: _ref(v) for k, v in row.children.items()}) if row.children else "{}"
