@@ -495,11 +495,13 @@ class Processor:
         now = self.clock.now_ms()
         handled = 0
         skipped: list[Work] = []
+        held: set[str] = set()  # senders with held work: their later work waits too
         while entry.queue and handled < BATCH_PER_INSTANCE:
             work = entry.queue.popleft()
             if work.kind in _HELD_WHILE_PAUSED and (
-                entry.paused or entry.blocked.get(work.sender, 0) > now
+                entry.paused or work.sender in held or entry.blocked.get(work.sender, 0) > now
             ):
+                held.add(work.sender)
                 skipped.append(work)
                 continue
             handled += 1
@@ -507,8 +509,12 @@ class Processor:
                 self._handle(entry, work, rnd, now)
             except BackstateError as exc:
                 self._failed(entry, work, exc, rnd, now)
+            if work.kind == "resume" and skipped:
+                break  # what was held runs first, in order, in the next round
         entry.queue.extendleft(reversed(skipped))
-        if entry.queue and handled == BATCH_PER_INSTANCE:
+        if entry.queue and (
+            handled == BATCH_PER_INSTANCE or (skipped and not entry.paused and not entry.blocked)
+        ):
             self.ready[entry.key] = entry
         elif skipped and not entry.paused:
             retry = min(entry.blocked.get(w.sender, now) for w in skipped)
@@ -845,11 +851,16 @@ class Processor:
             self._start_actor(entry, version, effect, effect_id, rnd, now)
         elif isinstance(effect, StopActor):
             entry.children.pop(effect.id, None)
-            entry.starting.pop(effect.id, None)
-            # Stopped now, so a result it already queued is dropped even in this batch.
+            # Stopped now, so a result it already queued is dropped even in this batch,
+            # and finished in the same commit as the transition that stopped it.
+            unstarted = entry.starting.pop(effect.id, None)
+            if unstarted is not None:
+                rnd.batch.effect_done.append(unstarted)
             stopped = entry.services.pop(effect.id, None)
             if stopped is not None:
-                rnd.after.append(lambda: self._stop_service(stopped))
+                rnd.batch.effect_done.append(stopped.effect_id)
+                task = stopped.task
+                rnd.after.append(lambda: _cancel(task))
         elif isinstance(effect, EmitEvent):
             rnd.after.append(lambda: self._emit(key, effect.event))
         elif isinstance(effect, LogMessage):
@@ -974,9 +985,7 @@ class Processor:
         self, entry: Entry, version: Version, effect: StartActor, effect_id: str
     ) -> None:
         if entry.starting.get(effect.id) != effect_id:
-            # A later round, built while this one committed, already stopped it.
-            self.pending_done.append(effect_id)
-            return
+            return  # a later round, built while this one committed, already stopped it
         del entry.starting[effect.id]
         token = object()
         task = asyncio.get_running_loop().create_task(
@@ -1006,8 +1015,8 @@ class Processor:
             _dumps(result)
             event = {"type": f"xstate.done.actor.{effect.id}", "output": result}
         except asyncio.CancelledError:
-            self.pending_done.append(effect_id)
-            self._wake.set()
+            # Stopped by a transition (finished in that transition's commit), or by a
+            # shutdown or failed commit (then it was interrupted: recovery reports it).
             return
         except TimeoutError:
             error = {
@@ -1038,13 +1047,6 @@ class Processor:
         service = entry.services.get(child)
         if service is not None and service.token is token:
             del entry.services[child]
-
-    def _stop_service(self, service: Service) -> None:
-        # The task may be cancelled before it ever ran, so its handler cannot be
-        # relied on to record the effect as finished.
-        service.task.cancel()
-        self.pending_done.append(service.effect_id)
-        self._wake.set()
 
     def _publish(self, entry: Entry, state: InstanceState) -> None:
         entry.committed = state
@@ -1104,3 +1106,7 @@ class Processor:
 def _resolve(future: asyncio.Future[InstanceState], state: InstanceState) -> None:
     if not future.done():
         future.set_result(state)
+
+
+def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
