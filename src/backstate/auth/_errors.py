@@ -1,9 +1,11 @@
 """Errors of the auth layer, each with a stable code and an HTTP status.
 
-AuthError                  code                      status
+AuthError                  code                                                 status
 │   request tokens         missing-token, malformed-token, unsupported-alg,
-│                          unknown-key, bad-signature, missing-exp,
+│                          unknown-key, bad-signature, invalid-key, missing-exp,
 │                          token-expired, token-not-yet-valid, wrong-audience   401
+│   JWKS                   unknown-kid, invalid-key                             401
+│                          jwks-unavailable                                     503
 │   scopes                 missing-scope                                        403
 │   key requests           unknown-scope, unknown-use, use-and-scopes,
 │                          missing-scopes                                       400
@@ -11,7 +13,8 @@ AuthError                  code                      status
 │   impersonation          invalid-act                                          400
 └── TokenExchangeError     an RFC 6749 error (invalid_request, invalid_target,
                            unsupported_grant_type: 400; temporarily_unavailable:
-                           503) plus a finer ``reason`` such as token-expired
+                           503) and a finer ``reason``: one of the codes above, or
+                           unknown-idp, unknown-org, unknown-service, bad-audience, ...
 
 ``parameter`` names the request field at fault, when there is one (the API's
 ``{error, code, parameter}`` body).

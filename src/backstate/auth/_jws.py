@@ -173,7 +173,11 @@ def verification_key(material: bytes, alg: str) -> Any:
 def key_fits(alg: str, key: Any) -> bool:
     """Whether ``key`` is the kind ``alg`` verifies with; guards against alg confusion."""
     if alg.startswith("HS"):
-        return isinstance(key, bytes)
+        try:  # PyJWT refuses PEM, SSH and DER public keys as HMAC secrets
+            _JWS.get_algorithm_by_name(alg).prepare_key(key)
+        except (InvalidKeyError, TypeError):
+            return False
+        return True
     if alg.startswith(("RS", "PS")):
         return isinstance(key, rsa.RSAPublicKey)
     if alg in _CURVES:
