@@ -737,3 +737,49 @@ def test_send_settles_through_self_sends(tmp_path: Path) -> None:
             assert (await bs.send("m", "i", "go")).value == "c"
 
     run(body)
+
+
+def test_namespaces_keep_orgs_apart(tmp_path: Path) -> None:
+    senders: list[Any] = []
+
+    def allow_write(**kw: Any) -> bool:
+        senders.append(kw["auth_context"].get("stateBackedSender"))
+        return True
+
+    sink = setup().create_machine(
+        {
+            "initial": "r",
+            "context": {"n": 0},
+            "states": {"r": {"on": {"hit": {"actions": assign({"n": lambda c, e: c["n"] + 1})}}}},
+        }
+    )
+    source = setup().create_machine(
+        {
+            "initial": "s",
+            "states": {
+                "s": {
+                    "on": {"go": {"actions": send_to(instance_ref("sink", "x"), {"type": "hit"})}}
+                }
+            },
+        }
+    )
+
+    async def body() -> None:
+        async with Backstate(tmp_path / "a.db") as bs:
+            for org in ("orgA", "orgB"):
+                bs.deploy(f"{org}.sink", sink, allow_write=allow_write)
+                bs.deploy(f"{org}.source", source)
+                await bs.create(f"{org}.sink", "x")
+                await bs.create(f"{org}.source", "s")
+            await bs.send("orgA.source", "s", "go")
+
+            async def arrived() -> bool:
+                return (await bs.get("orgA.sink", "x")).context["n"] == 1
+
+            await eventually(arrived)
+            assert (await bs.get("orgB.sink", "x")).context["n"] == 0
+            assert senders == [{"machineName": "source", "machineInstanceName": "s"}]
+            with pytest.raises(InvalidRequest):
+                await bs.create("a.b.c", "x")
+
+    run(body)

@@ -22,7 +22,7 @@ from backstate.store import (
 
 from . import _logs
 from ._clock import Clock, SystemClock
-from ._deployments import Authorizer, Registry, Version, check_name
+from ._deployments import Authorizer, Registry, Version, check_machine, check_name
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._processor import InstanceState, Processor, Work
 
@@ -65,7 +65,7 @@ class Backstate:
         allow_write: Authorizer | None = None,
         make_current: bool = True,
     ) -> None:
-        check_name("machine", name)
+        check_machine(name)
         check_name("version", version)
         self.registry.add(Version(name, version, machine, allow_read, allow_write), make_current)
         self.store.record_version(name, version, self.clock.now_ms())
@@ -106,7 +106,7 @@ class Backstate:
         version: str | None = None,
         auth: dict[str, Any] | None = None,
     ) -> InstanceState:
-        key = (check_name("machine", machine), check_name("instance", name))
+        key = (check_machine(machine), check_name("instance", name))
         self.registry.get(machine, version)
         if context is not None and not isinstance(context, dict):
             raise InvalidRequest("invalid-json", "context must be a JSON object")
@@ -126,7 +126,7 @@ class Backstate:
     async def send(
         self, machine: str, name: str, event: Any, *, auth: dict[str, Any] | None = None
     ) -> InstanceState:
-        key = (check_name("machine", machine), check_name("instance", name))
+        key = (check_machine(machine), check_name("instance", name))
         try:
             ev = to_event(event)
         except ExecutionError as exc:
@@ -146,7 +146,7 @@ class Backstate:
     async def get(
         self, machine: str, name: str, *, auth: dict[str, Any] | None = None
     ) -> InstanceState:
-        state = self.processor.get((check_name("machine", machine), check_name("instance", name)))
+        state = self.processor.get((check_machine(machine), check_name("instance", name)))
         if auth is not None:
             check = self.registry.get(machine, state.version).allow_read
             if check is not None and not check(
@@ -162,7 +162,7 @@ class Backstate:
 
     async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
         """The current state, then every committed state after it."""
-        key = (check_name("machine", machine), check_name("instance", name))
+        key = (check_machine(machine), check_name("instance", name))
         entry = self.processor._entry(key)
         if entry is None or entry.committed is None:
             raise NotFound("instance-not-found", f"no instance {machine}/{name}")
@@ -201,7 +201,7 @@ class Backstate:
         await self._administer("delete", machine, name)
 
     async def _administer(self, kind: str, machine: str, name: str) -> InstanceState:
-        key = (check_name("machine", machine), check_name("instance", name))
+        key = (check_machine(machine), check_name("instance", name))
         work = Work(kind, {}, future=self._future())
         self.processor.submit(key, work)
         assert work.future is not None

@@ -22,6 +22,31 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
+def check_machine(name: Any) -> str:
+    """A machine name, optionally qualified by a namespace: ``org.machine``. The server
+    keeps each org's machines apart this way ('.' never occurs in a valid name)."""
+    if isinstance(name, str) and name.count(".") == 1:
+        namespace, _, machine = name.partition(".")
+        check_name("namespace", namespace)
+        check_name("machine", machine)
+        return name
+    return check_name("machine", name)
+
+
+def namespace_of(machine: str) -> str | None:
+    return machine.partition(".")[0] if "." in machine else None
+
+
+def qualify(machine: str, like: str) -> str:
+    """``machine`` as seen from code of machine ``like``: same namespace unless given."""
+    namespace = namespace_of(like)
+    return f"{namespace}.{machine}" if namespace and "." not in machine else machine
+
+
+def unqualified(machine: str) -> str:
+    return machine.partition(".")[2] if "." in machine else machine
+
+
 @dataclass(frozen=True)
 class Persistent:
     """An actor implementation that makes the child a durable instance of its own:

@@ -59,7 +59,7 @@ from backstate.store import (
 
 from . import _logs
 from ._clock import Clock
-from ._deployments import Persistent, Registry, Version, parse_ref
+from ._deployments import Persistent, Registry, Version, parse_ref, qualify, unqualified
 from ._errors import (
     BackstateError,
     Conflict,
@@ -681,7 +681,12 @@ class Processor:
         auth = work.auth
         if auth is None and work.kind == "inbox":
             machine, _, name = work.sender.partition("/")
-            auth = {"stateBackedSender": {"machineName": machine, "machineInstanceName": name}}
+            auth = {
+                "stateBackedSender": {
+                    "machineName": unqualified(machine),
+                    "machineInstanceName": name,
+                }
+            }
         snap = entry.snapshot
         with _logs.scope(
             (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
@@ -880,7 +885,10 @@ class Processor:
         elif to == "#_parent":
             target = entry.parent
         else:
-            target = entry.children.get(to) or parse_ref(to)
+            target = entry.children.get(to)
+            ref = parse_ref(to) if target is None else None
+            if ref is not None:
+                target = (qualify(ref[0], entry.key[0]), ref[1])
         if target is None:
             rnd.batch.dead_letters.append(
                 DeadLetterRow(
@@ -915,7 +923,10 @@ class Processor:
     ) -> None:
         logic = effect.logic
         if isinstance(logic, Persistent):
-            child_key = (logic.machine, logic.name_for(entry.key[1], effect.id, effect.input))
+            child_key = (
+                qualify(logic.machine, entry.key[0]),
+                logic.name_for(entry.key[1], effect.id, effect.input),
+            )
             entry.children[effect.id] = child_key
             child = self._entry(child_key, create=True)
             assert child is not None
