@@ -102,6 +102,8 @@ class InstanceState:
     paused: bool
     tags: frozenset[str]
     snapshot: Snapshot = field(repr=False, compare=False)
+    ts: int = 0  # when this state was committed (ms)
+    created_at: int = 0
 
     @property
     def done(self) -> bool:
@@ -146,6 +148,7 @@ class Entry:
     parent: InstanceKey | None = None
     children: dict[str, InstanceKey] = field(default_factory=dict)
     created_at: int = 0
+    updated_at: int = 0
     queue: deque[Work] = field(default_factory=deque)
     services: dict[str, Service] = field(default_factory=dict)
     waiters: list[tuple[asyncio.Future[InstanceState], asyncio.TimerHandle]] = field(
@@ -338,6 +341,7 @@ class Processor:
         entry.parent = row.parent
         entry.children = dict(row.children)
         entry.created_at = row.created_at
+        entry.updated_at = row.updated_at
         entry.committed = self.state(entry)
 
     def _evict(self) -> None:
@@ -363,6 +367,8 @@ class Processor:
             entry.paused,
             snap.tags,
             snap,
+            entry.updated_at,
+            entry.created_at,
         )
 
     def get(self, key: InstanceKey) -> InstanceState:
@@ -801,6 +807,7 @@ class Processor:
         entry.exists = True
         entry.seq = seq
         entry.snapshot = snap
+        entry.updated_at = now
         key = entry.key
         prefix = f"{key[0]}/{key[1]}/{seq}"
         for index, effect in enumerate(effects):

@@ -4,6 +4,7 @@
 ``Store.commit(WriteBatch)``, one transaction per batch.
 """
 
+from ._control import ControlStore, KeyRow, MachineRow, OrgRow, VersionRow
 from ._protocol import SequenceConflict, Store, StoreError
 from ._records import (
     CommitResult,
@@ -22,18 +23,23 @@ from ._sqlite import SQLiteStore
 
 __all__ = [
     "CommitResult",
+    "ControlStore",
     "DeadLetterRow",
     "EffectRow",
     "HistoryRow",
     "InboxRow",
     "InstanceKey",
     "InstanceRow",
+    "KeyRow",
     "LogRow",
+    "MachineRow",
+    "OrgRow",
     "RawJson",
     "SQLiteStore",
     "SequenceConflict",
     "Store",
     "StoreError",
     "TimerRow",
+    "VersionRow",
     "WriteBatch",
 ]

@@ -1,0 +1,7 @@
+"""backstate.server: State Backed's HTTP API (REST and the /rt WebSocket) over the
+durable runtime, as a Starlette app served by uvicorn."""
+
+from ._app import create_app
+from ._backend import Backend, Credentials
+
+__all__ = ["Backend", "Credentials", "create_app"]

@@ -1,0 +1,478 @@
+"""The ASGI app: State Backed's REST API and /rt WebSocket over a Backend."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from backstate.auth import (
+    ACT_HEADER,
+    AuthError,
+    Principal,
+    Scope,
+    act_as,
+    require_scope,
+    verify_request_token,
+)
+from backstate.machine import MachineModuleError
+from backstate.runtime import BackstateError
+from backstate.runtime._deployments import NAME
+from backstate.store import StoreError
+
+from ._backend import Backend, runtime_name, state_body
+
+MAX_BODY_BYTES = 1_000_000
+ORG_HEADER = "x-statebacked-org-id"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.parameter = parameter
+
+
+def error_response(
+    status: int, code: str, message: str, parameter: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(backend: Backend) -> Starlette:
+    api = _Api(backend)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backend.start()
+        yield
+        await backend.close()
+
+    routes = [
+        Route("/machines", api.list_machines, methods=["GET"]),
+        Route("/machines", api.create_machine, methods=["POST"]),
+        Route("/machines/{machine}", api.get_machine, methods=["GET"]),
+        Route("/machines/{machine}", api.create_instance, methods=["POST"]),
+        Route("/machines/{machine}/v", api.list_versions, methods=["GET"]),
+        Route("/machines/{machine}/v", api.create_version, methods=["POST"]),
+        Route("/machines/{machine}/i", api.list_instances, methods=["GET"]),
+        Route("/machines/{machine}/i/{instance}", api.get_instance, methods=["GET"]),
+        Route("/machines/{machine}/i/{instance}", api.delete_instance, methods=["DELETE"]),
+        Route("/machines/{machine}/i/{instance}/events", api.send_event, methods=["POST"]),
+        Route("/machines/{machine}/i/{instance}/events", api.list_transitions, methods=["GET"]),
+        Route("/machines/{machine}/i/{instance}/admin", api.admin_instance, methods=["GET"]),
+        Route("/machines/{machine}/i/{instance}/status", api.set_status, methods=["PUT"]),
+        Route("/logs", api.logs, methods=["GET"]),
+        WebSocketRoute("/rt", api.realtime),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_exception_handler(Exception, _handle)
+    return app
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.parameter)
+    if isinstance(exc, AuthError):
+        return error_response(exc.status, exc.code, str(exc))
+    if isinstance(exc, BackstateError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, MachineModuleError):
+        return error_response(400, exc.code, str(exc), "code")
+    if isinstance(exc, StoreError):
+        return error_response(503, "store-unavailable", str(exc))
+    return error_response(500, "internal-error", "internal error")
+
+
+def _hmac(key: str, data: str) -> str:
+    digest = hmac.new(key.encode(), data.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class _Api:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    # -- request plumbing -------------------------------------------------------------------
+
+    def principal(self, conn: HTTPConnection, token: str | None = None) -> Principal:
+        if token is None:
+            header = conn.headers.get("authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        principal = verify_request_token(token, self.backend.lookup_key)
+        org = conn.headers.get(ORG_HEADER) or conn.query_params.get(ORG_HEADER)
+        if org is not None and org != principal.org_id:
+            raise ApiError(403, "missing-org", "this token does not belong to that org")
+        return principal
+
+    def auth_context(self, request: Request, principal: Principal) -> dict[str, Any]:
+        header = request.headers.get(ACT_HEADER)
+        return act_as(principal, header) if header is not None else principal.auth_context
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid-parameter", "the body must be a JSON object", "body")
+        return data
+
+    def guard(self, request: Request, scope: Scope) -> Principal:
+        principal = self.principal(request)
+        require_scope(principal, scope)
+        return principal
+
+    # -- machines -----------------------------------------------------------------------------
+
+    async def list_machines(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINES_READ)
+        machines = self.backend.control.machines(principal.org_id)
+        return JSONResponse({"machines": [self._machine_info(m) for m in machines]})
+
+    def _machine_info(self, m: Any) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "slug": m.slug,
+            "createdAt": m.created_at,
+            "indexes": list(m.indexes),
+        }
+        if m.current_version:
+            version = next(
+                v
+                for v in self.backend.control.versions(m.org_id, m.slug)
+                if v.id == m.current_version
+            )
+            info["currentVersion"] = {
+                "id": version.id,
+                "createdAt": version.created_at,
+                "clientInfo": version.client_info,
+            }
+        return info
+
+    async def create_machine(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINES_WRITE)
+        body = await self.body(request)
+        slug = _name(body.get("slug"), "slug")
+        indexes = body.get("indexes") or []
+        if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
+            raise ApiError(400, "invalid-parameter", "indexes must be a list of names", "indexes")
+        self.backend.create_machine(principal.org_id, slug, [_name(i, "indexes") for i in indexes])
+        return Response(status_code=201)
+
+    async def get_machine(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINES_READ)
+        machine = self.backend.machine(principal.org_id, request.path_params["machine"])
+        return JSONResponse({"machine": self._machine_info(machine)})
+
+    async def list_versions(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_READ)
+        slug = request.path_params["machine"]
+        self.backend.machine(principal.org_id, slug)
+        versions = self.backend.control.versions(principal.org_id, slug)
+        return JSONResponse(
+            {
+                "versions": [
+                    {"id": v.id, "createdAt": v.created_at, "clientInfo": v.client_info}
+                    for v in versions
+                ]
+            }
+        )
+
+    async def create_version(self, request: Request) -> Response:
+        """One step: ``{code: <Python source>, clientInfo?, makeCurrent?}``."""
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
+        slug = request.path_params["machine"]
+        body = await self.body(request)
+        code = body.get("code")
+        if not isinstance(code, str) or not code.strip():
+            raise ApiError(
+                400, "invalid-parameter", "code must be the machine file's Python source", "code"
+            )
+        client_info = body.get("clientInfo")
+        version = await asyncio.to_thread(
+            self.backend.create_version,
+            principal.org_id,
+            slug,
+            code,
+            client_info if isinstance(client_info, str) else None,
+            body.get("makeCurrent", True) is not False,
+            f"{slug}.py",
+        )
+        return JSONResponse({"machineVersionId": version.id})
+
+    # -- instances ----------------------------------------------------------------------------
+
+    def _instance(self, request: Request, principal: Principal) -> tuple[str, str, str]:
+        slug = request.path_params["machine"]
+        self.backend.machine(principal.org_id, slug)
+        return slug, runtime_name(principal.org_id, slug), request.path_params.get("instance", "")
+
+    async def create_instance(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_WRITE)
+        slug, machine, _ = self._instance(request, principal)
+        body = await self.body(request)
+        name = _name(body.get("slug"), "slug")
+        context = body.get("context", {})
+        if not isinstance(context, dict):
+            raise ApiError(400, "invalid-parameter", "context must be an object", "context")
+        version = body.get("machineVersionId")
+        self.backend.require_version(principal.org_id, slug, version)
+        # An empty context (the API's default) means the machine's own initial context.
+        state = await self.backend.runtime.create(
+            machine,
+            name,
+            context=context or None,
+            version=version,
+            auth=self.auth_context(request, principal),
+        )
+        return JSONResponse(state_body(state))
+
+    async def list_instances(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_READ)
+        _, machine, _ = self._instance(request, principal)
+        rows = await self.backend.runtime.list_instances(
+            machine, after=request.query_params.get("cursor"), limit=100
+        )
+        body: dict[str, Any] = {
+            "instances": [
+                {
+                    "slug": r.name,
+                    "createdAt": r.created_at,
+                    "status": r.status,
+                    "machineVersion": {"id": r.version},
+                }
+                for r in rows
+            ]
+        }
+        if len(rows) == 100:
+            body["cursor"] = rows[-1].name
+        return JSONResponse(body)
+
+    async def get_instance(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.STATE_READ)
+        _, machine, name = self._instance(request, principal)
+        state = await self.backend.runtime.get(
+            machine, name, auth=self.auth_context(request, principal)
+        )
+        return JSONResponse(state_body(state))
+
+    async def send_event(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_WRITE)
+        _, machine, name = self._instance(request, principal)
+        body = await self.body(request)
+        if "event" not in body:
+            raise ApiError(400, "invalid-parameter", "the body needs an event", "event")
+        state = await self.backend.runtime.send(
+            machine, name, body["event"], auth=self.auth_context(request, principal)
+        )
+        return JSONResponse(state_body(state))
+
+    async def admin_instance(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
+        _, machine, name = self._instance(request, principal)
+        state = await self.backend.runtime.get(machine, name)
+        body = state_body(state)
+        body.update(
+            context=state.context,
+            status="paused" if state.paused else "running",
+            machineVersion={"id": state.version},
+            createdAt=state.created_at,
+        )
+        return JSONResponse(body)
+
+    async def list_transitions(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
+        _, machine, name = self._instance(request, principal)
+        await self.backend.runtime.get(machine, name)
+        after = _int(request.query_params.get("cursor", "-1"), "cursor")
+        rows = await self.backend.runtime.history(machine, name, after=after, limit=100)
+        body: dict[str, Any] = {
+            "transitions": [
+                {"createdAt": r.ts, "state": r.snapshot["value"], "event": r.event} for r in rows
+            ]
+        }
+        if len(rows) == 100:
+            body["cursor"] = str(rows[-1].seq)
+        return JSONResponse(body)
+
+    async def set_status(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
+        _, machine, name = self._instance(request, principal)
+        status = (await self.body(request)).get("status")
+        if status not in ("running", "paused"):
+            raise ApiError(400, "invalid-parameter", "status must be running or paused", "status")
+        if status == "paused":
+            await self.backend.runtime.pause(machine, name)
+        else:
+            await self.backend.runtime.resume(machine, name)
+        return Response(status_code=204)
+
+    async def delete_instance(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
+        slug, machine, name = self._instance(request, principal)
+        body = await self.body(request)
+        if body.get("dangerDataWillBeDeletedForever") is not True:
+            raise ApiError(
+                400,
+                "invalid-parameter",
+                "confirm with dangerDataWillBeDeletedForever",
+                "dangerDataWillBeDeletedForever",
+            )
+        proof = body.get("hmacSha256OfMachineInstanceNameWithMachineNameKey")
+        if not isinstance(proof, str) or not hmac.compare_digest(proof, _hmac(slug, name)):
+            raise ApiError(
+                400,
+                "invalid-parameter",
+                "wrong confirmation HMAC",
+                "hmacSha256OfMachineInstanceNameWithMachineNameKey",
+            )
+        await self.backend.runtime.delete(machine, name)
+        return Response(status_code=204)
+
+    async def logs(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.LOGS_READ)
+        q = request.query_params
+        since = _int(q.get("from", "0"), "from")
+        machine = q.get("machine")
+        rows = await self.backend.runtime.logs(
+            since=since,
+            until=_int(q["to"], "to") if "to" in q else None,
+            machine=runtime_name(principal.org_id, machine) if machine else None,
+            instance=q.get("instance"),
+            limit=100,
+        )
+        rows = [r for r in rows if r.machine.startswith(principal.org_id + ".")]
+        return JSONResponse(
+            {
+                "maxTimestamp": max((r.ts for r in rows), default=since),
+                "logs": [
+                    {
+                        "timestamp": r.ts,
+                        "orgId": principal.org_id,
+                        "machineName": r.machine.partition(".")[2],
+                        "instanceName": r.instance,
+                        "machineVersionId": r.version,
+                        "outputType": "stderr" if r.level == "error" else "stdout",
+                        "log": r.message,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+
+    # -- realtime ----------------------------------------------------------------------------
+
+    async def realtime(self, ws: WebSocket) -> None:
+        try:
+            principal = self.principal(ws, ws.query_params.get("token"))
+            require_scope(principal, Scope.STATE_READ)
+        except (AuthError, ApiError) as exc:
+            await ws.close(
+                code=4401 if getattr(exc, "status", 401) == 401 else 4403, reason=str(exc)[:120]
+            )
+            return
+        await ws.accept()
+        watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    message = json.loads(await ws.receive_text())
+                except ValueError:
+                    await ws.send_json(
+                        {"type": "error", "requestId": None, "status": 400, "code": "invalid-json"}
+                    )
+                    continue
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "ping":
+                    continue
+                request_id = message.get("requestId")
+                key = (str(message.get("machineName")), str(message.get("machineInstanceName")))
+                if kind == "unsubscribe-from-instance":
+                    task = watchers.pop(key, None)
+                    if task is not None:
+                        task.cancel()
+                elif kind == "subscribe-to-instance":
+                    if key not in watchers:
+                        watchers[key] = asyncio.create_task(
+                            self._watch(ws, principal, key, request_id)
+                        )
+                else:
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "requestId": request_id,
+                            "status": 400,
+                            "code": "invalid-parameter",
+                        }
+                    )
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in watchers.values():
+                task.cancel()
+
+    async def _watch(
+        self, ws: WebSocket, principal: Principal, key: tuple[str, str], request_id: Any
+    ) -> None:
+        slug, name = key
+        try:
+            self.backend.machine(principal.org_id, slug)
+            machine = runtime_name(principal.org_id, slug)
+            await self.backend.runtime.get(machine, name, auth=principal.auth_context)
+            async for state in self.backend.runtime.subscribe(machine, name):
+                await ws.send_json(
+                    {
+                        "type": "instance-update",
+                        "machineName": slug,
+                        "machineInstanceName": name,
+                        **state_body(state),
+                    }
+                )
+        except (BackstateError, AuthError) as exc:
+            status = getattr(exc, "status", 400)
+            with contextlib.suppress(Exception):
+                await ws.send_json(
+                    {"type": "error", "requestId": request_id, "status": status, "code": exc.code}
+                )
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+
+def _name(value: Any, parameter: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ApiError(
+            400, "invalid-parameter", f"{parameter} must match {NAME.pattern}", parameter
+        )
+    return value
+
+
+def _int(value: str, parameter: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ApiError(
+            400, "invalid-parameter", f"{parameter} must be an integer", parameter
+        ) from exc

@@ -1,0 +1,152 @@
+"""The backend behind the HTTP API: the runtime plus the control plane (orgs, keys,
+machines, versions). Each org's machines run in the runtime as ``<org>.<machine>``."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backstate.auth import Key, Scope, new_key, new_org_id
+from backstate.machine import MachineModule, load_source
+from backstate.runtime import Backstate, Clock, Conflict, InvalidRequest, NotFound
+from backstate.store import ControlStore, KeyRow, MachineRow, OrgRow, VersionRow
+
+ADMIN_SCOPES = tuple(Scope)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def runtime_name(org_id: str, machine: str) -> str:
+    return f"{org_id}.{machine}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    org_id: str
+    key_id: str
+    secret: str
+
+
+class Backend:
+    def __init__(
+        self, db: str | Path, *, clock: Clock | None = None, step_timeout: float = 90.0
+    ) -> None:
+        self.runtime = Backstate(db, clock=clock, step_timeout=step_timeout)
+        self.control = ControlStore(db)
+        self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
+
+    async def start(self) -> None:
+        for version in self.control.versions():
+            machine = self.control.machine(version.org_id, version.machine)
+            self._deploy(
+                version, make_current=machine is not None and machine.current_version == version.id
+            )
+        await self.runtime.start()
+
+    async def close(self) -> None:
+        await self.runtime.close()
+        self.control.close()
+
+    # -- orgs and keys ----------------------------------------------------------------------
+
+    def ensure_admin(self) -> Credentials | None:
+        """On first start: an org and an admin key. Returns them only when created."""
+        if self.control.orgs():
+            return None
+        org = OrgRow(new_org_id(), "default", now_ms())
+        self.control.add_org(org)
+        key = new_key(org.id, "admin", ADMIN_SCOPES, now_ms())
+        self.control.add_key(
+            KeyRow(
+                key.id,
+                key.org_id,
+                key.name,
+                tuple(s.value for s in key.scopes),
+                key.secret,
+                key.created_at,
+            )
+        )
+        return Credentials(org.id, key.id, key.secret)
+
+    def lookup_key(self, key_id: str) -> Key | None:
+        row = self.control.key(key_id)
+        if row is None:
+            return None
+        scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
+        return Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
+
+    # -- machines and versions ----------------------------------------------------------------
+
+    def create_machine(self, org_id: str, slug: str, indexes: list[str]) -> MachineRow:
+        row = MachineRow(org_id, slug, tuple(indexes), now_ms(), None)
+        if not self.control.add_machine(row):
+            raise Conflict("invalid-state", f"machine {slug!r} already exists")
+        return row
+
+    def machine(self, org_id: str, slug: str) -> MachineRow:
+        row = self.control.machine(org_id, slug)
+        if row is None:
+            raise NotFound("machine-not-found", f"no machine {slug!r}")
+        return row
+
+    def create_version(
+        self,
+        org_id: str,
+        slug: str,
+        source: str,
+        client_info: str | None,
+        make_current: bool,
+        filename: str,
+    ) -> VersionRow:
+        self.machine(org_id, slug)
+        load_source(source, filename)  # raises MachineModuleError with file and line
+        version = VersionRow(
+            "ver_" + secrets.token_urlsafe(16), org_id, slug, client_info, source, {}, now_ms()
+        )
+        self.control.add_version(version, make_current)
+        self._deploy(version, make_current)
+        return version
+
+    def _deploy(self, version: VersionRow, make_current: bool) -> None:
+        module = load_source(version.source, f"{version.machine}@{version.id}.py")
+        self.modules[version.id] = module
+        self.runtime.deploy(
+            runtime_name(version.org_id, version.machine),
+            module.machine,
+            version=version.id,
+            allow_read=module.allow_read,
+            allow_write=module.allow_write,
+            make_current=make_current,
+        )
+
+    def require_version(self, org_id: str, slug: str, version_id: str | None) -> None:
+        machine = self.machine(org_id, slug)
+        if version_id is None and machine.current_version is None:
+            raise Conflict("invalid-state", f"machine {slug!r} has no version yet")
+        if version_id is not None and version_id not in self.modules:
+            raise InvalidRequest("invalid-parameter", f"no version {version_id!r} of {slug!r}")
+
+    def deploy_file(self, org_id: str, path: Path) -> VersionRow:
+        """Create the machine named after ``path`` (if needed) and a current version."""
+        slug = path.stem.replace("_", "-")
+        if self.control.machine(org_id, slug) is None:
+            self.create_machine(org_id, slug, [])
+        return self.create_version(
+            org_id, slug, path.read_text(encoding="utf-8"), path.name, True, str(path)
+        )
+
+
+def state_body(state: Any) -> dict[str, Any]:
+    """The State schema of the API: what leaves an instance (only ``context.public``)."""
+    return {
+        "ts": state.ts,
+        "state": state.value,
+        "publicContext": state.public_context,
+        "tags": sorted(state.tags),
+        "done": state.done,
+    }

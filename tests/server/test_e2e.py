@@ -1,0 +1,224 @@
+"""End to end: a real `backstate serve` process on a free port, over real HTTP and
+WebSocket, driven the way State Backed's quick start drives its API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from backstate.auth import sign_token
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, tmp: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.creds_path = tmp / "credentials.json"
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "backstate"),
+                "serve",
+                "--db",
+                str(tmp / "b.db"),
+                "--port",
+                str(self.port),
+                "--deploy",
+                str(ROOT / "examples" / "toggler.py"),
+                "--credentials",
+                str(self.creds_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(self.url + "/machines", timeout=1)
+                break
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"server did not start: {self.process.stdout.read() if self.process.stdout else ''}"
+                    ) from None
+                time.sleep(0.1)
+        self.creds = json.loads(self.creds_path.read_text())
+
+    def token(self, claims: dict[str, Any], **kw: Any) -> str:
+        return sign_token(
+            self.creds["keyId"], self.creds["secret"], claims, expires_in_s=kw.pop("ttl", 600), **kw
+        )
+
+    def headers(self, claims: dict[str, Any]) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token(claims)}"}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_toggler_quick_start_over_http_and_realtime(server: Server) -> None:
+    me = server.headers({"sid": "session-123"})
+    r = httpx.post(f"{server.url}/machines/toggler", json={"slug": "session-123"}, headers=me)
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["publicContext"], r.json()["done"]) == (
+        "on",
+        {"toggleCount": 0},
+        False,
+    )
+
+    async def realtime() -> list[Any]:
+        uri = f"ws://127.0.0.1:{server.port}/rt?token={server.token({'sid': 'session-123'})}"
+        async with websockets.connect(uri) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "subscribe-to-instance",
+                        "requestId": "r1",
+                        "machineName": "toggler",
+                        "machineInstanceName": "session-123",
+                    }
+                )
+            )
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            async with httpx.AsyncClient() as client:
+                sent = await client.post(
+                    f"{server.url}/machines/toggler/i/session-123/events",
+                    json={"event": "toggle"},
+                    headers=me,
+                )
+            assert sent.status_code == 200, sent.text
+            assert (sent.json()["state"], sent.json()["publicContext"]) == (
+                "off",
+                {"toggleCount": 1},
+            )
+            second = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            return [first, second]
+
+    first, second = asyncio.run(realtime())
+    assert first["type"] == "instance-update" and first["state"] == "on"
+    assert (second["state"], second["publicContext"], second["machineName"]) == (
+        "off",
+        {"toggleCount": 1},
+        "toggler",
+    )
+    got = httpx.get(f"{server.url}/machines/toggler/i/session-123", headers=me).json()
+    assert (got["state"], got["publicContext"]) == ("off", {"toggleCount": 1})
+    admin = httpx.get(f"{server.url}/machines/toggler/i/session-123/admin", headers=me).json()
+    assert admin["context"] == {"public": {"toggleCount": 1}} and admin["status"] == "running"
+    events = httpx.get(f"{server.url}/machines/toggler/i/session-123/events", headers=me).json()[
+        "transitions"
+    ]
+    assert [t["event"]["type"] for t in events] == ["xstate.init", "toggle"]
+
+
+def test_authorizers_and_bad_input_get_clear_errors(server: Server) -> None:
+    me = server.headers({"sid": "s1"})
+    assert (
+        httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me).status_code
+        == 200
+    )
+
+    def error(response: httpx.Response) -> tuple[int, str]:
+        return response.status_code, response.json()["code"]
+
+    other = server.headers({"sid": "mallory"})
+    assert error(httpx.get(f"{server.url}/machines/toggler/i/s1", headers=other)) == (
+        403,
+        "rejected-by-machine-authorizer",
+    )
+    assert error(
+        httpx.post(
+            f"{server.url}/machines/toggler/i/s1/events", json={"event": "toggle"}, headers=other
+        )
+    ) == (
+        403,
+        "rejected-by-machine-authorizer",
+    )
+    assert httpx.get(f"{server.url}/machines/toggler/i/s1").status_code == 401
+    unsigned = jwt.encode(
+        {"act": {"sid": "s1"}}, key="", algorithm="none", headers={"kid": server.creds["keyId"]}
+    )
+    assert (
+        httpx.get(
+            f"{server.url}/machines/toggler/i/s1", headers={"authorization": f"Bearer {unsigned}"}
+        ).status_code
+        == 401
+    )
+    expired = server.token({"sid": "s1"}, ttl=-60)
+    assert (
+        httpx.get(
+            f"{server.url}/machines/toggler/i/s1", headers={"authorization": f"Bearer {expired}"}
+        ).status_code
+        == 401
+    )
+    assert error(
+        httpx.post(f"{server.url}/machines/toggler/i/s1/events", content=b"{nope", headers=me)
+    ) == (400, "invalid-json")
+    assert error(
+        httpx.post(f"{server.url}/machines/toggler/i/s1/events", json={"event": 5}, headers=me)
+    ) == (400, "invalid-event")
+    assert error(
+        httpx.post(f"{server.url}/machines/toggler", json={"slug": "bad name"}, headers=me)
+    ) == (400, "invalid-parameter")
+    assert error(httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me)) == (
+        409,
+        "instance-exists",
+    )
+    assert httpx.get(f"{server.url}/machines/nope/i/s1", headers=me).status_code == 404
+    assert httpx.get(f"{server.url}/machines/toggler/i/nope", headers=me).status_code == 404
+    big = {"event": {"type": "toggle", "pad": "x" * 1_100_000}}
+    assert error(
+        httpx.post(f"{server.url}/machines/toggler/i/s1/events", json=big, headers=me)
+    ) == (413, "payload-too-large")
+    state = httpx.get(f"{server.url}/machines/toggler/i/s1", headers=me).json()
+    assert state["state"] == "on"  # none of the above changed anything
+
+
+def test_versions_upload_python_source_with_clear_errors(server: Server) -> None:
+    me = server.headers({"sid": "x"})
+    assert (
+        httpx.post(f"{server.url}/machines", json={"slug": "fresh"}, headers=me).status_code == 201
+    )
+    r = httpx.post(f"{server.url}/machines/fresh/v", json={"code": "machine = (\n"}, headers=me)
+    assert (r.status_code, r.json()["code"]) == (400, "syntax-error")
+    source = (ROOT / "examples" / "toggler.py").read_text()
+    r = httpx.post(
+        f"{server.url}/machines/fresh/v", json={"code": source, "clientInfo": "1.0.0"}, headers=me
+    )
+    assert r.status_code == 200 and r.json()["machineVersionId"].startswith("ver_")
+    created = httpx.post(f"{server.url}/machines/fresh", json={"slug": "x"}, headers=me)
+    assert created.status_code == 200 and created.json()["state"] == "on"
+    versions = httpx.get(f"{server.url}/machines/fresh/v", headers=me).json()["versions"]
+    assert [v["clientInfo"] for v in versions] == ["1.0.0"]
