@@ -783,3 +783,27 @@ def test_namespaces_keep_orgs_apart(tmp_path: Path) -> None:
                 await bs.create("a.b.c", "x")
 
     run(body)
+
+
+def test_a_processor_bug_fails_callers_instead_of_hanging(tmp_path: Path) -> None:
+    from backstate.runtime import Unavailable
+
+    async def body() -> None:
+        async with Backstate(tmp_path / "a.db") as bs:
+            bs.deploy("counter", counter())
+            await bs.create("counter", "c")
+            original = bs.processor._process
+            calls = {"n": 0}
+
+            def broken(entry: Any, rnd: Any) -> None:
+                calls["n"] += 1
+                if calls["n"] == 1:
+                    raise RuntimeError("a bug")
+                original(entry, rnd)
+
+            bs.processor._process = broken  # type: ignore[method-assign]
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(bs.send("counter", "c", "inc"), 5)
+            assert (await asyncio.wait_for(bs.send("counter", "c", "inc"), 5)).context == {"n": 1}
+
+    run(body)

@@ -214,7 +214,20 @@ class Processor:
 
     async def start(self) -> None:
         await self._recover()
-        self._task = asyncio.create_task(self._loop(), name="backstate-processor")
+        self._task = asyncio.create_task(self._supervise(), name="backstate-processor")
+
+    async def _supervise(self) -> None:
+        """Keep the loop running: if it dies of a bug, callers in flight get a 503
+        instead of waiting forever, and state is reloaded from the store."""
+        while True:
+            try:
+                await self._loop()
+                return
+            except Exception as exc:
+                logger.exception("the processor failed; reloading state from the store")
+                self._abandon([], StoreError(f"internal error: {type(exc).__name__}: {exc}"))
+                if self._recovering is not None:
+                    await self._recovering
 
     async def close(self) -> None:
         self._closing = True
