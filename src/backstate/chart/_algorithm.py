@@ -235,9 +235,9 @@ def remove_conflicting(
     for t1 in transitions:
         preempted = False
         to_remove: list[Transition] = []
-        exits1 = exit_set([t1], config, history, nodes_by_id)
+        exits1 = _touched(t1, config, history, nodes_by_id)
         for t2 in kept:
-            if exits1 & exit_set([t2], config, history, nodes_by_id):
+            if exits1 & _touched(t2, config, history, nodes_by_id):
                 if t1.source.is_descendant_of(t2.source):
                     to_remove.append(t2)
                 else:
@@ -247,6 +247,26 @@ def remove_conflicting(
             kept = [t for t in kept if t not in to_remove]
             kept.append(t1)
     return kept
+
+
+def _touched(
+    t: Transition, config: Configuration, history: History, nodes_by_id: dict[str, StateNode]
+) -> set[StateNode]:
+    """The states a transition disturbs: its exit set; for a transition to a history
+    state that resolves to its own atomic source (XState re-enters the source without
+    leaving it), the source. Without that, such a transition does not conflict with
+    another region's transition that exits the source's parent, and both run: the
+    source and that transition's target end up active in one compound state."""
+    exits = exit_set([t], config, history, nodes_by_id)
+    if (
+        not exits
+        and not t.reenter
+        and t.source.type in ("atomic", "final")
+        and any(x.type == "history" for x in t.targets or ())
+        and effective_targets(t, history, nodes_by_id) == [t.source]
+    ):
+        return {t.source}
+    return exits
 
 
 class EntrySet:
