@@ -36,7 +36,9 @@ def _track_entries(config: dict[str, Any], path: tuple[str, ...] = ()) -> None:
     title = ".".join(path) if path else "__root__"
     for key, tag in (("entry", "enter"), ("exit", "exit")):
         existing = config.get(key)
-        existing = existing if isinstance(existing, list) else ([] if existing is None else [existing])
+        existing = (
+            existing if isinstance(existing, list) else ([] if existing is None else [existing])
+        )
         config[key] = [{"type": "record", "params": {"value": f"{tag}: {title}"}}, *existing]
     for child_key, child in (config.get("states") or {}).items():
         _track_entries(child, (*path, child_key))

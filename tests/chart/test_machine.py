@@ -359,7 +359,12 @@ def test_invalid_snapshot_is_rejected() -> None:
 
 def test_meta_of_active_states() -> None:
     m = create_machine(
-        {"id": "m", "initial": "a", "meta": {"root": True}, "states": {"a": {"meta": {"title": "A"}, "on": {"GO": "b"}}, "b": {}}}
+        {
+            "id": "m",
+            "initial": "a",
+            "meta": {"root": True},
+            "states": {"a": {"meta": {"title": "A"}, "on": {"GO": "b"}}, "b": {}},
+        }
     )
     s, _ = m.initial_transition()
     assert s.meta == {"m": {"root": True}, "m.a": {"title": "A"}}
