@@ -689,6 +689,12 @@ class Processor:
             "%s/%s: %s after %d attempts; moved to dead letters", *entry.key, exc.message, attempts
         )
 
+    def _user_code(self, entry: Entry, version: Version) -> _logs.scope:
+        """Where print() and logging of this instance's user code go."""
+        return _logs.scope(
+            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
+        )
+
     def _reject(self, work: Work, exc: BackstateError) -> None:
         if work.future is not None and not work.future.done():
             work.future.set_exception(exc)
@@ -707,9 +713,7 @@ class Processor:
                 }
             }
         snap = entry.snapshot
-        with _logs.scope(
-            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
-        ):
+        with self._user_code(entry, version):
             allowed = check(
                 machine_instance_name=entry.key[1],
                 auth_context=auth or {},
@@ -740,9 +744,7 @@ class Processor:
         entry.version = version.id
         entry.parent = opts.get("parent")
         entry.created_at = now
-        with _logs.scope(
-            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
-        ):
+        with self._user_code(entry, version):
             try:
                 snap, effects = version.machine.initial_transition(
                     opts.get("input"),
@@ -775,9 +777,7 @@ class Processor:
         now: int,
         event_json: RawJson | None = None,
     ) -> None:
-        with _logs.scope(
-            (entry.key[0], version.id, entry.key[1]), self.pending_logs.append, self.clock.now_ms
-        ):
+        with self._user_code(entry, version):
             try:
                 snap, effects = version.machine.transition(entry.snapshot, event)  # type: ignore[arg-type]
             except ExecutionError as exc:
@@ -996,11 +996,7 @@ class Processor:
     ) -> None:
         token = current_effect_id.set(effect_id)
         try:
-            with _logs.scope(
-                (entry.key[0], version.id, entry.key[1]),
-                self.pending_logs.append,
-                self.clock.now_ms,
-            ):
+            with self._user_code(entry, version):
                 try:
                     effect.run()
                 except Exception as exc:
@@ -1030,11 +1026,7 @@ class Processor:
         current_effect_id.set(effect_id)
         event: dict[str, Any]
         try:
-            with _logs.scope(
-                (entry.key[0], version.id, entry.key[1]),
-                self.pending_logs.append,
-                self.clock.now_ms,
-            ):
+            with self._user_code(entry, version):
                 if inspect.iscoroutinefunction(effect.logic):
                     result = await asyncio.wait_for(effect.logic(effect.input), self.step_timeout)
                 else:
