@@ -3,56 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from backstate.auth import (
-    ACT_HEADER,
-    AuthError,
-    Principal,
-    Scope,
-    act_as,
-    require_scope,
-    verify_request_token,
-)
-from backstate.machine import MachineModuleError
+from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError
-from backstate.runtime._deployments import NAME
-from backstate.store import StoreError
 
 from ._backend import Backend, runtime_name, state_body
-
-MAX_BODY_BYTES = 1_000_000
-ORG_HEADER = "x-statebacked-org-id"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.parameter = parameter
-
-
-def error_response(
-    status: int, code: str, message: str, parameter: str | None = None
-) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if parameter is not None:
-        body["parameter"] = parameter
-    return JSONResponse(body, status_code=status)
+from ._http import ApiError, Requests, check_int, check_name, handle_error, hmac_b64
+from ._http_api import http_api_routes
+from ._identity import identity_routes
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -80,72 +49,15 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines/{machine}/i/{instance}/status", api.set_status, methods=["PUT"]),
         Route("/logs", api.logs, methods=["GET"]),
         WebSocketRoute("/rt", api.realtime),
+        *identity_routes(backend),
+        *http_api_routes(backend),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_exception_handler(Exception, _handle)
+    app.add_exception_handler(Exception, handle_error)
     return app
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.parameter)
-    if isinstance(exc, AuthError):
-        return error_response(exc.status, exc.code, str(exc))
-    if isinstance(exc, BackstateError):
-        return error_response(exc.status, exc.code, exc.message)
-    if isinstance(exc, MachineModuleError):
-        return error_response(400, exc.code, str(exc), "code")
-    if isinstance(exc, StoreError):
-        return error_response(503, "store-unavailable", str(exc))
-    return error_response(500, "internal-error", "internal error")
-
-
-def _hmac(key: str, data: str) -> str:
-    digest = hmac.new(key.encode(), data.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-class _Api:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    # -- request plumbing -------------------------------------------------------------------
-
-    def principal(self, conn: HTTPConnection, token: str | None = None) -> Principal:
-        if token is None:
-            header = conn.headers.get("authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        principal = verify_request_token(token, self.backend.lookup_key)
-        org = conn.headers.get(ORG_HEADER) or conn.query_params.get(ORG_HEADER)
-        if org is not None and org != principal.org_id:
-            raise ApiError(403, "missing-org", "this token does not belong to that org")
-        return principal
-
-    def auth_context(self, request: Request, principal: Principal) -> dict[str, Any]:
-        header = request.headers.get(ACT_HEADER)
-        return act_as(principal, header) if header is not None else principal.auth_context
-
-    async def body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(
-                413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
-        if not raw:
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ApiError(400, "invalid-parameter", "the body must be a JSON object", "body")
-        return data
-
-    def guard(self, request: Request, scope: Scope) -> Principal:
-        principal = self.principal(request)
-        require_scope(principal, scope)
-        return principal
-
+class _Api(Requests):
     # -- machines -----------------------------------------------------------------------------
 
     async def list_machines(self, request: Request) -> Response:
@@ -175,11 +87,13 @@ class _Api:
     async def create_machine(self, request: Request) -> Response:
         principal = self.guard(request, Scope.MACHINES_WRITE)
         body = await self.body(request)
-        slug = _name(body.get("slug"), "slug")
+        slug = check_name(body.get("slug"), "slug")
         indexes = body.get("indexes") or []
         if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
             raise ApiError(400, "invalid-parameter", "indexes must be a list of names", "indexes")
-        self.backend.create_machine(principal.org_id, slug, [_name(i, "indexes") for i in indexes])
+        self.backend.create_machine(
+            principal.org_id, slug, [check_name(i, "indexes") for i in indexes]
+        )
         return Response(status_code=201)
 
     async def get_machine(self, request: Request) -> Response:
@@ -228,13 +142,17 @@ class _Api:
     def _instance(self, request: Request, principal: Principal) -> tuple[str, str, str]:
         slug = request.path_params["machine"]
         self.backend.machine(principal.org_id, slug)
-        return slug, runtime_name(principal.org_id, slug), request.path_params.get("instance", "")
+        return (
+            slug,
+            runtime_name(principal.org_id, slug),
+            request.path_params.get("instance", ""),
+        )
 
     async def create_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_WRITE)
         slug, machine, _ = self._instance(request, principal)
         body = await self.body(request)
-        name = _name(body.get("slug"), "slug")
+        name = check_name(body.get("slug"), "slug")
         context = body.get("context", {})
         if not isinstance(context, dict):
             raise ApiError(400, "invalid-parameter", "context must be an object", "context")
@@ -307,7 +225,7 @@ class _Api:
         principal = self.guard(request, Scope.INSTANCES_ADMIN)
         _, machine, name = self._instance(request, principal)
         await self.backend.runtime.get(machine, name)
-        after = _int(request.query_params.get("cursor", "-1"), "cursor")
+        after = check_int(request.query_params.get("cursor", "-1"), "cursor")
         rows = await self.backend.runtime.history(machine, name, after=after, limit=100)
         body: dict[str, Any] = {
             "transitions": [
@@ -342,7 +260,7 @@ class _Api:
                 "dangerDataWillBeDeletedForever",
             )
         proof = body.get("hmacSha256OfMachineInstanceNameWithMachineNameKey")
-        if not isinstance(proof, str) or not hmac.compare_digest(proof, _hmac(slug, name)):
+        if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(slug, name)):
             raise ApiError(
                 400,
                 "invalid-parameter",
@@ -355,11 +273,11 @@ class _Api:
     async def logs(self, request: Request) -> Response:
         principal = self.guard(request, Scope.LOGS_READ)
         q = request.query_params
-        since = _int(q.get("from", "0"), "from")
+        since = check_int(q.get("from", "0"), "from")
         machine = q.get("machine")
         rows = await self.backend.runtime.logs(
             since=since,
-            until=_int(q["to"], "to") if "to" in q else None,
+            until=check_int(q["to"], "to") if "to" in q else None,
             machine=runtime_name(principal.org_id, machine) if machine else None,
             instance=q.get("instance"),
             limit=100,
@@ -459,20 +377,3 @@ class _Api:
                 )
         except (WebSocketDisconnect, RuntimeError):
             pass
-
-
-def _name(value: Any, parameter: str) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
-        raise ApiError(
-            400, "invalid-parameter", f"{parameter} must match {NAME.pattern}", parameter
-        )
-    return value
-
-
-def _int(value: str, parameter: str) -> int:
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ApiError(
-            400, "invalid-parameter", f"{parameter} must be an integer", parameter
-        ) from exc

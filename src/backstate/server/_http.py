@@ -1,0 +1,132 @@
+"""Request plumbing shared by the route modules: errors, authentication, bodies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from backstate.auth import (
+    ACT_HEADER,
+    AuthError,
+    Principal,
+    Scope,
+    act_as,
+    require_scope,
+    verify_request_token,
+)
+from backstate.machine import MachineModuleError
+from backstate.runtime import BackstateError
+from backstate.runtime._deployments import NAME
+from backstate.store import StoreError
+
+from ._backend import Backend
+
+MAX_BODY_BYTES = 1_000_000
+ORG_HEADER = "x-statebacked-org-id"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.parameter = parameter
+
+
+def error_response(
+    status: int, code: str, message: str, parameter: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return JSONResponse(body, status_code=status)
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.parameter)
+    if isinstance(exc, AuthError):
+        return error_response(exc.status, exc.code, str(exc))
+    if isinstance(exc, BackstateError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, MachineModuleError):
+        return error_response(400, exc.code, str(exc), "code")
+    if isinstance(exc, StoreError):
+        return error_response(503, "store-unavailable", str(exc))
+    return error_response(500, "internal-error", "internal error")
+
+
+def _hmac(key: str, data: str) -> str:
+    digest = hmac.new(key.encode(), data.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def hmac_b64(key: str, data: str) -> str:
+    digest = hmac.new(key.encode(), data.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class Requests:
+    """Authentication and body parsing for one backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def principal(self, conn: HTTPConnection, token: str | None = None) -> Principal:
+        if token is None:
+            header = conn.headers.get("authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        principal = verify_request_token(token, self.backend.lookup_key)
+        org = conn.headers.get(ORG_HEADER) or conn.query_params.get(ORG_HEADER)
+        if org is not None and org != principal.org_id:
+            raise ApiError(403, "missing-org", "this token does not belong to that org")
+        return principal
+
+    def auth_context(self, request: Request, principal: Principal) -> dict[str, Any]:
+        header = request.headers.get(ACT_HEADER)
+        return act_as(principal, header) if header is not None else principal.auth_context
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid-parameter", "the body must be a JSON object", "body")
+        return data
+
+    def guard(self, request: Request, scope: Scope) -> Principal:
+        principal = self.principal(request)
+        require_scope(principal, scope)
+        return principal
+
+
+def check_name(value: Any, parameter: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ApiError(
+            400, "invalid-parameter", f"{parameter} must match {NAME.pattern}", parameter
+        )
+    return value
+
+
+def check_int(value: str, parameter: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ApiError(
+            400, "invalid-parameter", f"{parameter} must be an integer", parameter
+        ) from exc
