@@ -22,6 +22,7 @@ from ._backend import Backend, runtime_name, state_body
 from ._http import ApiError, Requests, check_int, check_name, handle_error, hmac_b64
 from ._http_api import http_api_routes
 from ._identity import identity_routes
+from ._uploads import Uploads
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -40,6 +41,8 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines/{machine}", api.create_instance, methods=["POST"]),
         Route("/machines/{machine}/v", api.list_versions, methods=["GET"]),
         Route("/machines/{machine}/v", api.create_version, methods=["POST"]),
+        Route("/machines/{machine}/v/{signed}", api.finalize_version, methods=["PUT"]),
+        Route("/uploads/{token}", api.uploads.receive, methods=["POST"], name="upload"),
         Route("/machines/{machine}/i", api.list_instances, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}", api.get_instance, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}", api.delete_instance, methods=["DELETE"]),
@@ -58,6 +61,10 @@ def create_app(backend: Backend) -> Starlette:
 
 
 class _Api(Requests):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.uploads = Uploads()
+
     # -- machines -----------------------------------------------------------------------------
 
     async def list_machines(self, request: Request) -> Response:
@@ -116,11 +123,33 @@ class _Api(Requests):
         )
 
     async def create_version(self, request: Request) -> Response:
-        """One step: ``{code: <Python source>, clientInfo?, makeCurrent?}``."""
+        """State Backed's provisional create (an empty body: returns a signed id and an
+        upload URL), or, as our extension, one step: ``{code, clientInfo?, makeCurrent?}``."""
         principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
         slug = request.path_params["machine"]
         body = await self.body(request)
-        code = body.get("code")
+        if "code" not in body:
+            self.backend.machine(principal.org_id, slug)
+            token = self.uploads.provision(principal.org_id, slug, "gzip" in request.query_params)
+            return JSONResponse(
+                {
+                    "machineVersionId": token,
+                    "codeUploadUrl": str(request.url_for("upload", token=token)),
+                    "codeUploadFields": {"key": token},
+                }
+            )
+        return await self._create_version(principal, slug, body.get("code"), body)
+
+    async def finalize_version(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
+        slug = request.path_params["machine"]
+        body = await self.body(request)
+        code = self.uploads.take(principal.org_id, slug, request.path_params["signed"])
+        return await self._create_version(principal, slug, code, body)
+
+    async def _create_version(
+        self, principal: Principal, slug: str, code: Any, body: dict[str, Any]
+    ) -> Response:
         if not isinstance(code, str) or not code.strip():
             raise ApiError(
                 400, "invalid-parameter", "code must be the machine file's Python source", "code"
