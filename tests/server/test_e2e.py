@@ -58,9 +58,9 @@ class Server:
                 break
             except httpx.TransportError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"server did not start: {self.process.stdout.read() if self.process.stdout else ''}"
-                    ) from None
+                    self.process.kill()
+                    output = self.process.communicate()[0]
+                    raise RuntimeError(f"server did not start: {output}") from None
                 time.sleep(0.1)
         self.creds = json.loads(self.creds_path.read_text())
 

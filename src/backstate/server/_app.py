@@ -22,6 +22,7 @@ from ._backend import Backend, runtime_name, state_body
 from ._http import ApiError, Requests, check_int, check_name, handle_error, hmac_b64
 from ._http_api import http_api_routes
 from ._identity import identity_routes
+from ._openapi import document
 from ._uploads import Uploads
 
 
@@ -52,6 +53,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines/{machine}/i/{instance}/status", api.set_status, methods=["PUT"]),
         Route("/logs", api.logs, methods=["GET"]),
         WebSocketRoute("/rt", api.realtime),
+        Route("/openapi.json", lambda request: JSONResponse(document()), methods=["GET"]),
         *identity_routes(backend),
         *http_api_routes(backend),
     ]

@@ -1,0 +1,293 @@
+"""The OpenAPI document served at ``/openapi.json``: what the routes really accept and
+return (checked by a schemathesis run in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,128}$"}
+ERROR = {
+    "type": "object",
+    "required": ["error", "code"],
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string"},
+        "parameter": {"type": "string"},
+    },
+}
+STATE_VALUE: dict[str, Any] = {"oneOf": [{"type": "string"}, {"type": "object"}]}
+STATE = {
+    "type": "object",
+    "required": ["ts", "state", "publicContext", "tags", "done"],
+    "properties": {
+        "ts": {"type": "integer"},
+        "state": STATE_VALUE,
+        "publicContext": {},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "done": {"type": "boolean"},
+    },
+}
+EVENT = {
+    "oneOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}},
+    ]
+}
+VERSION_INFO = {
+    "type": "object",
+    "required": ["id", "createdAt"],
+    "properties": {
+        "id": {"type": "string"},
+        "createdAt": {"type": "integer"},
+        "clientInfo": {"type": ["string", "null"]},
+    },
+}
+MACHINE_INFO = {
+    "type": "object",
+    "required": ["slug", "createdAt", "indexes"],
+    "properties": {
+        "slug": {"type": "string"},
+        "createdAt": {"type": "integer"},
+        "indexes": {"type": "array", "items": {"type": "string"}},
+        "currentVersion": VERSION_INFO,
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(s): {
+            "description": "error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for s in (400, 401, 403, 404, 413, *statuses)
+    }
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+M = {"name": "machine", "in": "path", "required": True, "schema": NAME}
+I = {"name": "instance", "in": "path", "required": True, "schema": NAME}  # noqa: E741
+STATE_REF = {"$ref": "#/components/schemas/State"}
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/machines": {
+            "get": {
+                "operationId": "listMachines",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"machines": {"type": "array", "items": MACHINE_INFO}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+            "post": {
+                "operationId": "createMachine",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["slug"],
+                        "properties": {"slug": NAME, "indexes": {"type": "array", "items": NAME}},
+                    }
+                ),
+                "responses": {"201": {"description": "created"}, **_errors(409)},
+            },
+        },
+        "/machines/{machine}": {
+            "parameters": [M],
+            "get": {
+                "operationId": "getMachine",
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"machine": MACHINE_INFO}}),
+                    **_errors(),
+                },
+            },
+            "post": {
+                "operationId": "createInstance",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["slug"],
+                        "properties": {
+                            "slug": NAME,
+                            "context": {"type": "object"},
+                            "machineVersionId": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {"200": _json(STATE_REF), **_errors(409)},
+            },
+        },
+        "/machines/{machine}/v": {
+            "parameters": [M],
+            "get": {
+                "operationId": "listVersions",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"versions": {"type": "array", "items": VERSION_INFO}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+            "post": {
+                "operationId": "createVersion",
+                "description": "An empty body provisionally creates a version (then upload and finalize); "
+                "`{code}` creates it in one step from Python source.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "clientInfo": {"type": "string"},
+                            "makeCurrent": {"type": "boolean"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["machineVersionId"],
+                            "properties": {"machineVersionId": {"type": "string"}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/i": {
+            "parameters": [M],
+            "get": {
+                "operationId": "listInstances",
+                "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"instances": {"type": "array"}}}
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/i/{instance}": {
+            "parameters": [M, I],
+            "get": {
+                "operationId": "getInstance",
+                "responses": {"200": _json(STATE_REF), **_errors()},
+            },
+            "delete": {
+                "operationId": "deleteInstance",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "dangerDataWillBeDeletedForever": {"type": "boolean"},
+                            "hmacSha256OfMachineInstanceNameWithMachineNameKey": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {"204": {"description": "deleted"}, **_errors()},
+            },
+        },
+        "/machines/{machine}/i/{instance}/events": {
+            "parameters": [M, I],
+            "post": {
+                "operationId": "sendEvent",
+                "requestBody": _body(
+                    {"type": "object", "required": ["event"], "properties": {"event": EVENT}}
+                ),
+                "responses": {"200": _json(STATE_REF), **_errors(409)},
+            },
+            "get": {
+                "operationId": "listTransitions",
+                "parameters": [
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^-?[0-9]+$"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"transitions": {"type": "array"}}}
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/i/{instance}/admin": {
+            "parameters": [M, I],
+            "get": {
+                "operationId": "getInstanceAdmin",
+                "responses": {"200": _json({"type": "object"}), **_errors()},
+            },
+        },
+        "/machines/{machine}/i/{instance}/status": {
+            "parameters": [M, I],
+            "put": {
+                "operationId": "setInstanceStatus",
+                "requestBody": _body(
+                    {"type": "object", "properties": {"status": {"enum": ["running", "paused"]}}}
+                ),
+                "responses": {"204": {"description": "set"}, **_errors()},
+            },
+        },
+        "/logs": {
+            "get": {
+                "operationId": "getLogs",
+                "parameters": [
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                    {"name": "machine", "in": "query", "schema": NAME},
+                    {"name": "instance", "in": "query", "schema": NAME},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["maxTimestamp", "logs"],
+                            "properties": {"logs": {"type": "array"}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "backstate",
+            "version": "1",
+            "description": "State Backed's API, served by backstate.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR, "State": STATE},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "security": [{"bearer": []}],
+    }
