@@ -1,11 +1,230 @@
-"""The HTTP API mapper: ``/http-api/{org}/machines/{machine}/{slug}``."""
+"""The HTTP API mapper: ``ANY /http-api/{org}/machines/{machine}/{slug}``.
+
+A machine file may export ``http_api``, a dict of slug -> mapper, where a mapper is a
+dict with two functions (State Backed's ``httpApiMapper`` with Python names)::
+
+    http_api = {
+        "increment": {
+            "handler": handle,                  # State Backed's `handler`
+            "response_mapper": respond,         # State Backed's `responseMapper`
+        }
+    }
+
+``handler(request)`` gets ``{"body", "headers", "method", "query"}`` (``body``: the parsed
+JSON, else the UTF-8 text, ``None`` when empty; ``headers``: lower-case names, repeated
+headers joined with ", "; ``query``: the last value of each parameter) and returns
+``{"machineInstanceName", "event", "authContext", "initialContext"?}``. It authenticates
+the request itself: no JWT is needed on this route.
+
+``response_mapper({"state", "context", "result"})`` (``context`` is the full context,
+``result`` the machine's output once it is done, else ``None``) returns
+``{"statusCode", "headers"?, "body"}``. Both functions are required (500
+``invalid-http-api`` otherwise, before the handler runs); either may be sync (run in a
+thread) or async. The flow follows State Backed (docs/http_api.md): a handler that
+raises fails the request (400 ``http-api-handler-failed``, or the exception's
+``status_code`` if it has one in 400..599) before anything is created or sent; a
+missing instance is created when the handler returns ``initialContext`` (``allow_write``
+with ``write_type="initialization"``), else 404; then ``allow_write`` runs with the
+returned ``authContext``, the event is sent and the instance settles; a response mapper
+that raises (or returns nothing usable) gives 200 ``{"ok": true}``.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from ._backend import Backend
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from backstate.runtime import Conflict, NotFound
+
+from ._backend import Backend, runtime_name
+from ._http import MAX_BODY_BYTES, ApiError
+
+logger = logging.getLogger("backstate.server.http_api")
+
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+HANDLER = "handler"
+RESPONSE_MAPPER = "response_mapper"
 
 
 def http_api_routes(backend: Backend) -> list[BaseRoute]:
-    return []
+    mapper = _HttpApi(backend)
+    return [
+        Route(
+            "/http-api/{org}/machines/{machine}/{slug}",
+            mapper.serve,
+            methods=METHODS,
+        )
+    ]
+
+
+class _HttpApi:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def serve(self, request: Request) -> Response:
+        org = request.path_params["org"]
+        slug = request.path_params["machine"]
+        entry = self._mapper(org, slug, request.path_params["slug"])
+        handler, mapper = entry[HANDLER], entry[RESPONSE_MAPPER]
+        http_request = {
+            "body": await _body(request),
+            "headers": {k: ", ".join(request.headers.getlist(k)) for k in request.headers},
+            "method": request.method,
+            "query": dict(request.query_params),
+        }
+        try:
+            returned = await _call(handler, http_request)
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status < 600:
+                status = 400
+            raise ApiError(
+                status, "http-api-handler-failed", f"{type(exc).__name__}: {exc}"
+            ) from exc
+        name, event, auth, initial = _handler_result(returned)
+
+        machine = runtime_name(org, slug)
+        runtime = self.backend.runtime
+        try:
+            await runtime.get(machine, name)
+        except NotFound as exc:
+            if initial is None or exc.code != "instance-not-found":
+                raise
+            try:
+                # An empty initialContext means the machine's own initial context.
+                await runtime.create(machine, name, context=initial or None, auth=auth)
+            except Conflict as clash:
+                if clash.code != "instance-exists":  # created concurrently: just send
+                    raise
+        state = await runtime.send(machine, name, event, auth=auth)
+
+        mapper_input = {
+            "state": state.value,
+            "context": state.context,
+            "result": state.snapshot.output if state.done else None,
+        }
+        try:
+            return _response(await _call(mapper, mapper_input))
+        except Exception:
+            logger.warning(
+                "http api %s/%s/%s: the response mapper failed",
+                org,
+                slug,
+                request.path_params["slug"],
+                exc_info=True,
+            )
+            return JSONResponse({"ok": True})
+
+    def _mapper(self, org: str, slug: str, api_slug: str) -> Mapping[str, Any]:
+        machine = self.backend.control.machine(org, slug)
+        if machine is None:
+            raise ApiError(404, "machine-not-found", f"no machine {slug!r}")
+        module = self.backend.modules.get(machine.current_version or "")
+        entry = module.http_api.get(api_slug) if module is not None else None
+        if entry is None:
+            raise ApiError(
+                404, "http-api-not-found", f"machine {slug!r} has no http api {api_slug!r}"
+            )
+        if not isinstance(entry, Mapping):
+            raise ApiError(
+                500, "invalid-http-api", f"http_api[{api_slug!r}] must be a dict of functions"
+            )
+        for key in (HANDLER, RESPONSE_MAPPER):
+            if not callable(entry.get(key)):
+                raise ApiError(
+                    500,
+                    "invalid-http-api",
+                    f"http_api[{api_slug!r}] needs a function {key!r} "
+                    f"(keys: {HANDLER!r}, {RESPONSE_MAPPER!r})",
+                )
+        return entry
+
+
+async def _body(request: Request) -> Any:
+    too_large = ApiError(
+        413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw.decode("utf-8", errors="replace")
+
+
+async def _call(fn: Callable[..., Any], arg: Any) -> Any:
+    """User code: awaited when async, otherwise in a thread (it may block)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(arg)
+    result = await asyncio.to_thread(fn, arg)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _handler_result(value: Any) -> tuple[str, Any, dict[str, Any], dict[str, Any] | None]:
+    def invalid(message: str) -> ApiError:
+        return ApiError(500, "http-api-handler-invalid", f"the handler's result {message}")
+
+    if not isinstance(value, Mapping):
+        raise invalid(f"must be a dict, not {type(value).__name__}")
+    name = value.get("machineInstanceName")
+    if not isinstance(name, str):
+        raise invalid("needs machineInstanceName (a string)")
+    if "event" not in value:
+        raise invalid("needs an event")
+    auth = value.get("authContext")
+    if not isinstance(auth, dict):
+        raise invalid("needs authContext (a dict)")
+    initial = value.get("initialContext")
+    if initial is not None and not isinstance(initial, dict):
+        raise invalid("has an initialContext that is not a dict")
+    return name, value["event"], auth, initial
+
+
+def _response(value: Any) -> Response:
+    """The response mapper's ``{statusCode, headers?, body}``; raises when unusable."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"the response mapper returned {type(value).__name__}, not a dict")
+    status = value.get("statusCode")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status < 600:
+        raise ValueError(f"statusCode must be an HTTP status, not {status!r}")
+    headers = value.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise TypeError("headers must be a dict")
+    body = value.get("body")
+    media_type: str | None
+    if body is None:
+        content, media_type = b"", None
+    elif isinstance(body, bytes):
+        content, media_type = body, "application/octet-stream"
+    elif isinstance(body, str):
+        content, media_type = body.encode(), "text/plain; charset=utf-8"
+    else:
+        content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        media_type = "application/json"
+    return Response(
+        content,
+        status_code=status,
+        headers={str(k): str(v) for k, v in headers.items()},
+        media_type=media_type,
+    )
