@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backstate.auth import Key, Scope, new_key, new_org_id
+from backstate.auth import Key, Scope
 from backstate.machine import MachineModule, load_source
 from backstate.runtime import Backstate, Clock, Conflict, InvalidRequest, NotFound
-from backstate.store import ControlStore, KeyRow, MachineRow, OrgRow, VersionRow
+from backstate.store import ControlStore, MachineRow, VersionRow
 
 ADMIN_SCOPES = tuple(Scope)
 
@@ -55,23 +55,15 @@ class Backend:
     # -- orgs and keys ----------------------------------------------------------------------
 
     def ensure_admin(self) -> Credentials | None:
-        """On first start: an org and an admin key. Returns them only when created."""
+        """On first start: an org with an admin key and, as on State Backed, anonymous
+        access (a production key, the anonymous IdP and token provider). Returns the
+        admin credentials only when created."""
+        from ._identity import create_org  # here: _identity imports this module
+
         if self.control.orgs():
             return None
-        org = OrgRow(new_org_id(), "default", now_ms())
-        self.control.add_org(org)
-        key = new_key(org.id, "admin", ADMIN_SCOPES, now_ms())
-        self.control.add_key(
-            KeyRow(
-                key.id,
-                key.org_id,
-                key.name,
-                tuple(s.value for s in key.scopes),
-                key.secret,
-                key.created_at,
-            )
-        )
-        return Credentials(org.id, key.id, key.secret)
+        org_id, admin = create_org(self.control, "default", allow_anonymous=True)
+        return Credentials(org_id, admin.id, admin.secret)
 
     def lookup_key(self, key_id: str) -> Key | None:
         row = self.control.key(key_id)

@@ -4,7 +4,15 @@
 ``Store.commit(WriteBatch)``, one transaction per batch.
 """
 
-from ._control import ControlStore, KeyRow, MachineRow, OrgRow, VersionRow
+from ._control import (
+    ControlStore,
+    IdpRow,
+    KeyRow,
+    MachineRow,
+    OrgRow,
+    TokenProviderRow,
+    VersionRow,
+)
 from ._protocol import SequenceConflict, Store, StoreError
 from ._records import (
     CommitResult,
@@ -27,6 +35,7 @@ __all__ = [
     "DeadLetterRow",
     "EffectRow",
     "HistoryRow",
+    "IdpRow",
     "InboxRow",
     "InstanceKey",
     "InstanceRow",
@@ -40,6 +49,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TimerRow",
+    "TokenProviderRow",
     "VersionRow",
     "WriteBatch",
 ]

@@ -1,4 +1,5 @@
-"""The control plane: orgs, keys, machines and machine versions (with their source).
+"""The control plane: orgs, keys, identity providers, token providers, machines and
+machine versions (with their source).
 
 It lives in the same SQLite file as the runtime's data but in its own tables with its
 own schema version, so each side migrates on its own.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,19 @@ CONTROL_MIGRATIONS = [
     );
     CREATE INDEX versions_machine ON versions (org_id, machine, created_at);
     """,
+    # Identity providers are keyed by (org, aud, iss), '' standing for an absent aud or
+    # iss (NULLs would be distinct in the key); token providers by (org, service).
+    """
+    CREATE TABLE idps (
+        org_id TEXT NOT NULL, aud TEXT NOT NULL, iss TEXT NOT NULL, algs TEXT NOT NULL,
+        key TEXT, jwks_url TEXT, mapping TEXT NOT NULL, created_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, aud, iss)
+    );
+    CREATE TABLE token_providers (
+        org_id TEXT NOT NULL, service TEXT NOT NULL, key_id TEXT NOT NULL,
+        mapping TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (org_id, service)
+    );
+    """,
 ]
 
 
@@ -49,6 +64,29 @@ class KeyRow:
     name: str
     scopes: tuple[str, ...]
     secret: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdpRow:
+    """An identity provider; ``key`` (base64url) is secret, ``jwks_url`` its alternative."""
+
+    org_id: str
+    aud: str | None
+    iss: str | None
+    algs: tuple[str, ...]
+    mapping: dict[str, Any]
+    key: str | None = field(repr=False)
+    jwks_url: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenProviderRow:
+    org_id: str
+    service: str
+    key_id: str
+    mapping: dict[str, Any]
     created_at: int
 
 
@@ -118,8 +156,38 @@ class ControlStore:
 
     # -- orgs and keys ----------------------------------------------------------------------
 
-    def add_org(self, org: OrgRow) -> None:
-        self._run("INSERT INTO orgs VALUES (?, ?, ?)", (org.id, org.name, org.created_at))
+    def add_org(
+        self,
+        org: OrgRow,
+        keys: Iterable[KeyRow] = (),
+        idps: Iterable[IdpRow] = (),
+        token_providers: Iterable[TokenProviderRow] = (),
+    ) -> None:
+        """Create an org together with its first keys, IdPs and token providers, atomically."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(
+                        "INSERT INTO orgs VALUES (?, ?, ?)", (org.id, org.name, org.created_at)
+                    )
+                    for key in keys:
+                        db.execute(_INSERT_KEY, _key_args(key))
+                    for idp in idps:
+                        db.execute(_UPSERT_IDP, _idp_args(idp))
+                    for provider in token_providers:
+                        db.execute(_UPSERT_TOKEN_PROVIDER, _token_provider_args(provider))
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(str(exc)) from exc
+
+    def org(self, org_id: str) -> OrgRow | None:
+        rows = self._run("SELECT id, name, created_at FROM orgs WHERE id = ?", (org_id,))
+        return OrgRow(*rows[0]) if rows else None
 
     def orgs(self) -> list[OrgRow]:
         return [
@@ -128,17 +196,7 @@ class ControlStore:
         ]
 
     def add_key(self, key: KeyRow) -> None:
-        self._run(
-            "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key.id,
-                key.org_id,
-                key.name,
-                json.dumps(list(key.scopes)),
-                key.secret,
-                key.created_at,
-            ),
-        )
+        self._run(_INSERT_KEY, _key_args(key))
 
     def key(self, key_id: str) -> KeyRow | None:
         rows = self._run(
@@ -156,6 +214,67 @@ class ControlStore:
     def delete_key(self, org_id: str, key_id: str) -> bool:
         with self._lock:
             cur = self._db.execute("DELETE FROM keys WHERE org_id = ? AND id = ?", (org_id, key_id))
+            return cur.rowcount == 1
+
+    # -- identity providers and token providers ----------------------------------------------
+
+    def upsert_idp(self, row: IdpRow) -> None:
+        """Add the IdP, or replace the one of this org with the same aud and iss."""
+        self._run(_UPSERT_IDP, _idp_args(row))
+
+    def idps(self, org_id: str) -> list[IdpRow]:
+        rows = self._run(
+            "SELECT org_id, aud, iss, algs, mapping, key, jwks_url, created_at FROM idps"
+            " WHERE org_id = ? ORDER BY created_at, aud, iss",
+            (org_id,),
+        )
+        return [
+            IdpRow(
+                r[0],
+                r[1] or None,
+                r[2] or None,
+                tuple(json.loads(r[3])),
+                json.loads(r[4]),
+                r[5],
+                r[6],
+                r[7],
+            )
+            for r in rows
+        ]
+
+    def delete_idp(self, org_id: str, aud: str | None, iss: str | None) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM idps WHERE org_id = ? AND aud = ? AND iss = ?",
+                (org_id, aud or "", iss or ""),
+            )
+            return cur.rowcount == 1
+
+    def upsert_token_provider(self, row: TokenProviderRow) -> None:
+        """Add the token provider, or replace the one of this org for the same service."""
+        self._run(_UPSERT_TOKEN_PROVIDER, _token_provider_args(row))
+
+    def token_providers(self, org_id: str) -> list[TokenProviderRow]:
+        rows = self._run(
+            "SELECT org_id, service, key_id, mapping, created_at FROM token_providers"
+            " WHERE org_id = ? ORDER BY service",
+            (org_id,),
+        )
+        return [_token_provider(r) for r in rows]
+
+    def token_provider(self, org_id: str, service: str) -> TokenProviderRow | None:
+        rows = self._run(
+            "SELECT org_id, service, key_id, mapping, created_at FROM token_providers"
+            " WHERE org_id = ? AND service = ?",
+            (org_id, service),
+        )
+        return _token_provider(rows[0]) if rows else None
+
+    def delete_token_provider(self, org_id: str, service: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM token_providers WHERE org_id = ? AND service = ?", (org_id, service)
+            )
             return cur.rowcount == 1
 
     # -- machines and versions ----------------------------------------------------------------
@@ -230,6 +349,49 @@ class ControlStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+_INSERT_KEY = (
+    "INSERT INTO keys (id, org_id, name, scopes, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_IDP = """
+    INSERT INTO idps (org_id, aud, iss, algs, mapping, key, jwks_url, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (org_id, aud, iss) DO UPDATE SET
+        algs = excluded.algs, mapping = excluded.mapping, key = excluded.key,
+        jwks_url = excluded.jwks_url
+"""
+_UPSERT_TOKEN_PROVIDER = """
+    INSERT INTO token_providers (org_id, service, key_id, mapping, created_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (org_id, service) DO UPDATE SET
+        key_id = excluded.key_id, mapping = excluded.mapping
+"""
+
+
+def _key_args(key: KeyRow) -> tuple[Any, ...]:
+    return (key.id, key.org_id, key.name, json.dumps(list(key.scopes)), key.secret, key.created_at)
+
+
+def _idp_args(row: IdpRow) -> tuple[Any, ...]:
+    return (
+        row.org_id,
+        row.aud or "",
+        row.iss or "",
+        json.dumps(list(row.algs)),
+        json.dumps(row.mapping),
+        row.key,
+        row.jwks_url,
+        row.created_at,
+    )
+
+
+def _token_provider_args(row: TokenProviderRow) -> tuple[Any, ...]:
+    return (row.org_id, row.service, row.key_id, json.dumps(row.mapping), row.created_at)
+
+
+def _token_provider(r: Any) -> TokenProviderRow:
+    return TokenProviderRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
 
 
 def _key(r: Any) -> KeyRow:
