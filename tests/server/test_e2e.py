@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,10 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Drain the server's output so a chatty server never blocks on a full pipe.
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -59,8 +64,8 @@ class Server:
             except httpx.TransportError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
-                    output = self.process.communicate()[0]
-                    raise RuntimeError(f"server did not start: {output}") from None
+                    self._reader.join(5)
+                    raise RuntimeError(f"server did not start: {''.join(self.output)}") from None
                 time.sleep(0.1)
         self.creds = json.loads(self.creds_path.read_text())
 
@@ -72,9 +77,15 @@ class Server:
     def headers(self, claims: dict[str, Any]) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(claims)}"}
 
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+        self._reader.join(5)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 
 from .test_e2e import Server
 
@@ -26,18 +26,30 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def api_schema(live: Server) -> Any:
-    return schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+def test_api_never_fails_and_matches_its_document(live: Server) -> None:
+    # Driven without schemathesis's pytest plugin (it does not support pytest 9 yet).
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    headers = live.headers({"sid": "s1"})
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 14
+    for operation in operations:
 
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        def check(case: Any) -> None:
+            # Credentials go in as a plain header, so the "ignored auth" replay would
+            # still carry them; test_authorization.py covers refused credentials.
+            # Schema-valid input can still be refused with a 400 for what a schema cannot
+            # say (a machine file that does not load, an event the machine rejects).
+            excluded = [
+                schemathesis.checks.ignored_auth,
+                schemathesis.checks.positive_data_acceptance,
+            ]
+            case.call_and_validate(headers=headers, excluded_checks=excluded)
 
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_never_fails_and_matches_its_document(case: Any, live: Server) -> None:
-    case.call_and_validate(headers=live.headers({"sid": "s1"}))
+        check()
 
 
 def test_the_document_lists_the_routes(live: Server) -> None:

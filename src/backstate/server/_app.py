@@ -19,11 +19,24 @@ from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError
 
 from ._backend import Backend, runtime_name, state_body
-from ._http import ApiError, Requests, check_int, check_name, handle_error, hmac_b64
+from ._http import (
+    HANDLED_ERRORS,
+    ApiError,
+    Requests,
+    check_int,
+    check_name,
+    error_response,
+    handle_error,
+    hmac_b64,
+)
 from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
 from ._uploads import Uploads
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal-error", "internal error")
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -58,7 +71,9 @@ def create_app(backend: Backend) -> Starlette:
         *http_api_routes(backend),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_exception_handler(Exception, handle_error)
+    for error in HANDLED_ERRORS:
+        app.add_exception_handler(error, handle_error)
+    app.add_exception_handler(500, _internal_error)
     return app
 
 

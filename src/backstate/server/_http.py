@@ -49,11 +49,16 @@ def error_response(
     return JSONResponse(body, status_code=status)
 
 
+# Client errors are answered here; anything else is a bug and reaches Starlette's
+# server-error handling (a 500 and a logged traceback).
+HANDLED_ERRORS = (ApiError, AuthError, BackstateError, MachineModuleError, StoreError)
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.parameter)
     if isinstance(exc, AuthError):
-        return error_response(exc.status, exc.code, str(exc))
+        return error_response(exc.status, exc.code, str(exc), getattr(exc, "parameter", None))
     if isinstance(exc, BackstateError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, MachineModuleError):
@@ -61,11 +66,6 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, StoreError):
         return error_response(503, "store-unavailable", str(exc))
     return error_response(500, "internal-error", "internal error")
-
-
-def _hmac(key: str, data: str) -> str:
-    digest = hmac.new(key.encode(), data.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def hmac_b64(key: str, data: str) -> str:
