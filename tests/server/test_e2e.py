@@ -10,13 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 import websockets
 
 from backstate.auth import sign_token
@@ -88,15 +86,6 @@ class Server:
         self._reader.join(5)
         if self.process.stdout is not None:
             self.process.stdout.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path)
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_toggler_quick_start_over_http_and_realtime(server: Server) -> None:

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from .test_e2e import ROOT, Server
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path)
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _provision(server: Server, headers: dict[str, str], gzipped: bool = False) -> dict[str, object]:
