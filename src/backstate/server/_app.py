@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,6 +34,27 @@ from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
 from ._uploads import Uploads
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as JavaScript's toISOString() writes them (the API's dates)."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str, parameter: str) -> int:
+    """An ISO date-time (as the client sends) or epoch milliseconds."""
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(
+            400, "invalid-parameter", f"{parameter} must be an ISO date-time", parameter
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -92,7 +114,7 @@ class _Api(Requests):
     def _machine_info(self, m: Any) -> dict[str, Any]:
         info: dict[str, Any] = {
             "slug": m.slug,
-            "createdAt": m.created_at,
+            "createdAt": iso(m.created_at),
             "indexes": list(m.indexes),
         }
         if m.current_version:
@@ -103,7 +125,7 @@ class _Api(Requests):
             )
             info["currentVersion"] = {
                 "id": version.id,
-                "createdAt": version.created_at,
+                "createdAt": iso(version.created_at),
                 "clientInfo": version.client_info,
             }
         return info
@@ -133,7 +155,7 @@ class _Api(Requests):
         return JSONResponse(
             {
                 "versions": [
-                    {"id": v.id, "createdAt": v.created_at, "clientInfo": v.client_info}
+                    {"id": v.id, "createdAt": iso(v.created_at), "clientInfo": v.client_info}
                     for v in versions
                 ]
             }
@@ -183,6 +205,13 @@ class _Api(Requests):
         )
         return JSONResponse({"machineVersionId": version.id})
 
+    def _versions(self, org_id: str, slug: str) -> dict[str, dict[str, Any]]:
+        """MachineVersionInfo by version id."""
+        return {
+            v.id: {"id": v.id, "createdAt": iso(v.created_at), "clientInfo": v.client_info}
+            for v in self.backend.control.versions(org_id, slug)
+        }
+
     # -- instances ----------------------------------------------------------------------------
 
     def _instance(self, request: Request, principal: Principal) -> tuple[str, str, str]:
@@ -216,7 +245,8 @@ class _Api(Requests):
 
     async def list_instances(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_READ)
-        _, machine, _ = self._instance(request, principal)
+        slug, machine, _ = self._instance(request, principal)
+        versions = self._versions(principal.org_id, slug)
         rows = await self.backend.runtime.list_instances(
             machine, after=request.query_params.get("cursor"), limit=100
         )
@@ -224,9 +254,9 @@ class _Api(Requests):
             "instances": [
                 {
                     "slug": r.name,
-                    "createdAt": r.created_at,
+                    "createdAt": iso(r.created_at),
                     "status": r.status,
-                    "machineVersion": {"id": r.version},
+                    "machineVersion": versions.get(r.version, {"id": r.version}),
                 }
                 for r in rows
             ]
@@ -256,14 +286,15 @@ class _Api(Requests):
 
     async def admin_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_ADMIN)
-        _, machine, name = self._instance(request, principal)
+        slug, machine, name = self._instance(request, principal)
         state = await self.backend.runtime.get(machine, name)
+        versions = self._versions(principal.org_id, slug)
         body = state_body(state)
         body.update(
             context=state.context,
             status="paused" if state.paused else "running",
-            machineVersion={"id": state.version},
-            createdAt=state.created_at,
+            machineVersion=versions.get(state.version, {"id": state.version}),
+            createdAt=iso(state.created_at),
         )
         return JSONResponse(body)
 
@@ -275,7 +306,8 @@ class _Api(Requests):
         rows = await self.backend.runtime.history(machine, name, after=after, limit=100)
         body: dict[str, Any] = {
             "transitions": [
-                {"createdAt": r.ts, "state": r.snapshot["value"], "event": r.event} for r in rows
+                {"createdAt": iso(r.ts), "state": r.snapshot["value"], "event": r.event}
+                for r in rows
             ]
         }
         if len(rows) == 100:
@@ -319,11 +351,11 @@ class _Api(Requests):
     async def logs(self, request: Request) -> Response:
         principal = self.guard(request, Scope.LOGS_READ)
         q = request.query_params
-        since = check_int(q.get("from", "0"), "from")
+        since = parse_time(q.get("from", "0"), "from")
         machine = q.get("machine")
         rows = await self.backend.runtime.logs(
             since=since,
-            until=check_int(q["to"], "to") if "to" in q else None,
+            until=parse_time(q["to"], "to") if "to" in q else None,
             machine=runtime_name(principal.org_id, machine) if machine else None,
             instance=q.get("instance"),
             limit=100,
@@ -331,10 +363,10 @@ class _Api(Requests):
         rows = [r for r in rows if r.machine.startswith(principal.org_id + ".")]
         return JSONResponse(
             {
-                "maxTimestamp": max((r.ts for r in rows), default=since),
+                "maxTimestamp": iso(max((r.ts for r in rows), default=since)),
                 "logs": [
                     {
-                        "timestamp": r.ts,
+                        "timestamp": iso(r.ts),
                         "orgId": principal.org_id,
                         "machineName": r.machine.partition(".")[2],
                         "instanceName": r.instance,

@@ -38,7 +38,7 @@ VERSION_INFO = {
     "required": ["id", "createdAt"],
     "properties": {
         "id": {"type": "string"},
-        "createdAt": {"type": "integer"},
+        "createdAt": {"type": "string", "format": "date-time"},
         "clientInfo": {"type": ["string", "null"]},
     },
 }
@@ -47,7 +47,7 @@ MACHINE_INFO = {
     "required": ["slug", "createdAt", "indexes"],
     "properties": {
         "slug": {"type": "string"},
-        "createdAt": {"type": "integer"},
+        "createdAt": {"type": "string", "format": "date-time"},
         "indexes": {"type": "array", "items": {"type": "string"}},
         "currentVersion": VERSION_INFO,
     },
