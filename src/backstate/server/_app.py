@@ -35,6 +35,8 @@ from ._identity import identity_routes
 from ._openapi import document
 from ._uploads import Uploads
 
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
 
 def iso(ms: int) -> str:
     """Epoch milliseconds as JavaScript's toISOString() writes them (the API's dates)."""
@@ -45,16 +47,20 @@ def iso(ms: int) -> str:
 def parse_time(value: str, parameter: str) -> int:
     """An ISO date-time (as the client sends) or epoch milliseconds."""
     if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError(
-            400, "invalid-parameter", f"{parameter} must be an ISO date-time", parameter
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        ms = int(value)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ApiError(
+                400, "invalid-parameter", f"{parameter} must be an ISO date-time", parameter
+            ) from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ms = int(moment.timestamp() * 1000)
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise ApiError(400, "invalid-parameter", f"{parameter} is out of range", parameter)
+    return ms
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
