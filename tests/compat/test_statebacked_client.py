@@ -259,16 +259,6 @@ def test_subscribe_over_rt_gets_current_state_then_updates(server: Server) -> No
     assert not r[11]["ok"] and len(r[11]["value"]) == 2  # nothing after unsubscribing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "/rt keys subscriptions by (machine, instance), not requestId: a second "
-        "subscribe-to-instance for the same instance on one socket (two subscribers in one "
-        "client share it) gets no instance-update with the current state, and the first "
-        "one's unsubscribe-from-instance ends the updates for both"
-    ),
-)
 def test_two_subscribers_to_one_instance_on_one_socket(server: Server) -> None:
     r = drive(
         server,

@@ -398,6 +398,7 @@ class _Api(Requests):
             return
         await ws.accept()
         watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        requests: dict[tuple[str, str], set[str]] = {}
         try:
             while True:
                 try:
@@ -412,15 +413,19 @@ class _Api(Requests):
                     continue
                 request_id = message.get("requestId")
                 key = (str(message.get("machineName")), str(message.get("machineInstanceName")))
+                # One watcher per instance per socket, kept while any request wants it:
+                # clients dispatch updates by instance, so two subscribers share them.
                 if kind == "unsubscribe-from-instance":
-                    task = watchers.pop(key, None)
-                    if task is not None:
-                        task.cancel()
+                    wanted = requests.get(key, set())
+                    wanted.discard(str(request_id))
+                    if not wanted and key in watchers:
+                        watchers.pop(key).cancel()
+                        requests.pop(key, None)
                 elif kind == "subscribe-to-instance":
-                    if key not in watchers:
-                        watchers[key] = asyncio.create_task(
-                            self._watch(ws, principal, key, request_id)
-                        )
+                    requests.setdefault(key, set()).add(str(request_id))
+                    if key in watchers:
+                        watchers[key].cancel()  # restart: the new subscriber gets the current state
+                    watchers[key] = asyncio.create_task(self._watch(ws, principal, key, request_id))
                 else:
                     await ws.send_json(
                         {
