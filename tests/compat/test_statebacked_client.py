@@ -394,14 +394,6 @@ def test_instance_machine_version_is_version_info(server: Server) -> None:
         assert set(version) >= {"id", "createdAt", "clientInfo"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "machines.dangerously.delete: DELETE /machines/{m} {dangerDataWillBeDeletedForever, "
-        "hmacSha256OfMachineNameWithMachineNameKey} should be 204; the route is missing (405)"
-    ),
-)
 def test_delete_machine(server: Server) -> None:
     r = drive(
         server,

@@ -81,6 +81,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines", api.create_machine, methods=["POST"]),
         Route("/machines/{machine}", api.get_machine, methods=["GET"]),
         Route("/machines/{machine}", api.create_instance, methods=["POST"]),
+        Route("/machines/{machine}", api.delete_machine, methods=["DELETE"]),
         Route("/machines/{machine}/v", api.list_versions, methods=["GET"]),
         Route("/machines/{machine}/v", api.create_version, methods=["POST"]),
         Route("/machines/{machine}/v/{signed}", api.finalize_version, methods=["PUT"]),
@@ -152,6 +153,31 @@ class _Api(Requests):
         principal = self.guard(request, Scope.MACHINES_READ)
         machine = self.backend.machine(principal.org_id, request.path_params["machine"])
         return JSONResponse({"machine": self._machine_info(machine)})
+
+    async def delete_machine(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINES_ADMIN)
+        slug = request.path_params["machine"]
+        self.backend.machine(principal.org_id, slug)
+        body = await self.body(request)
+        if body.get("dangerDataWillBeDeletedForever") is not True:
+            raise ApiError(
+                400,
+                "invalid-parameter",
+                "confirm with dangerDataWillBeDeletedForever",
+                "dangerDataWillBeDeletedForever",
+            )
+        proof = body.get("hmacSha256OfMachineNameWithMachineNameKey")
+        if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(slug, slug)):
+            raise ApiError(
+                400,
+                "invalid-parameter",
+                "wrong confirmation HMAC",
+                "hmacSha256OfMachineNameWithMachineNameKey",
+            )
+        if await self.backend.runtime.list_instances(runtime_name(principal.org_id, slug), limit=1):
+            raise ApiError(409, "invalid-state", f"machine {slug!r} still has instances")
+        await asyncio.to_thread(self.backend.control.delete_machine, principal.org_id, slug)
+        return Response(status_code=204)
 
     async def list_versions(self, request: Request) -> Response:
         principal = self.guard(request, Scope.MACHINE_VERSIONS_READ)

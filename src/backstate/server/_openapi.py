@@ -113,6 +113,19 @@ def document() -> dict[str, Any]:
                     **_errors(),
                 },
             },
+            "delete": {
+                "operationId": "deleteMachine",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "dangerDataWillBeDeletedForever": {"type": "boolean"},
+                            "hmacSha256OfMachineNameWithMachineNameKey": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {"204": {"description": "deleted"}, **_errors(409)},
+            },
             "post": {
                 "operationId": "createInstance",
                 "requestBody": _body(

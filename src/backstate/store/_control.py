@@ -309,6 +309,19 @@ class ControlStore:
         )
         return [_machine(r) for r in rows]
 
+    def delete_machine(self, org_id: str, slug: str) -> None:
+        """Remove a machine and its versions (the caller checks no instances remain)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM versions WHERE org_id = ? AND machine = ?", (org_id, slug))
+                db.execute("DELETE FROM machines WHERE org_id = ? AND slug = ?", (org_id, slug))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
     def add_version(self, row: VersionRow, make_current: bool) -> None:
         with self._lock:
             db = self._db
