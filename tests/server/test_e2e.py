@@ -194,7 +194,7 @@ def test_authorizers_and_bad_input_get_clear_errors(server: Server) -> None:
     ) == (400, "invalid-parameter")
     assert error(httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me)) == (
         409,
-        "instance-exists",
+        "invalid-state",
     )
     assert httpx.get(f"{server.url}/machines/nope/i/s1", headers=me).status_code == 404
     assert httpx.get(f"{server.url}/machines/toggler/i/nope", headers=me).status_code == 404

@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backstate.auth import AuthError, Principal, Scope, require_scope
-from backstate.runtime import BackstateError
+from backstate.runtime import BackstateError, Conflict
 
 from ._backend import Backend, runtime_name, state_body
 from ._http import (
@@ -266,13 +266,17 @@ class _Api(Requests):
         version = body.get("machineVersionId")
         self.backend.require_version(principal.org_id, slug, version)
         # An empty context (the API's default) means the machine's own initial context.
-        state = await self.backend.runtime.create(
-            machine,
-            name,
-            context=context or None,
-            version=version,
-            auth=self.auth_context(request, principal),
-        )
+        try:
+            state = await self.backend.runtime.create(
+                machine,
+                name,
+                context=context or None,
+                version=version,
+                auth=self.auth_context(request, principal),
+            )
+        except Conflict as exc:
+            # State Backed's code for "that instance already exists" is invalid-state.
+            raise ApiError(409, "invalid-state", exc.message, "slug") from exc
         return JSONResponse(state_body(state))
 
     async def list_instances(self, request: Request) -> Response:
