@@ -59,15 +59,19 @@ class Machine:
     def initial_transition(
         self, input: Any = None, **overrides: Any
     ) -> tuple[Snapshot, list[Effect]]:
-        """The first snapshot. ``context=...`` replaces the config's initial context."""
+        """The first snapshot. ``context={...}`` is shallow-merged over the machine's
+        initial context (computed from ``input`` when it is a function)."""
         event: Event = {"type": "xstate.init", "input": input}
         try:
-            if "context" in overrides:
-                context = copy.deepcopy(overrides["context"])
-            elif callable(self._context):
+            if callable(self._context):
                 context = self._context(input)
             else:
                 context = copy.deepcopy(self._context)
+            given = overrides.get("context")
+            if given is not None:
+                # Shallow-merged, so a caller can supply a few fields (an id, an owner).
+                base = context if isinstance(context, dict) else {}
+                context = {**base, **copy.deepcopy(given)}
         except Exception as exc:
             raise ExecutionError("action-failed", "", f"context factory raised {exc!r}") from exc
         run = Run(self, self.configurations.get([self.root]), context, {}, {}, event)
