@@ -288,6 +288,7 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(_identity_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -303,4 +304,127 @@ def document() -> dict[str, Any]:
             },
         },
         "security": [{"bearer": []}],
+    }
+
+
+def _listing(name: str) -> dict[str, Any]:
+    return _json(
+        {
+            "type": "object",
+            "required": [name],
+            "properties": {name: {"type": "array", "items": {"type": "object"}}},
+        }
+    )
+
+
+def _identity_paths() -> dict[str, Any]:
+    mapping = {"type": "object"}
+    algs = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+    return {
+        "/orgs": {
+            "get": {"operationId": "listOrgs", "responses": {"200": _listing("orgs"), **_errors()}},
+            "post": {
+                "operationId": "createOrg",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "allowAnonymousAccess": {"type": "boolean"},
+                        },
+                    }
+                ),
+                "responses": {"200": _json({"type": "object", "required": ["id"]}), **_errors()},
+            },
+        },
+        "/keys": {
+            "get": {"operationId": "listKeys", "responses": {"200": _listing("keys"), **_errors()}},
+            "post": {
+                "operationId": "createKey",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "scopes": {"type": "array", "items": {"type": "string"}},
+                            "use": {"enum": ["production", "ci"]},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object", "required": ["id", "key"]}),
+                    **_errors(),
+                },
+            },
+        },
+        "/keys/{key}": {
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "delete": {
+                "operationId": "deleteKey",
+                "responses": {"204": {"description": "deleted"}, **_errors()},
+            },
+        },
+        "/idps": {
+            "get": {"operationId": "listIdps", "responses": {"200": _listing("idps"), **_errors()}},
+            "post": {
+                "operationId": "upsertIdp",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["algs", "mapping"],
+                        "properties": {
+                            "aud": {"type": "string"},
+                            "iss": {"type": "string"},
+                            "algs": algs,
+                            "key": {"type": "string"},
+                            "jwksUrl": {"type": "string"},
+                            "mapping": mapping,
+                        },
+                    }
+                ),
+                "responses": {"204": {"description": "saved"}, **_errors()},
+            },
+            "delete": {
+                "operationId": "deleteIdp",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {"aud": {"type": "string"}, "iss": {"type": "string"}},
+                    }
+                ),
+                "responses": {"204": {"description": "deleted"}, **_errors()},
+            },
+        },
+        "/token-providers": {
+            "get": {
+                "operationId": "listTokenProviders",
+                "responses": {"200": _listing("tokenProviders"), **_errors()},
+            },
+            "post": {
+                "operationId": "upsertTokenProvider",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["keyId", "service", "mapping"],
+                        "properties": {
+                            "keyId": {"type": "string"},
+                            "service": NAME,
+                            "mapping": mapping,
+                        },
+                    }
+                ),
+                "responses": {"204": {"description": "saved"}, **_errors()},
+            },
+        },
+        "/token-providers/{service}": {
+            "parameters": [{"name": "service", "in": "path", "required": True, "schema": NAME}],
+            "delete": {
+                "operationId": "deleteTokenProvider",
+                "responses": {"204": {"description": "deleted"}, **_errors()},
+            },
+        },
     }
