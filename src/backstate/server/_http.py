@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
+import time
+import weakref
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -73,6 +75,53 @@ def hmac_b64(key: str, data: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+class _TokenCache:
+    """Tokens already verified, until their own expiry: PyJWT's parsing costs about as
+    much as the rest of a request. A hit still asks for the signing key, so a deleted
+    key refuses its tokens at once."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Principal, float]] = {}
+
+
+_CACHES: weakref.WeakKeyDictionary[Backend, _TokenCache] = weakref.WeakKeyDictionary()
+
+
+def _verified(backend: Backend, token: str | None) -> Principal:
+    cache = _CACHES.get(backend)
+    if cache is None:
+        cache = _CACHES[backend] = _TokenCache()
+    hit = cache.entries.get(token) if token else None
+    now = time.time()
+    if (
+        hit is not None
+        and hit[1] > now
+        and hit[0].key_id
+        and backend.lookup_key(hit[0].key_id) is not None
+    ):
+        return hit[0]
+    principal = verify_request_token(token, backend.lookup_key)
+    expires = _expiry(token)
+    if token and expires is not None and principal.key_id:
+        if len(cache.entries) >= cache.LIMIT:
+            cache.entries.clear()
+        cache.entries[token] = (principal, expires)
+    return principal
+
+
+def _expiry(token: str | None) -> float | None:
+    """The ``exp`` of a token that has just been verified (so it is well formed)."""
+    try:
+        payload = token.split(".")[1] if token else ""
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if isinstance(exp, int | float) else None
+    except (ValueError, IndexError):
+        return None
+
+
 class Requests:
     """Authentication and body parsing for one backend."""
 
@@ -83,7 +132,7 @@ class Requests:
         if token is None:
             header = conn.headers.get("authorization", "")
             token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        principal = verify_request_token(token, self.backend.lookup_key)
+        principal = _verified(self.backend, token)
         org = conn.headers.get(ORG_HEADER) or conn.query_params.get(ORG_HEADER)
         if org is not None and org != principal.org_id:
             raise ApiError(403, "missing-org", "this token does not belong to that org")
