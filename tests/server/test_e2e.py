@@ -72,6 +72,17 @@ class Server:
             self.creds["keyId"], self.creds["secret"], claims, expires_in_s=kw.pop("ttl", 600), **kw
         )
 
+    def deploy(self, slug: str, example: str) -> str:
+        """Create machine ``slug`` with ``examples/<example>`` as its current version;
+        the machine's base URL."""
+        admin = self.headers({"sub": "admin"})
+        created = httpx.post(f"{self.url}/machines", json={"slug": slug}, headers=admin)
+        assert created.status_code == 201, created.text
+        source = (ROOT / "examples" / example).read_text()
+        version = httpx.post(f"{self.url}/machines/{slug}/v", json={"code": source}, headers=admin)
+        assert version.status_code == 200, version.text
+        return f"{self.url}/machines/{slug}"
+
     def headers(self, claims: dict[str, Any]) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(claims)}"}
 

@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import httpx
 
-from .test_e2e import ROOT, Server
+from .test_e2e import Server
 
 
 def test_onboarding_tour_help_and_support(server: Server) -> None:
     me = server.headers({"sub": "test-123"})
-    assert (
-        httpx.post(
-            f"{server.url}/machines", json={"slug": "onboarding-example"}, headers=me
-        ).status_code
-        == 201
-    )
-    source = (ROOT / "examples" / "onboarding.py").read_text()
-    assert (
-        httpx.post(
-            f"{server.url}/machines/onboarding-example/v", json={"code": source}, headers=me
-        ).status_code
-        == 200
-    )
-    base = f"{server.url}/machines/onboarding-example"
+    base = server.deploy("onboarding-example", "onboarding.py")
 
     created = httpx.post(
         base, json={"slug": "test-123", "context": {"uid": "test-123"}}, headers=me

@@ -10,27 +10,13 @@ from typing import Any
 import httpx
 import websockets
 
-from .test_e2e import ROOT, Server
+from .test_e2e import Server
 
 MOVES_X_WINS = [(0, 0, "p1"), (1, 1, "p2"), (0, 1, "p1"), (2, 2, "p2"), (0, 2, "p1")]
 
 
 def test_two_players_over_http_and_realtime(server: Server) -> None:
-    admin = server.headers({"sid": "admin"})
-    assert (
-        httpx.post(
-            f"{server.url}/machines", json={"slug": "tic-tac-toe"}, headers=admin
-        ).status_code
-        == 201
-    )
-    source = (ROOT / "examples" / "tic_tac_toe.py").read_text()
-    assert (
-        httpx.post(
-            f"{server.url}/machines/tic-tac-toe/v", json={"code": source}, headers=admin
-        ).status_code
-        == 200
-    )
-    base = f"{server.url}/machines/tic-tac-toe"
+    base = server.deploy("tic-tac-toe", "tic_tac_toe.py")
     p1, p2 = server.headers({"sid": "p1"}), server.headers({"sid": "p2"})
     players = {"p1": p1, "p2": p2}
 

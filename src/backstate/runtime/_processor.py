@@ -961,33 +961,24 @@ class Processor:
             try:
                 self._create(child, work, rnd, now)
             except BackstateError as exc:
-                error = {"name": exc.code, "message": exc.message}
-                self._send(
-                    entry,
-                    "#_self",
-                    {"type": f"xstate.error.actor.{effect.id}", "error": error},
-                    rnd,
-                    now,
-                )
+                self._actor_failed(entry, effect.id, exc.code, exc.message, rnd, now)
             return
         if not callable(logic):
-            error = {
-                "name": "unsupported-actor",
-                "message": f"actor {effect.src!r} cannot run in the durable runtime",
-            }
-            self._send(
-                entry,
-                "#_self",
-                {"type": f"xstate.error.actor.{effect.id}", "error": error},
-                rnd,
-                now,
-            )
+            message = f"actor {effect.src!r} cannot run in the durable runtime"
+            self._actor_failed(entry, effect.id, "unsupported-actor", message, rnd, now)
             return
         rnd.batch.effect_inserts.append(
             EffectRow(effect_id, entry.key[0], entry.key[1], "service", effect.src, effect.id)
         )
         entry.starting[effect.id] = effect_id
         rnd.after.append(lambda: self._start_service(entry, version, effect, effect_id))
+
+    def _actor_failed(
+        self, entry: Entry, child: str, name: str, message: str, rnd: _Round, now: int
+    ) -> None:
+        """The instance learns (through its own inbox) that an actor could not start."""
+        event = {"type": f"xstate.error.actor.{child}", "error": {"name": name, "message": message}}
+        self._send(entry, "#_self", event, rnd, now)
 
     # -- after commit ---------------------------------------------------------------------
 

@@ -63,6 +63,20 @@ def parse_time(value: str, parameter: str) -> int:
     return ms
 
 
+def _confirm_deletion(body: dict[str, Any], field: str, key: str, data: str) -> None:
+    """State Backed's guard on deletes: an explicit flag and HMAC-SHA256(key, data)."""
+    if body.get("dangerDataWillBeDeletedForever") is not True:
+        raise ApiError(
+            400,
+            "invalid-parameter",
+            "confirm with dangerDataWillBeDeletedForever",
+            "dangerDataWillBeDeletedForever",
+        )
+    proof = body.get(field)
+    if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(key, data)):
+        raise ApiError(400, "invalid-parameter", "wrong confirmation HMAC", field)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal-error", "internal error")
 
@@ -159,21 +173,7 @@ class _Api(Requests):
         slug = request.path_params["machine"]
         self.backend.machine(principal.org_id, slug)
         body = await self.body(request)
-        if body.get("dangerDataWillBeDeletedForever") is not True:
-            raise ApiError(
-                400,
-                "invalid-parameter",
-                "confirm with dangerDataWillBeDeletedForever",
-                "dangerDataWillBeDeletedForever",
-            )
-        proof = body.get("hmacSha256OfMachineNameWithMachineNameKey")
-        if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(slug, slug)):
-            raise ApiError(
-                400,
-                "invalid-parameter",
-                "wrong confirmation HMAC",
-                "hmacSha256OfMachineNameWithMachineNameKey",
-            )
+        _confirm_deletion(body, "hmacSha256OfMachineNameWithMachineNameKey", slug, slug)
         if await self.backend.runtime.list_instances(runtime_name(principal.org_id, slug), limit=1):
             raise ApiError(409, "invalid-state", f"machine {slug!r} still has instances")
         await asyncio.to_thread(self.backend.control.delete_machine, principal.org_id, slug)
@@ -366,21 +366,7 @@ class _Api(Requests):
         principal = self.guard(request, Scope.INSTANCES_ADMIN)
         slug, machine, name = self._instance(request, principal)
         body = await self.body(request)
-        if body.get("dangerDataWillBeDeletedForever") is not True:
-            raise ApiError(
-                400,
-                "invalid-parameter",
-                "confirm with dangerDataWillBeDeletedForever",
-                "dangerDataWillBeDeletedForever",
-            )
-        proof = body.get("hmacSha256OfMachineInstanceNameWithMachineNameKey")
-        if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(slug, name)):
-            raise ApiError(
-                400,
-                "invalid-parameter",
-                "wrong confirmation HMAC",
-                "hmacSha256OfMachineInstanceNameWithMachineNameKey",
-            )
+        _confirm_deletion(body, "hmacSha256OfMachineInstanceNameWithMachineNameKey", slug, name)
         await self.backend.runtime.delete(machine, name)
         return Response(status_code=204)
 
