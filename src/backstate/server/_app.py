@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -23,6 +23,7 @@ from ._backend import Backend, runtime_name, state_body
 from ._http import (
     HANDLED_ERRORS,
     ApiError,
+    JSONResponse,
     Requests,
     check_int,
     check_name,
@@ -91,6 +92,9 @@ def create_app(backend: Backend) -> Starlette:
         await backend.close()
 
     routes = [
+        # The hot routes first: Starlette tries routes in order.
+        Route("/machines/{machine}/i/{instance}/events", api.send_event, methods=["POST"]),
+        Route("/machines/{machine}/i/{instance}", api.get_instance, methods=["GET"]),
         Route("/machines", api.list_machines, methods=["GET"]),
         Route("/machines", api.create_machine, methods=["POST"]),
         Route("/machines/{machine}", api.get_machine, methods=["GET"]),
@@ -101,9 +105,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines/{machine}/v/{signed}", api.finalize_version, methods=["PUT"]),
         Route("/uploads/{token}", api.uploads.receive, methods=["POST"], name="upload"),
         Route("/machines/{machine}/i", api.list_instances, methods=["GET"]),
-        Route("/machines/{machine}/i/{instance}", api.get_instance, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}", api.delete_instance, methods=["DELETE"]),
-        Route("/machines/{machine}/i/{instance}/events", api.send_event, methods=["POST"]),
         Route("/machines/{machine}/i/{instance}/events", api.list_transitions, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}/admin", api.admin_instance, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}/status", api.set_status, methods=["PUT"]),
@@ -177,6 +179,7 @@ class _Api(Requests):
         if await self.backend.runtime.list_instances(runtime_name(principal.org_id, slug), limit=1):
             raise ApiError(409, "invalid-state", f"machine {slug!r} still has instances")
         await asyncio.to_thread(self.backend.control.delete_machine, principal.org_id, slug)
+        self.backend.control_changed()
         return Response(status_code=204)
 
     async def list_versions(self, request: Request) -> Response:

@@ -16,6 +16,12 @@ from backstate.store import ControlStore, MachineRow, VersionRow
 
 ADMIN_SCOPES = tuple(Scope)
 
+# Keys and machines are read on every request and change rarely: they are cached for
+# this long. A change made through this process clears the cache at once; one made by
+# another node sharing the store is seen within this many seconds.
+CONTROL_CACHE_SECONDS = 1.0
+_CACHE_LIMIT = 10_000
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -39,6 +45,13 @@ class Backend:
         self.runtime = Backstate(db, clock=clock, step_timeout=step_timeout)
         self.control = ControlStore(db)
         self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
+        self._keys: dict[str, tuple[float, Key | None]] = {}
+        self._machines: dict[tuple[str, str], tuple[float, MachineRow | None]] = {}
+
+    def control_changed(self) -> None:
+        """Forget cached keys and machines (call after changing either)."""
+        self._keys.clear()
+        self._machines.clear()
 
     async def start(self) -> None:
         for version in self.control.versions():
@@ -66,11 +79,19 @@ class Backend:
         return Credentials(org_id, admin.id, admin.secret)
 
     def lookup_key(self, key_id: str) -> Key | None:
+        now = time.monotonic()
+        hit = self._keys.get(key_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         row = self.control.key(key_id)
-        if row is None:
-            return None
-        scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
-        return Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
+        key = None
+        if row is not None:
+            scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
+            key = Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
+        if len(self._keys) >= _CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[key_id] = (now + CONTROL_CACHE_SECONDS, key)
+        return key
 
     # -- machines and versions ----------------------------------------------------------------
 
@@ -78,10 +99,19 @@ class Backend:
         row = MachineRow(org_id, slug, tuple(indexes), now_ms(), None)
         if not self.control.add_machine(row):
             raise Conflict("invalid-state", f"machine {slug!r} already exists")
+        self.control_changed()
         return row
 
     def machine(self, org_id: str, slug: str) -> MachineRow:
-        row = self.control.machine(org_id, slug)
+        now = time.monotonic()
+        hit = self._machines.get((org_id, slug))
+        if hit is not None and hit[0] > now:
+            row = hit[1]
+        else:
+            row = self.control.machine(org_id, slug)
+            if len(self._machines) >= _CACHE_LIMIT:
+                self._machines.clear()
+            self._machines[(org_id, slug)] = (now + CONTROL_CACHE_SECONDS, row)
         if row is None:
             raise NotFound("machine-not-found", f"no machine {slug!r}")
         return row
@@ -101,6 +131,7 @@ class Backend:
             "ver_" + secrets.token_urlsafe(16), org_id, slug, client_info, source, {}, now_ms()
         )
         self.control.add_version(version, make_current)
+        self.control_changed()
         self._deploy(version, make_current)
         return version
 

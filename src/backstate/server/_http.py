@@ -10,8 +10,10 @@ import time
 import weakref
 from typing import Any
 
+import orjson
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+from starlette.responses import Response
 
 from backstate.auth import (
     ACT_HEADER,
@@ -31,6 +33,27 @@ from ._backend import Backend
 
 MAX_BODY_BYTES = 1_000_000
 ORG_HEADER = "x-statebacked-org-id"
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """Starlette's JSON response rendered by orjson (several times faster than the
+    standard library on a hot path), with the standard library as the fallback for what
+    orjson refuses (integers beyond 64 bits)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return super().render(content)
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON: orjson first; the standard library for what orjson refuses (integers
+    beyond 64 bits, NaN, which later checks reject with their own clear errors)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 class ApiError(Exception):
@@ -151,7 +174,7 @@ class Requests:
         if not raw:
             return {}
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
         if not isinstance(data, dict):

@@ -39,13 +39,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from backstate.runtime import Conflict, NotFound
 
 from ._backend import Backend, runtime_name
-from ._http import MAX_BODY_BYTES, ApiError
+from ._http import MAX_BODY_BYTES, ApiError, JSONResponse
 
 logger = logging.getLogger("backstate.server.http_api")
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from backstate.auth import (
@@ -45,7 +45,7 @@ from backstate.auth import (
 from backstate.store import ControlStore, IdpRow, KeyRow, OrgRow, TokenProviderRow
 
 from ._backend import ADMIN_SCOPES, Backend, now_ms
-from ._http import MAX_BODY_BYTES, ApiError, Requests, error_response
+from ._http import MAX_BODY_BYTES, ApiError, JSONResponse, Requests, error_response
 
 JWKS_TIMEOUT_S = 5.0
 JWKS_MAX_BYTES = 1_000_000
@@ -258,6 +258,7 @@ class _Identity(Requests):
         _require_scopes(principal, granted, "a key with these scopes")
         key = new_key(principal.org_id, name, granted, now_ms())
         self.backend.control.add_key(key_row(key))
+        self.backend.control_changed()
         return JSONResponse({"id": key.id, "key": key.secret})
 
     async def delete_key(self, request: Request) -> Response:
@@ -265,6 +266,7 @@ class _Identity(Requests):
         key_id = request.path_params["key_id"]
         if not self.backend.control.delete_key(principal.org_id, key_id):
             raise ApiError(404, "key-not-found", f"no key {key_id!r} in this org")
+        self.backend.control_changed()
         return Response(status_code=204)
 
     # -- identity providers --------------------------------------------------------------------
