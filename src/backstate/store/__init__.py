@@ -1,8 +1,11 @@
 """backstate.store: persistence behind one ``Store`` protocol.
 
-``SQLiteStore`` is the embedded default (one file, WAL). Every write goes through
-``Store.commit(WriteBatch)``, one transaction per batch.
+``SQLiteStore`` is the embedded default (one file, WAL); ``PostgresStore`` shares one
+PostgreSQL database between processes. ``open_store(url)`` picks one from a path or URL.
+Every write goes through ``Store.commit(WriteBatch)``, one transaction per batch.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._control import (
     ControlStore,
@@ -13,6 +16,7 @@ from ._control import (
     TokenProviderRow,
     VersionRow,
 )
+from ._open import open_control, open_store
 from ._protocol import SequenceConflict, Store, StoreError
 from ._records import (
     CommitResult,
@@ -29,6 +33,19 @@ from ._records import (
 )
 from ._sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    # psycopg takes longer to import than the rest of backstate: only PostgreSQL users pay.
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CommitResult",
     "ControlStore",
@@ -43,6 +60,7 @@ __all__ = [
     "LogRow",
     "MachineRow",
     "OrgRow",
+    "PostgresStore",
     "RawJson",
     "SQLiteStore",
     "SequenceConflict",
@@ -52,4 +70,6 @@ __all__ = [
     "TokenProviderRow",
     "VersionRow",
     "WriteBatch",
+    "open_control",
+    "open_store",
 ]

@@ -1,21 +1,21 @@
 """The control plane: orgs, keys, identity providers, token providers, machines and
 machine versions (with their source).
 
-It lives in the same SQLite file as the runtime's data but in its own tables with its
-own schema version, so each side migrates on its own.
+It lives in the same database as the runtime's data (a SQLite file or PostgreSQL) but
+in its own tables with its own schema version, so each side migrates on its own. The
+queries are shared (``_database``); the DDL is per dialect, so a new migration is
+written twice, side by side.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._protocol import StoreError
+from ._database import Database, SQLiteDatabase, Statement
 
 CONTROL_MIGRATIONS = [
     """
@@ -45,6 +45,38 @@ CONTROL_MIGRATIONS = [
     CREATE TABLE token_providers (
         org_id TEXT NOT NULL, service TEXT NOT NULL, key_id TEXT NOT NULL,
         mapping TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (org_id, service)
+    );
+    """,
+]
+
+# The same schema in PostgreSQL: BIGINT for millisecond times (INTEGER is 32 bits), and
+# byte-order collation on the columns the queries sort by, as SQLite sorts.
+POSTGRES_CONTROL_MIGRATIONS = [
+    """
+    CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);
+    CREATE TABLE keys (
+        id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, scopes TEXT NOT NULL,
+        secret TEXT NOT NULL, created_at BIGINT NOT NULL
+    );
+    CREATE TABLE machines (
+        org_id TEXT NOT NULL, slug TEXT COLLATE "C" NOT NULL, indexes TEXT NOT NULL,
+        created_at BIGINT NOT NULL, current_version TEXT, PRIMARY KEY (org_id, slug)
+    );
+    CREATE TABLE versions (
+        id TEXT PRIMARY KEY, org_id TEXT NOT NULL, machine TEXT NOT NULL, client_info TEXT,
+        source TEXT NOT NULL, index_selectors TEXT NOT NULL, created_at BIGINT NOT NULL
+    );
+    CREATE INDEX versions_machine ON versions (org_id, machine, created_at);
+    """,
+    """
+    CREATE TABLE idps (
+        org_id TEXT NOT NULL, aud TEXT COLLATE "C" NOT NULL, iss TEXT COLLATE "C" NOT NULL,
+        algs TEXT NOT NULL, key TEXT, jwks_url TEXT, mapping TEXT NOT NULL,
+        created_at BIGINT NOT NULL, PRIMARY KEY (org_id, aud, iss)
+    );
+    CREATE TABLE token_providers (
+        org_id TEXT NOT NULL, service TEXT COLLATE "C" NOT NULL, key_id TEXT NOT NULL,
+        mapping TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (org_id, service)
     );
     """,
 ]
@@ -111,48 +143,20 @@ class VersionRow:
 
 
 class ControlStore:
-    def __init__(self, path: str | Path) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc}") from exc
+    """The control plane on a ``Database``: a SQLite file (given its path) or PostgreSQL
+    (``PostgresDatabase``)."""
 
-    def _migrate(self) -> None:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS control_schema_version (version INTEGER NOT NULL)"
-                )
-                row = db.execute("SELECT version FROM control_schema_version").fetchone()
-                current = row[0] if row else 0
-                if current > len(CONTROL_MIGRATIONS):
-                    raise StoreError(f"control schema {current} is newer than this backstate")
-                for version in range(current, len(CONTROL_MIGRATIONS)):
-                    for statement in CONTROL_MIGRATIONS[version].split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                db.execute("DELETE FROM control_schema_version")
-                db.execute(
-                    "INSERT INTO control_schema_version VALUES (?)", (len(CONTROL_MIGRATIONS),)
-                )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def __init__(self, db: str | Path | Database) -> None:
+        self._db = SQLiteDatabase(db) if isinstance(db, str | Path) else db
+        migrations = {"sqlite": CONTROL_MIGRATIONS, "postgresql": POSTGRES_CONTROL_MIGRATIONS}
+        try:
+            self._db.migrate("control_schema_version", migrations[self._db.dialect])
+        except BaseException:
+            self._db.close()
+            raise
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(str(exc)) from exc
+        return self._db.query(sql, args)
 
     # -- orgs and keys ----------------------------------------------------------------------
 
@@ -164,26 +168,12 @@ class ControlStore:
         token_providers: Iterable[TokenProviderRow] = (),
     ) -> None:
         """Create an org together with its first keys, IdPs and token providers, atomically."""
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    db.execute(
-                        "INSERT INTO orgs VALUES (?, ?, ?)", (org.id, org.name, org.created_at)
-                    )
-                    for key in keys:
-                        db.execute(_INSERT_KEY, _key_args(key))
-                    for idp in idps:
-                        db.execute(_UPSERT_IDP, _idp_args(idp))
-                    for provider in token_providers:
-                        db.execute(_UPSERT_TOKEN_PROVIDER, _token_provider_args(provider))
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(str(exc)) from exc
+        self._db.execute(
+            ("INSERT INTO orgs VALUES (?, ?, ?)", (org.id, org.name, org.created_at)),
+            *((_INSERT_KEY, _key_args(key)) for key in keys),
+            *((_UPSERT_IDP, _idp_args(idp)) for idp in idps),
+            *((_UPSERT_TOKEN_PROVIDER, _token_provider_args(p)) for p in token_providers),
+        )
 
     def org(self, org_id: str) -> OrgRow | None:
         rows = self._run("SELECT id, name, created_at FROM orgs WHERE id = ?", (org_id,))
@@ -196,7 +186,7 @@ class ControlStore:
         ]
 
     def add_key(self, key: KeyRow) -> None:
-        self._run(_INSERT_KEY, _key_args(key))
+        self._db.execute((_INSERT_KEY, _key_args(key)))
 
     def key(self, key_id: str) -> KeyRow | None:
         rows = self._run(
@@ -212,15 +202,16 @@ class ControlStore:
         return [_key(r) for r in rows]
 
     def delete_key(self, org_id: str, key_id: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM keys WHERE org_id = ? AND id = ?", (org_id, key_id))
-            return cur.rowcount == 1
+        [count] = self._db.execute(
+            ("DELETE FROM keys WHERE org_id = ? AND id = ?", (org_id, key_id))
+        )
+        return count == 1
 
     # -- identity providers and token providers ----------------------------------------------
 
     def upsert_idp(self, row: IdpRow) -> None:
         """Add the IdP, or replace the one of this org with the same aud and iss."""
-        self._run(_UPSERT_IDP, _idp_args(row))
+        self._db.execute((_UPSERT_IDP, _idp_args(row)))
 
     def idps(self, org_id: str) -> list[IdpRow]:
         rows = self._run(
@@ -243,16 +234,17 @@ class ControlStore:
         ]
 
     def delete_idp(self, org_id: str, aud: str | None, iss: str | None) -> bool:
-        with self._lock:
-            cur = self._db.execute(
+        [count] = self._db.execute(
+            (
                 "DELETE FROM idps WHERE org_id = ? AND aud = ? AND iss = ?",
                 (org_id, aud or "", iss or ""),
             )
-            return cur.rowcount == 1
+        )
+        return count == 1
 
     def upsert_token_provider(self, row: TokenProviderRow) -> None:
         """Add the token provider, or replace the one of this org for the same service."""
-        self._run(_UPSERT_TOKEN_PROVIDER, _token_provider_args(row))
+        self._db.execute((_UPSERT_TOKEN_PROVIDER, _token_provider_args(row)))
 
     def token_providers(self, org_id: str) -> list[TokenProviderRow]:
         rows = self._run(
@@ -271,18 +263,17 @@ class ControlStore:
         return _token_provider(rows[0]) if rows else None
 
     def delete_token_provider(self, org_id: str, service: str) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM token_providers WHERE org_id = ? AND service = ?", (org_id, service)
-            )
-            return cur.rowcount == 1
+        [count] = self._db.execute(
+            ("DELETE FROM token_providers WHERE org_id = ? AND service = ?", (org_id, service))
+        )
+        return count == 1
 
     # -- machines and versions ----------------------------------------------------------------
 
     def add_machine(self, row: MachineRow) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO machines VALUES (?, ?, ?, ?, ?)",
+        [count] = self._db.execute(
+            (
+                "INSERT INTO machines VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     row.org_id,
                     row.slug,
@@ -291,7 +282,8 @@ class ControlStore:
                     row.current_version,
                 ),
             )
-            return cur.rowcount == 1
+        )
+        return count == 1
 
     def machine(self, org_id: str, slug: str) -> MachineRow | None:
         rows = self._run(
@@ -311,43 +303,34 @@ class ControlStore:
 
     def delete_machine(self, org_id: str, slug: str) -> None:
         """Remove a machine and its versions (the caller checks no instances remain)."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM versions WHERE org_id = ? AND machine = ?", (org_id, slug))
-                db.execute("DELETE FROM machines WHERE org_id = ? AND slug = ?", (org_id, slug))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        self._db.execute(
+            ("DELETE FROM versions WHERE org_id = ? AND machine = ?", (org_id, slug)),
+            ("DELETE FROM machines WHERE org_id = ? AND slug = ?", (org_id, slug)),
+        )
 
     def add_version(self, row: VersionRow, make_current: bool) -> None:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.id,
-                        row.org_id,
-                        row.machine,
-                        row.client_info,
-                        row.source,
-                        json.dumps(row.index_selectors),
-                        row.created_at,
-                    ),
+        statements: list[Statement] = [
+            (
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.org_id,
+                    row.machine,
+                    row.client_info,
+                    row.source,
+                    json.dumps(row.index_selectors),
+                    row.created_at,
+                ),
+            )
+        ]
+        if make_current:
+            statements.append(
+                (
+                    "UPDATE machines SET current_version = ? WHERE org_id = ? AND slug = ?",
+                    (row.id, row.org_id, row.machine),
                 )
-                if make_current:
-                    db.execute(
-                        "UPDATE machines SET current_version = ? WHERE org_id = ? AND slug = ?",
-                        (row.id, row.org_id, row.machine),
-                    )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            )
+        self._db.execute(*statements)
 
     def versions(self, org_id: str | None = None, machine: str | None = None) -> list[VersionRow]:
         sql = "SELECT id, org_id, machine, client_info, source, index_selectors, created_at FROM versions"
@@ -360,8 +343,7 @@ class ControlStore:
         return [VersionRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 _INSERT_KEY = (
