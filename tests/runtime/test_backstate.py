@@ -1,12 +1,11 @@
-"""The durable runtime's guarantees, on a real SQLite file."""
+"""The durable runtime's guarantees, on a real store: each test runs on SQLite and on
+PostgreSQL (the ``db`` fixture, tests/runtime/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,8 @@ from backstate.runtime import (
     instance_ref,
     persistent,
 )
-from backstate.store import SQLiteStore, StoreError, WriteBatch
+from backstate.store import StoreError, WriteBatch
+from tests.store.targets import Target
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -67,14 +67,9 @@ def counter(observe: Callable[[Any, Any], None] = lambda c, e: None) -> Any:
     )
 
 
-def rows(db: Path, sql: str, *args: Any) -> list[Any]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
-def test_create_send_get_history(tmp_path: Path) -> None:
+def test_create_send_get_history(db: Target) -> None:
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             state = await bs.create("counter", "c1")
             assert (state.value, state.context, state.seq) == ("idle", {"n": 0}, 0)
@@ -95,15 +90,15 @@ def test_create_send_get_history(tmp_path: Path) -> None:
     run(body)
 
 
-def test_state_survives_restart(tmp_path: Path) -> None:
+def test_state_survives_restart(db: Target) -> None:
     async def first() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c1")
             await bs.send("counter", "c1", "inc")
 
     async def second() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             assert (await bs.send("counter", "c1", "inc")).context == {"n": 2}
 
@@ -111,11 +106,9 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     run(second)
 
 
-def test_bad_input_is_rejected_and_changes_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
-
+def test_bad_input_is_rejected_and_changes_nothing(db: Target) -> None:
     async def body() -> None:
-        async with Backstate(db) as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c1")
             cases: list[tuple[Any, str]] = [
@@ -141,65 +134,65 @@ def test_bad_input_is_rejected_and_changes_nothing(tmp_path: Path) -> None:
             assert (await bs.get("counter", "c1")).seq == 0
 
     run(body)
-    assert rows(db, "SELECT count(*) FROM history") == [(1,)]
-    assert rows(db, "SELECT seq FROM instances") == [(0,)]
+    assert db.rows("SELECT count(*) FROM history") == [(1,)]
+    assert db.rows("SELECT seq FROM instances") == [(0,)]
 
 
-def test_effects_run_after_their_transition_is_committed(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
+def test_effects_run_after_their_transition_is_committed(db: Target) -> None:
     seen: list[tuple[str | None, list[Any]]] = []
 
     def observe(context: Any, event: Any) -> None:
         # A separate connection sees the transition already committed.
-        seen.append((current_effect(), rows(db, "SELECT seq FROM history WHERE seq = 1")))
+        seen.append((current_effect(), db.rows("SELECT seq FROM history WHERE seq = 1")))
 
     async def body() -> None:
-        async with Backstate(db) as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter(observe))
             await bs.create("counter", "c1")
             await bs.send("counter", "c1", "inc")
 
     run(body)
     assert seen == [("counter/c1/1/0", [(1,)])]
-    assert rows(db, "SELECT count(*) FROM effects") == [(0,)]
+    assert db.rows("SELECT count(*) FROM effects") == [(0,)]
 
 
-def test_a_failed_commit_writes_nothing_and_changes_nothing_in_memory(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
+def test_a_failed_commit_writes_nothing_and_changes_nothing_in_memory(db: Target) -> None:
     ran: list[Any] = []
-
-    class FailingStore(SQLiteStore):
-        fail = False
-
-        def commit(self, batch: WriteBatch) -> Any:
-            if self.fail:
-                raise StoreError("disk on fire")
-            return super().commit(batch)
+    failing = False
 
     async def body() -> None:
-        store = FailingStore(db)
+        nonlocal failing
+        store = db.open()
+        commit = store.commit
+
+        def failing_commit(batch: WriteBatch) -> Any:
+            if failing:
+                raise StoreError("disk on fire")
+            return commit(batch)
+
+        store.commit = failing_commit  # type: ignore[method-assign]
         async with Backstate(store) as bs:
             bs.deploy("counter", counter(lambda c, e: ran.append(e)))
             await bs.create("counter", "c1")
-            store.fail = True
+            failing = True
             with pytest.raises(Exception) as info:
                 await bs.send("counter", "c1", "inc")
             assert getattr(info.value, "code", None) == "store-unavailable"
-            store.fail = False
+            failing = False
             await asyncio.sleep(0.05)
             assert (await bs.get("counter", "c1")).seq == 0
             assert (await bs.send("counter", "c1", "inc")).seq == 1
 
     run(body)
     assert len(ran) == 1
-    assert rows(db, "SELECT seq, json_extract(event, '$.type') FROM history ORDER BY seq") == [
+    history = db.rows("SELECT seq, event FROM history ORDER BY seq")
+    assert [(seq, json.loads(event)["type"]) for seq, event in history] == [
         (0, "xstate.init"),
         (1, "inc"),
     ]
 
 
-def test_interrupted_effects_are_not_rerun_and_get_error_events_first(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
+def test_interrupted_effects_are_not_rerun_and_get_error_events_first(db: Target) -> None:
     ran: list[str] = []
     machine = setup(actions={"observe": lambda c, e: ran.append(e["type"])}).create_machine(
         {
@@ -216,17 +209,16 @@ def test_interrupted_effects_are_not_rerun_and_get_error_events_first(tmp_path: 
     )
 
     async def first() -> None:
-        async with Backstate(db) as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("m", machine)
             await bs.create("m", "i")
 
     run(first)
     # As if the process died after committing a transition whose action never finished.
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO effects VALUES ('m/i/7/0', 'm', 'i', 'action', 'observe', NULL)")
+    db.rows("INSERT INTO effects VALUES ('m/i/7/0', 'm', 'i', 'action', 'observe', NULL)")
 
     async def second() -> None:
-        async with Backstate(db) as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("m", machine)
             state = await bs.send("m", "i", "inc")
             assert state.context == {"errors": ["m/i/7/0"]}
@@ -239,24 +231,23 @@ def test_interrupted_effects_are_not_rerun_and_get_error_events_first(tmp_path: 
 
     run(second)
     assert ran == ["inc"]
-    assert rows(db, "SELECT count(*) FROM effects") == [(0,)]
+    assert db.rows("SELECT count(*) FROM effects") == [(0,)]
 
 
-def test_timers_fire_after_restart_and_leaving_cancels_them(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
+def test_timers_fire_after_restart_and_leaving_cancels_them(db: Target) -> None:
     clock = SimulatedClock(0)
 
     async def first() -> None:
-        async with Backstate(db, clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("counter", counter())
             for name in ("stay", "leave"):
                 await bs.create("counter", name)
                 await bs.send("counter", name, "wait")
             await bs.send("counter", "leave", "leave")
-            assert rows(db, "SELECT instance FROM timers") == [("stay",)]
+            assert db.rows("SELECT instance FROM timers") == [("stay",)]
 
     async def second() -> None:
-        async with Backstate(db, clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("counter", counter())
             clock.advance(499)
             await asyncio.sleep(0.05)
@@ -270,7 +261,7 @@ def test_timers_fire_after_restart_and_leaving_cancels_them(tmp_path: Path) -> N
 
     async def third() -> None:
         # The timer fell due while the process was down: it fires at start.
-        async with Backstate(db, clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("counter", counter())
             await eventually(lambda: _value_is(bs, "stay", "idle"))
 
@@ -279,14 +270,14 @@ def test_timers_fire_after_restart_and_leaving_cancels_them(tmp_path: Path) -> N
     run(second)
     clock.advance(5000)
     run(third)
-    assert rows(db, "SELECT count(*) FROM timers") == [(0,)]
+    assert db.rows("SELECT count(*) FROM timers") == [(0,)]
 
 
 async def _value_is(bs: Backstate, name: str, value: str) -> bool:
     return (await bs.get("counter", name)).value == value
 
 
-def test_services_settle_and_time_out(tmp_path: Path) -> None:
+def test_services_settle_and_time_out(db: Target) -> None:
     async def fast(input: Any) -> Any:
         await asyncio.sleep(0.01)
         return {"echo": input}
@@ -327,7 +318,7 @@ def test_services_settle_and_time_out(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db", step_timeout=0.2) as bs:
+        async with Backstate(db.open(), step_timeout=0.2) as bs:
             bs.deploy("m", machine)
             await bs.create("m", "i")
             state = await bs.send("m", "i", "fast")
@@ -343,7 +334,7 @@ def test_services_settle_and_time_out(tmp_path: Path) -> None:
     run(body)
 
 
-def test_messages_between_instances_are_ordered_and_exactly_once(tmp_path: Path) -> None:
+def test_messages_between_instances_are_ordered_and_exactly_once(db: Target) -> None:
     sender = setup().create_machine(
         {
             "initial": "s",
@@ -381,7 +372,7 @@ def test_messages_between_instances_are_ordered_and_exactly_once(tmp_path: Path)
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("src", sender)
             bs.deploy("sink", sink)
             await bs.create("sink", "one")
@@ -397,7 +388,7 @@ def test_messages_between_instances_are_ordered_and_exactly_once(tmp_path: Path)
     run(body)
 
 
-def test_failed_messages_retry_then_dead_letter_and_can_be_redelivered(tmp_path: Path) -> None:
+def test_failed_messages_retry_then_dead_letter_and_can_be_redelivered(db: Target) -> None:
     clock = SimulatedClock(0)
     guarded = setup(guards={"open": lambda c, e: c["open"]}).create_machine(
         {
@@ -435,7 +426,7 @@ def test_failed_messages_retry_then_dead_letter_and_can_be_redelivered(tmp_path:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db", clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("recv", receiver)
             bs.deploy("send", sender)
             await bs.create("recv", "r")
@@ -463,11 +454,11 @@ def test_failed_messages_retry_then_dead_letter_and_can_be_redelivered(tmp_path:
     run(body)
 
 
-def test_pause_rejects_events_and_holds_timers(tmp_path: Path) -> None:
+def test_pause_rejects_events_and_holds_timers(db: Target) -> None:
     clock = SimulatedClock(0)
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db", clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c")
             await bs.send("counter", "c", "wait")
@@ -484,11 +475,9 @@ def test_pause_rejects_events_and_holds_timers(tmp_path: Path) -> None:
     run(body)
 
 
-def test_delete_removes_everything(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
-
+def test_delete_removes_everything(db: Target) -> None:
     async def body() -> None:
-        async with Backstate(db, clock=SimulatedClock(0)) as bs:
+        async with Backstate(db.open(), clock=SimulatedClock(0)) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c")
             await bs.send("counter", "c", "wait")
@@ -498,11 +487,11 @@ def test_delete_removes_everything(tmp_path: Path) -> None:
             await bs.create("counter", "c")
 
     run(body)
-    assert rows(db, "SELECT count(*) FROM history") == [(1,)]
-    assert rows(db, "SELECT count(*) FROM timers") == [(0,)]
+    assert db.rows("SELECT count(*) FROM history") == [(1,)]
+    assert db.rows("SELECT count(*) FROM timers") == [(0,)]
 
 
-def test_authorizers_and_sender_identity(tmp_path: Path) -> None:
+def test_authorizers_and_sender_identity(db: Target) -> None:
     calls: list[dict[str, Any]] = []
 
     def allow_write(**kw: Any) -> bool:
@@ -547,7 +536,7 @@ def test_authorizers_and_sender_identity(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy(
                 "child",
                 child,
@@ -577,14 +566,14 @@ def test_authorizers_and_sender_identity(tmp_path: Path) -> None:
     run(body)
 
 
-def test_logs_are_captured_per_instance_and_time(tmp_path: Path) -> None:
+def test_logs_are_captured_per_instance_and_time(db: Target) -> None:
     clock = SimulatedClock(1_000)
 
     def chatty(context: Any, event: Any) -> None:
         print("count is", context["n"])
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db", clock=clock) as bs:
+        async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("counter", counter(chatty))
             await bs.create("counter", "c")
             await bs.send("counter", "c", "inc")
@@ -601,8 +590,7 @@ def test_logs_are_captured_per_instance_and_time(tmp_path: Path) -> None:
     run(body)
 
 
-def test_raised_self_events_and_json_snapshots(tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
+def test_raised_self_events_and_json_snapshots(db: Target) -> None:
     machine = setup().create_machine(
         {
             "initial": "a",
@@ -615,17 +603,17 @@ def test_raised_self_events_and_json_snapshots(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(db) as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("m", machine)
             await bs.create("m", "i")
             assert (await bs.send("m", "i", "go")).value == "c"
 
     run(body)
-    [(snapshot,)] = rows(db, "SELECT snapshot FROM instances")
+    [(snapshot,)] = db.rows("SELECT snapshot FROM instances")
     assert json.loads(snapshot)["value"] == "c"
 
 
-def test_persistent_child_completion_reaches_the_parent(tmp_path: Path) -> None:
+def test_persistent_child_completion_reaches_the_parent(db: Target) -> None:
     child = setup().create_machine(
         {
             "initial": "working",
@@ -661,7 +649,7 @@ def test_persistent_child_completion_reaches_the_parent(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("worker", child)
             bs.deploy("boss", parent)
             state = await bs.create("boss", "b")
@@ -678,7 +666,7 @@ def test_persistent_child_completion_reaches_the_parent(tmp_path: Path) -> None:
     run(body)
 
 
-def test_subscribers_see_every_committed_state_and_emits(tmp_path: Path) -> None:
+def test_subscribers_see_every_committed_state_and_emits(db: Target) -> None:
     from backstate.chart import emit
 
     machine = setup().create_machine(
@@ -692,7 +680,7 @@ def test_subscribers_see_every_committed_state_and_emits(tmp_path: Path) -> None
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("m", machine)
             emitted: list[Any] = []
             bs.on_emit(lambda key, event: emitted.append((key, event)))
@@ -716,7 +704,7 @@ def test_subscribers_see_every_committed_state_and_emits(tmp_path: Path) -> None
     run(body)
 
 
-def test_send_settles_through_self_sends(tmp_path: Path) -> None:
+def test_send_settles_through_self_sends(db: Target) -> None:
     machine = setup().create_machine(
         {
             "initial": "a",
@@ -731,7 +719,7 @@ def test_send_settles_through_self_sends(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("m", machine)
             await bs.create("m", "i")
             assert (await bs.send("m", "i", "go")).value == "c"
@@ -739,7 +727,7 @@ def test_send_settles_through_self_sends(tmp_path: Path) -> None:
     run(body)
 
 
-def test_namespaces_keep_orgs_apart(tmp_path: Path) -> None:
+def test_namespaces_keep_orgs_apart(db: Target) -> None:
     senders: list[Any] = []
 
     def allow_write(**kw: Any) -> bool:
@@ -765,7 +753,7 @@ def test_namespaces_keep_orgs_apart(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             for org in ("orgA", "orgB"):
                 bs.deploy(f"{org}.sink", sink, allow_write=allow_write)
                 bs.deploy(f"{org}.source", source)
@@ -785,11 +773,11 @@ def test_namespaces_keep_orgs_apart(tmp_path: Path) -> None:
     run(body)
 
 
-def test_a_processor_bug_fails_callers_instead_of_hanging(tmp_path: Path) -> None:
+def test_a_processor_bug_fails_callers_instead_of_hanging(db: Target) -> None:
     from backstate.runtime import Unavailable
 
     async def body() -> None:
-        async with Backstate(tmp_path / "a.db") as bs:
+        async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c")
             original = bs.processor._process

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from backstate.store import Store, open_store
+from backstate.store import Store
 
 from . import postgres
-
-
-@dataclass
-class Target:
-    """Where a test's store lives: ``open()`` a store on it, run raw SQL with ``rows``."""
-
-    kind: str  # "sqlite" | "postgresql"
-    url: str
-
-    def open(self) -> Store:
-        return open_store(self.url)
-
-    def rows(self, query: str, *args: Any) -> list[Any]:
-        if self.kind == "postgresql":
-            return postgres.rows(self.url, query, *args)
-        with sqlite3.connect(self.url) as conn:
-            return conn.execute(query, args).fetchall()
+from .targets import KINDS, Target, new_target
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +19,9 @@ def postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    if request.param == "sqlite":
-        return Target("sqlite", str(tmp_path / "s.db"))
-    return Target("postgresql", postgres.fresh_schema(request.getfixturevalue("postgres_database")))
+    return new_target(request, tmp_path)
 
 
 @pytest.fixture

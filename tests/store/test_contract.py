@@ -21,7 +21,7 @@ from backstate.store import (
     WriteBatch,
 )
 
-from .conftest import Target
+from .targets import Target
 
 
 def instance(name: str, seq: int = 0, machine: str = "m") -> InstanceRow:

@@ -18,7 +18,7 @@ from backstate.store import (
     open_control,
 )
 
-from .conftest import Target
+from .targets import Target
 
 
 @pytest.fixture
