@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API on a SQLite file")
     serve.add_argument("--db", default="backstate.db", help="SQLite file (created if missing)")
+    serve.add_argument(
+        "--store",
+        help="store URL instead of --db: postgresql://user@host/dbname or sqlite:///path",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument(
@@ -40,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
     from backstate.machine import MachineModuleError
     from backstate.server import Backend, create_app
 
-    backend = Backend(args.db)
+    backend = Backend(args.store or args.db)
     api = f"http://{args.host}:{args.port}"
     created = backend.ensure_admin()
     if created is not None:

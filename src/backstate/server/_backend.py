@@ -12,7 +12,7 @@ from typing import Any
 from backstate.auth import Key, Scope
 from backstate.machine import MachineModule, load_source
 from backstate.runtime import Backstate, Clock, Conflict, InvalidRequest, NotFound
-from backstate.store import ControlStore, MachineRow, VersionRow
+from backstate.store import MachineRow, VersionRow, open_control, open_store
 
 ADMIN_SCOPES = tuple(Scope)
 
@@ -42,8 +42,9 @@ class Backend:
     def __init__(
         self, db: str | Path, *, clock: Clock | None = None, step_timeout: float = 90.0
     ) -> None:
-        self.runtime = Backstate(db, clock=clock, step_timeout=step_timeout)
-        self.control = ControlStore(db)
+        """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``)."""
+        self.runtime = Backstate(open_store(db), clock=clock, step_timeout=step_timeout)
+        self.control = open_control(db)
         self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
         self._keys: dict[str, tuple[float, Key | None]] = {}
         self._machines: dict[tuple[str, str], tuple[float, MachineRow | None]] = {}
