@@ -1,0 +1,119 @@
+"""backstate.client: the State Backed API from Python, blocking (``Client``) or on
+asyncio (``AsyncClient``), including instance subscriptions over /rt.
+
+    from backstate.client import Client
+
+    with Client.from_credentials(claims={"sid": "session-123"}) as client:
+        state = client.instances.get_or_create("toggler", "session-123")
+        state = client.instances.send_event("toggler", "session-123", "toggle")
+        with client.instances.subscribe("toggler", "session-123") as updates:
+            for state in updates:
+                print(state.value, state.public_context)
+
+See docs/client.md: authentication, errors, and the token refresh and reconnect rules.
+"""
+
+from backstate.auth import sign_token
+
+from ._async import AsyncClient, AsyncSubscription
+from ._auth import (
+    DEFAULT_API_HOST,
+    AnonymousAuth,
+    Auth,
+    Credentials,
+    ExchangeAuth,
+    KeyAuth,
+    default_credentials_path,
+    load_credentials,
+)
+from ._errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MissingOrg,
+    MissingScope,
+    MissingUser,
+    NoMigrationPath,
+    NotFound,
+    OrgHeaderRequired,
+    PayloadTooLarge,
+    RejectedByMachineAuthorizer,
+    ServerError,
+    Unauthorized,
+    Unreachable,
+)
+from ._models import (
+    AdminState,
+    CreatedKey,
+    CreatedOrg,
+    Event,
+    IdentityProviderInfo,
+    IndexEntry,
+    InstanceInfo,
+    KeyInfo,
+    LogEntry,
+    Logs,
+    MachineInfo,
+    MachineVersionInfo,
+    OrgInfo,
+    Page,
+    ProvisionalUpload,
+    State,
+    StateValue,
+    TokenProviderInfo,
+    Transition,
+)
+from ._realtime import Backoff
+from ._sync import Client, Subscription
+
+__all__ = [
+    "DEFAULT_API_HOST",
+    "AdminState",
+    "AnonymousAuth",
+    "ApiError",
+    "AsyncClient",
+    "AsyncSubscription",
+    "Auth",
+    "Backoff",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "CreatedOrg",
+    "Credentials",
+    "Event",
+    "ExchangeAuth",
+    "Forbidden",
+    "IdentityProviderInfo",
+    "IndexEntry",
+    "InstanceInfo",
+    "KeyAuth",
+    "KeyInfo",
+    "LogEntry",
+    "Logs",
+    "MachineInfo",
+    "MachineVersionInfo",
+    "MissingOrg",
+    "MissingScope",
+    "MissingUser",
+    "NoMigrationPath",
+    "NotFound",
+    "OrgHeaderRequired",
+    "OrgInfo",
+    "Page",
+    "PayloadTooLarge",
+    "ProvisionalUpload",
+    "RejectedByMachineAuthorizer",
+    "ServerError",
+    "State",
+    "StateValue",
+    "Subscription",
+    "TokenProviderInfo",
+    "Transition",
+    "Unauthorized",
+    "Unreachable",
+    "default_credentials_path",
+    "load_credentials",
+    "sign_token",
+]
