@@ -81,5 +81,12 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         print(f"deployed {path} as machine {slug!r}")
     print(f"backstate API on {api}", flush=True)
-    uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(backend),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
     return 0

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -20,6 +21,7 @@ from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError, Conflict
 
 from ._backend import Backend, runtime_name, state_body
+from ._hot import HotRoutes
 from ._http import (
     HANDLED_ERRORS,
     ApiError,
@@ -92,7 +94,6 @@ def create_app(backend: Backend) -> Starlette:
         await backend.close()
 
     routes = [
-        # The hot routes first: Starlette tries routes in order.
         Route("/machines/{machine}/i/{instance}/events", api.send_event, methods=["POST"]),
         Route("/machines/{machine}/i/{instance}", api.get_instance, methods=["GET"]),
         Route("/machines", api.list_machines, methods=["GET"]),
@@ -115,7 +116,14 @@ def create_app(backend: Backend) -> Starlette:
         *identity_routes(backend),
         *http_api_routes(backend),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # The same endpoints again, dispatched ahead of Starlette's router (see _hot).
+    hot = [
+        ("POST", "/machines/{machine}/i/{instance}/events", api.send_event),
+        ("GET", "/machines/{machine}/i/{instance}", api.get_instance),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(HotRoutes, routes=hot)]
+    )
     for error in HANDLED_ERRORS:
         app.add_exception_handler(error, handle_error)
     app.add_exception_handler(500, _internal_error)

@@ -156,7 +156,9 @@ class Requests:
             header = conn.headers.get("authorization", "")
             token = header[7:].strip() if header.lower().startswith("bearer ") else None
         principal = _verified(self.backend, token)
-        org = conn.headers.get(ORG_HEADER) or conn.query_params.get(ORG_HEADER)
+        org = conn.headers.get(ORG_HEADER)
+        if org is None and conn.scope.get("query_string"):
+            org = conn.query_params.get(ORG_HEADER)
         if org is not None and org != principal.org_id:
             raise ApiError(403, "missing-org", "this token does not belong to that org")
         return principal
