@@ -152,11 +152,12 @@ def error_from_response(status: int, content: bytes) -> ApiError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    message = body.get("error_description") or body.get("error")
+    text = content.decode("utf-8", "replace").strip()[:200] if content else ""
+    message = body.get("error_description") or body.get("error") or text
     parameter = body.get("parameter")
     return error_for(
         status,
         body.get("code") if isinstance(body.get("code"), str) else None,
-        message if isinstance(message, str) else f"HTTP {status}",
+        message if isinstance(message, str) and message else f"HTTP {status}",
         parameter if isinstance(parameter, str) else None,
     )
