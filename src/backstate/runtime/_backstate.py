@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,8 @@ from . import _logs
 from ._clock import Clock, SystemClock
 from ._deployments import Authorizer, Registry, Version, check_machine, check_name
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from ._indexes import IndexPage, compile_selectors, index_query
+from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, replay_upgrade
 from ._processor import InstanceState, Processor, Work
 
 MAX_EVENT_BYTES = 400_000
@@ -64,12 +66,40 @@ class Backstate:
         allow_read: Authorizer | None = None,
         allow_write: Authorizer | None = None,
         make_current: bool = True,
+        indexes: Mapping[str, str] | None = None,
     ) -> None:
+        """Deploy a version of a machine. ``indexes`` maps index names to selectors
+        (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes."""
         check_machine(name)
         check_name("version", version)
-        self.registry.add(Version(name, version, machine, allow_read, allow_write), make_current)
+        specs = compile_selectors(indexes or {})
+        self.registry.add(
+            Version(name, version, machine, allow_read, allow_write, specs), make_current
+        )
         self.store.record_version(name, version, self.clock.now_ms())
         self.processor.deployed(name)
+
+    def add_migration(
+        self,
+        machine: str,
+        migration_id: str,
+        from_version: str,
+        to_version: str,
+        upgrade_state: UpgradeState,
+        upgrade_context: UpgradeContext,
+    ) -> None:
+        """Register a migration between two versions of ``machine`` (see _migrations)."""
+        check_machine(machine)
+        for what, value in (("migration", migration_id), ("version", from_version)):
+            check_name(what, value)
+        check_name("version", to_version)
+        if from_version == to_version:
+            raise InvalidRequest("invalid-migration", "a migration needs two different versions")
+        self.registry.add_migration(
+            Migration(
+                migration_id, machine, from_version, to_version, upgrade_state, upgrade_context
+            )
+        )
 
     async def start(self) -> None:
         _logs.install()
@@ -206,6 +236,49 @@ class Backstate:
         self.processor.submit(key, work)
         assert work.future is not None
         return await work.future
+
+    # -- upgrades and indexes ---------------------------------------------------------------
+
+    async def set_desired_version(
+        self, machine: str, name: str, version: str, *, now: bool = False
+    ) -> InstanceState:
+        """Upgrade the instance to ``version`` at its next event (or at once with ``now``,
+        if it is settled). Raises ``NoMigrationPath`` (400 no-migration-path) unless a
+        chain of migrations leads there."""
+        key = (check_machine(machine), check_name("instance", name))
+        work = Work("desire", {}, future=self._future(), create={"version": version, "now": now})
+        self.processor.submit(key, work)
+        assert work.future is not None
+        return await work.future
+
+    async def dry_run_upgrade(self, machine: str, name: str, version: str) -> UpgradeReport:
+        """Replay the instance's history since it reached its current version against
+        ``version`` (after migrating its starting state) and report the first transition
+        whose migrated old result differs from the new version's result."""
+        state = await self.get(machine, name)
+        rows: list[HistoryRow] = []
+        while True:
+            page = await self.history(machine, name, after=rows[-1].seq if rows else -1, limit=1000)
+            rows.extend(page)
+            if len(page) < 1000:
+                break
+        return replay_upgrade(self.registry, state, rows, version)
+
+    async def query(
+        self,
+        machine: str,
+        index: str,
+        *,
+        op: str | None = None,
+        value: str | float | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> IndexPage:
+        """One page of a secondary index (see docs/runtime.md#indexes)."""
+        query = index_query(check_machine(machine), index, op, value, descending, limit, cursor)
+        hits = await asyncio.to_thread(self.store.query_index, query)
+        return IndexPage(hits, limit)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
         return await asyncio.to_thread(self.store.dead_letters, limit)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backstate.chart import Machine
 
 from ._errors import InvalidRequest, NotFound
+from ._migrations import Migration
+
+if TYPE_CHECKING:
+    from ._indexes import IndexSpec
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
@@ -86,6 +90,7 @@ class Version:
     machine: Machine
     allow_read: Authorizer | None
     allow_write: Authorizer | None
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Deployment:
     name: str
     versions: dict[str, Version] = field(default_factory=dict)
     current: str | None = None
+    migrations: list[Migration] = field(default_factory=list)
 
 
 class Registry:
@@ -106,6 +112,16 @@ class Registry:
         deployment.versions[version.id] = version
         if make_current or deployment.current is None:
             deployment.current = version.id
+
+    def add_migration(self, migration: Migration) -> None:
+        deployment = self.machines.setdefault(migration.machine, Deployment(migration.machine))
+        deployment.migrations = [m for m in deployment.migrations if m.id != migration.id] + [
+            migration
+        ]
+
+    def migrations(self, machine: str) -> list[Migration]:
+        deployment = self.machines.get(machine)
+        return deployment.migrations if deployment is not None else []
 
     def get(self, machine: str, version: str | None = None) -> Version:
         deployment = self.machines.get(machine)

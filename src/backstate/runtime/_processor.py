@@ -69,6 +69,15 @@ from ._errors import (
     NotFound,
     Unavailable,
 )
+from ._indexes import IndexEntry, index_entries
+from ._migrations import (
+    UPGRADE_EVENT,
+    MigrationFailed,
+    NoMigrationPath,
+    find_path,
+    surviving_timer,
+    upgrade_snapshot,
+)
 from ._timers import Due, TimerWheel
 
 logger = logging.getLogger("backstate.runtime")
@@ -104,6 +113,7 @@ class InstanceState:
     snapshot: Snapshot = field(repr=False, compare=False)
     ts: int = 0  # when this state was committed (ms)
     created_at: int = 0
+    desired_version: str | None = None
 
     @property
     def done(self) -> bool:
@@ -116,7 +126,7 @@ class InstanceState:
 
 @dataclass(eq=False)
 class Work:
-    kind: str  # create | api | inbox | timer | service | pause | resume | delete
+    kind: str  # create | api | inbox | timer | service | pause | resume | delete | desire
     event: dict[str, Any]
     sender: str = "api"
     future: asyncio.Future[InstanceState] | None = None
@@ -160,6 +170,8 @@ class Entry:
     # it while a batch is being built and committed.
     committed: InstanceState | None = None
     starting: dict[str, str] = field(default_factory=dict)  # child id -> effect id, until started
+    desired: str | None = None  # the version to upgrade to at the next settled event
+    indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
 
     @property
     def idle(self) -> bool:
@@ -355,6 +367,7 @@ class Processor:
         entry.children = dict(row.children)
         entry.created_at = row.created_at
         entry.updated_at = row.updated_at
+        entry.desired = row.desired_version
         entry.committed = self.state(entry)
 
     def _evict(self) -> None:
@@ -382,6 +395,7 @@ class Processor:
             snap,
             entry.updated_at,
             entry.created_at,
+            entry.desired,
         )
 
     def get(self, key: InstanceKey) -> InstanceState:
@@ -558,6 +572,11 @@ class Processor:
         if work.kind in ("pause", "resume", "delete"):
             self._administer(entry, work, rnd)
             return
+        if work.kind == "desire":
+            self._desire(entry, work, rnd, now)
+            return
+        if entry.desired is not None and entry.settled and work.kind in ("api", "inbox", "timer"):
+            self._upgrade(entry, rnd, now)
         if work.kind == "api" and entry.paused:
             raise Conflict("invalid-state", f"{entry.key[0]}/{entry.key[1]} is paused")
         if work.kind == "timer":
@@ -619,6 +638,83 @@ class Processor:
             rnd.after.append(lambda: _resolve(future, state))
         if work.kind != "delete":
             rnd.after.append(lambda: self._publish(entry, self.state(entry)))
+
+    # -- upgrades and indexes ---------------------------------------------------------------
+
+    def _desire(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+        """Record the version an instance upgrades to at its next settled event (or at
+        once, if asked and settled). Refused unless migrations lead there."""
+        target = (work.create or {})["version"]
+        self.registry.get(entry.key[0], target)
+        find_path(self.registry.migrations(entry.key[0]), entry.version, target)
+        entry.desired = None if target == entry.version else target
+        rnd.batch.desired_updates.append((entry.key, entry.desired))
+        if (work.create or {}).get("now") and entry.desired is not None and entry.settled:
+            self._upgrade(entry, rnd, now)
+        if work.future is not None:
+            rnd.settle.append((entry, work.future))
+        state = self.state(entry)
+        rnd.after.append(lambda: self._publish(entry, state))
+
+    def _upgrade(self, entry: Entry, rnd: _Round, now: int) -> None:
+        """Migrate the instance to its desired version, recorded as a transition. If the
+        migration fails, the instance stays as it was and the failure is logged."""
+        key, source_id, target_id = entry.key, entry.version, entry.desired
+        assert target_id is not None and entry.snapshot is not None
+        source = self.registry.get(key[0], source_id)
+        entry.desired = None
+        try:
+            target = self.registry.get(key[0], target_id)
+            chain = find_path(self.registry.migrations(key[0]), source_id, target_id)
+            with self._user_code(entry, target):
+                data = upgrade_snapshot(
+                    entry.snapshot.to_json(), chain, source.machine, target.machine
+                )
+            snap = target.machine.resolve_snapshot(data)
+        except (MigrationFailed, NoMigrationPath, NotFound) as exc:
+            rnd.batch.desired_updates.append((key, None))
+            rnd.batch.logs.append(
+                LogRow(
+                    now,
+                    key[0],
+                    source_id,
+                    key[1],
+                    "error",
+                    f"upgrade from {source_id} to {target_id} failed; the instance stays on "
+                    f"{source_id}: {exc.message}",
+                )
+            )
+            return
+        active = set(snap.active_ids)
+        for due in self.wheel.timers_of(key):
+            if not surviving_timer(due.event.get("type", ""), active):
+                rnd.batch.timer_ops.append((key, due.timer))
+                self.wheel.cancel(key, due.timer)
+        entry.version = target_id
+        entry.indexed = None  # the target's selectors may differ: rewrite the entries
+        event = {
+            "type": UPGRADE_EVENT,
+            "fromMachineVersionId": source_id,
+            "toMachineVersionId": target_id,
+            "migrationPath": [m.id for m in chain],
+        }
+        self._commit_transition(entry, target, event, snap, [], rnd, now)
+        if entry.indexed is None:  # the target indexes nothing: drop the source's entries
+            entry.indexed = frozenset()
+            rnd.batch.index_puts.append((key, entry.indexed))
+
+    def _index(self, entry: Entry, version: Version, snap: Snapshot, rnd: _Round, now: int) -> None:
+        """Rewrite the instance's index entries, in this transition's commit, if they
+        changed; values that cannot be indexed are skipped and logged."""
+        entries, skipped = index_entries(version.indexes, snap.context, snap.state_strings)
+        if entries == entry.indexed:
+            return
+        entry.indexed = entries
+        rnd.batch.index_puts.append((entry.key, entries))
+        for message in skipped:
+            rnd.batch.logs.append(
+                LogRow(now, entry.key[0], version.id, entry.key[1], "warning", message)
+            )
 
     def _forget_instance(self, entry: Entry) -> None:
         key = entry.key
@@ -843,9 +939,12 @@ class Processor:
                 entry.created_at,
                 now,
                 dict(entry.children),
+                entry.desired,
             ),
         )
         rnd.batch.history.append((key, HistoryRow(seq, event_text, text, now)))
+        if version.indexes or entry.indexed:
+            self._index(entry, version, snap, rnd, now)
         state = self.state(entry)
         rnd.after.append(lambda: self._publish(entry, state))
 

@@ -52,6 +52,10 @@ class TimerWheel:
         for k in [k for k in self._current if k[0] == key]:
             del self._current[k]
 
+    def timers_of(self, key: InstanceKey) -> list[Due]:
+        """The pending timers of one instance (a scan: for rare operations only)."""
+        return [d for _, _, d in self._heap if d.key == key and self.is_current(d)]
+
     def is_current(self, due: Due) -> bool:
         return self._current.get((due.key, due.timer)) == due.generation
 

@@ -16,6 +16,8 @@ from ._records import (
     EffectRow,
     HistoryRow,
     InboxRow,
+    IndexHit,
+    IndexQuery,
     InstanceKey,
     InstanceRow,
     LogRow,
@@ -52,6 +54,10 @@ class Store(Protocol):
     def logs(
         self, since: int, until: int, machine: str | None, instance: str | None, limit: int
     ) -> list[LogRow]: ...
+
+    def query_index(self, query: IndexQuery) -> list[IndexHit]:
+        """One page of a secondary index, read in one statement (so consistent)."""
+        ...
 
     def record_version(self, machine: str, version: str, now: int) -> None: ...
 

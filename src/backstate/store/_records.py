@@ -25,6 +25,7 @@ class InstanceRow:
     created_at: int
     updated_at: int
     children: dict[str, InstanceKey] = field(default_factory=dict)
+    desired_version: str | None = None  # upgrade to this version at the next event
 
 
 @dataclass(slots=True)
@@ -90,6 +91,41 @@ class LogRow:
     message: str
 
 
+# One value of a secondary index: (index, kind, number, text); kind 0 is a number
+# (text is ""), kind 1 a string (number is 0). Numbers sort before strings.
+IndexEntry = tuple[str, int, float, str]
+
+
+@dataclass(slots=True)
+class IndexHit:
+    kind: int
+    number: float
+    text: str
+    instance: str
+
+    @property
+    def value(self) -> float | str:
+        if self.kind == 0:
+            return int(self.number) if self.number.is_integer() else self.number
+        return self.text
+
+
+@dataclass(slots=True)
+class IndexQuery:
+    """A page of one index: entries with ``kind`` (None: any) whose value compares to
+    ``value`` by ``op`` (eq ne gt gte lt lte; None: all), in (kind, value, instance)
+    order, strictly after the cursor ``after`` (a previous hit's position)."""
+
+    machine: str
+    index: str
+    op: str | None = None
+    kind: int | None = None
+    value: float | str | None = None
+    descending: bool = False
+    limit: int = 100
+    after: tuple[int, float, str, str] | None = None
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one commit writes. Operations apply in the order of the lists below;
@@ -112,6 +148,9 @@ class WriteBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     dead_letter_deletes: list[int] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)
+    # An instance's index entries, replacing all it had (written with its transition).
+    index_puts: list[tuple[InstanceKey, frozenset[IndexEntry]]] = field(default_factory=list)
+    desired_updates: list[tuple[InstanceKey, str | None]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in self.__dataclass_fields__)

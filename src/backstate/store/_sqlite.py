@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._indexes import index_query_sql
 from ._protocol import SequenceConflict, StoreError
 from ._records import (
     CommitResult,
@@ -23,6 +24,8 @@ from ._records import (
     EffectRow,
     HistoryRow,
     InboxRow,
+    IndexHit,
+    IndexQuery,
     InstanceKey,
     InstanceRow,
     LogRow,
@@ -81,6 +84,16 @@ MIGRATIONS: list[str] = [
         level TEXT NOT NULL, message TEXT NOT NULL
     );
     CREATE INDEX logs_ts ON logs (ts);
+    """,
+    # 2: upgrades (the desired version) and secondary indexes.
+    """
+    ALTER TABLE instances ADD COLUMN desired_version TEXT;
+    CREATE TABLE instance_index (
+        machine TEXT NOT NULL, idx TEXT NOT NULL, kind INTEGER NOT NULL,
+        num REAL NOT NULL, str TEXT NOT NULL, instance TEXT NOT NULL,
+        PRIMARY KEY (machine, idx, kind, num, str, instance)
+    ) WITHOUT ROWID;
+    CREATE INDEX instance_index_instance ON instance_index (machine, instance);
     """,
 ]
 
@@ -171,7 +184,7 @@ class SQLiteStore:
 
     def load_instance(self, key: InstanceKey) -> InstanceRow | None:
         rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
             " FROM instances WHERE machine = ? AND name = ?",
             key,
         )
@@ -179,11 +192,15 @@ class SQLiteStore:
 
     def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]:
         rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
             " FROM instances WHERE machine = ? AND name > ? ORDER BY name LIMIT ?",
             (machine, after or "", limit),
         )
         return [_instance(r) for r in rows]
+
+    def query_index(self, query: IndexQuery) -> list[IndexHit]:
+        sql, args = index_query_sql(query, "?")
+        return [IndexHit(*r) for r in self._read(sql, args)]
 
     def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]:
         rows = self._read(
@@ -269,6 +286,7 @@ def _instance(r: Any) -> InstanceRow:
         r[8],
         r[9],
         {k: v for k, v in children.items() if v is not None},
+        r[10],
     )
 
 
@@ -276,7 +294,7 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
     ex, many = db.execute, db.executemany
     for row in batch.instance_creates:
         ex(
-            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.machine,
                 row.name,
@@ -288,12 +306,13 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
                 _children(row),
                 row.created_at,
                 row.updated_at,
+                row.desired_version,
             ),
         )
     for key, expected, row in batch.instance_updates:
         cur = ex(
-            "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?, children = ?, updated_at = ?"
-            " WHERE machine = ? AND name = ? AND seq = ?",
+            "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?, children = ?,"
+            " updated_at = ?, desired_version = ? WHERE machine = ? AND name = ? AND seq = ?",
             (
                 row.version,
                 row.seq,
@@ -301,6 +320,7 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
                 row.status,
                 _children(row),
                 row.updated_at,
+                row.desired_version,
                 *key,
                 expected,
             ),
@@ -311,6 +331,16 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
         "UPDATE instances SET status = ? WHERE machine = ? AND name = ?",
         [(s, *k) for k, s in batch.status_updates],
     )
+    many(
+        "UPDATE instances SET desired_version = ? WHERE machine = ? AND name = ?",
+        [(v, *k) for k, v in batch.desired_updates],
+    )
+    for key, entries in batch.index_puts:
+        ex("DELETE FROM instance_index WHERE machine = ? AND instance = ?", key)
+        many(
+            "INSERT INTO instance_index VALUES (?, ?, ?, ?, ?, ?)",
+            [(key[0], *e, key[1]) for e in entries],
+        )
     many(
         "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
         [(*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts) for key, h in batch.history],
@@ -368,6 +398,7 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
             ("inbox", "instance"),
             ("timers", "instance"),
             ("effects", "instance"),
+            ("instance_index", "instance"),
         ):
             ex(f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key)
     return CommitResult(inbox_ids)
