@@ -12,7 +12,6 @@ import pytest
 
 from backstate.chart import assign, create_machine
 from backstate.runtime import Backstate, InvalidRequest
-from backstate.store import StoreError
 from tests.store.targets import Target
 
 
