@@ -11,6 +11,7 @@ from backstate.store import (
     EffectRow,
     HistoryRow,
     InboxRow,
+    IndexQuery,
     InstanceRow,
     LogRow,
     RawJson,
@@ -277,6 +278,59 @@ def test_status_updates_and_versions(store: Store, target: Target) -> None:
     ]
 
 
+def test_desired_versions_are_written_with_creates_updates_and_on_their_own(
+    store: Store,
+) -> None:
+    key = ("m", "a")
+    created = instance("a")
+    created.desired_version = "v2"
+    store.commit(WriteBatch(instance_creates=[created, instance("b")]))
+    assert store.load_instance(key) == created
+    store.commit(WriteBatch(desired_updates=[(key, "v3"), (("m", "b"), "v2"), (key, None)]))
+    loaded = store.load_instance(key)
+    assert loaded is not None and loaded.desired_version is None
+    assert [r.desired_version for r in store.list_instances("m", None, 10)] == [None, "v2"]
+    upgraded = instance("a", 1)
+    upgraded.desired_version = "v4"
+    store.commit(WriteBatch(instance_updates=[(key, 0, upgraded)]))
+    assert store.load_instance(key) == upgraded
+
+
+def test_index_entries_replace_an_instances_previous_ones_and_page_in_order(
+    store: Store,
+) -> None:
+    names = ["a", "b", "c", "d"]
+    store.commit(WriteBatch(instance_creates=[instance(n) for n in names]))
+    store.commit(
+        WriteBatch(
+            index_puts=[
+                (("m", "a"), frozenset({("score", 0, 10.0, ""), ("tag", 1, 0.0, "Zed")})),
+                (("m", "b"), frozenset({("score", 0, 2.5, ""), ("tag", 1, 0.0, "alpha")})),
+                (("m", "c"), frozenset({("score", 0, 10.0, "")})),
+                (("m", "d"), frozenset({("score", 1, 0.0, "ten")})),
+                (("m", "c"), frozenset({("score", 0, -1.0, "")})),  # the last put wins
+            ]
+        )
+    )
+
+    def page(**kw: object) -> list[tuple[object, str]]:
+        hits = store.query_index(IndexQuery("m", "score", **kw))  # type: ignore[arg-type]
+        return [(h.value, h.instance) for h in hits]
+
+    assert page() == [(-1, "c"), (2.5, "b"), (10, "a"), ("ten", "d")]
+    assert page(descending=True, limit=2) == [("ten", "d"), (10, "a")]
+    assert page(op="gte", kind=0, value=2.5) == [(2.5, "b"), (10, "a")]
+    assert page(op="eq", kind=1, value="ten") == [("ten", "d")]
+    assert page(after=(0, 2.5, "", "b")) == [(10, "a"), ("ten", "d")]
+    tags = store.query_index(IndexQuery("m", "tag"))
+    assert [h.value for h in tags] == ["Zed", "alpha"]  # byte order, as SQLite sorts
+    store.commit(WriteBatch(index_puts=[(("m", "a"), frozenset())]))
+    assert page() == [(-1, "c"), (2.5, "b"), ("ten", "d")]
+    store.commit(WriteBatch(instance_deletes=[("m", "b")]))
+    assert page() == [(-1, "c"), ("ten", "d")]
+    assert store.query_index(IndexQuery("other", "score")) == []
+
+
 def test_delete_removes_all_rows_of_an_instance(store: Store) -> None:
     key = ("m", "a")
     store.commit(
@@ -308,8 +362,9 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
     reopened = target.open()
     assert reopened.load_instance(("m", "a")) == instance("a")
     reopened.close()
+    [(current,)] = target.rows("SELECT version FROM schema_version")
     target.rows("UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="99"):
         target.open()
-    target.rows("UPDATE schema_version SET version = 1")
+    target.rows("UPDATE schema_version SET version = ?", current)
     target.open().close()

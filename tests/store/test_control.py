@@ -110,8 +110,9 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
     reopened = open_control(target.url)
     assert reopened.orgs() == [OrgRow("org_a", "A", 1)]
     reopened.close()
+    [(current,)] = target.rows("SELECT version FROM control_schema_version")
     target.rows("UPDATE control_schema_version SET version = 99")
     with pytest.raises(StoreError, match="99"):
         open_control(target.url)
-    target.rows("UPDATE control_schema_version SET version = 2")
+    target.rows("UPDATE control_schema_version SET version = ?", current)
     open_control(target.url).close()

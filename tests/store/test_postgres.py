@@ -19,6 +19,7 @@ from backstate.store import (
     WriteBatch,
     open_control,
 )
+from backstate.store._postgres import MIGRATIONS
 
 from . import postgres
 
@@ -66,7 +67,7 @@ def test_nodes_starting_together_migrate_once(url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert [s.schema_version for s in stores] == [1] * 6
+    assert [s.schema_version for s in stores] == [len(MIGRATIONS)] * 6
     assert postgres.rows(url, "SELECT count(*) FROM schema_version") == [(1,)]
     for s in stores:
         s.close()

@@ -14,6 +14,7 @@ from backstate.store import (
     StoreError,
     WriteBatch,
 )
+from backstate.store._sqlite import MIGRATIONS
 
 
 def instance(name: str, seq: int = 0) -> InstanceRow:
@@ -22,13 +23,13 @@ def instance(name: str, seq: int = 0) -> InstanceRow:
 
 def test_opens_in_wal_with_full_sync_and_current_schema(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
-    assert store.schema_version == 1
+    assert store.schema_version == len(MIGRATIONS)
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     store.close()
     reopened = SQLiteStore(tmp_path / "s.db", synchronous="NORMAL")
-    assert reopened.schema_version == 1
+    assert reopened.schema_version == len(MIGRATIONS)
     reopened.close()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._database import Statement
+from ._indexes import index_query_sql
 from ._protocol import SequenceConflict, StoreError
 from ._records import (
     CommitResult,
@@ -38,6 +39,8 @@ from ._records import (
     EffectRow,
     HistoryRow,
     InboxRow,
+    IndexHit,
+    IndexQuery,
     InstanceKey,
     InstanceRow,
     LogRow,
@@ -102,6 +105,17 @@ MIGRATIONS: list[str] = [
         level TEXT NOT NULL, message TEXT NOT NULL
     );
     CREATE INDEX logs_ts ON logs (ts);
+    """,
+    # 2: upgrades (the desired version) and secondary indexes.
+    """
+    ALTER TABLE instances ADD COLUMN desired_version TEXT;
+    CREATE TABLE instance_index (
+        machine TEXT COLLATE "C" NOT NULL, idx TEXT COLLATE "C" NOT NULL,
+        kind SMALLINT NOT NULL, num DOUBLE PRECISION NOT NULL, str TEXT COLLATE "C" NOT NULL,
+        instance TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (machine, idx, kind, num, str, instance)
+    );
+    CREATE INDEX instance_index_instance ON instance_index (machine, instance);
     """,
 ]
 
@@ -244,7 +258,7 @@ class PostgresStore:
 
     def load_instance(self, key: InstanceKey) -> InstanceRow | None:
         rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
             " FROM instances WHERE machine = ? AND name = ?",
             key,
         )
@@ -252,11 +266,15 @@ class PostgresStore:
 
     def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]:
         rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at"
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
             " FROM instances WHERE machine = ? AND name > ? ORDER BY name LIMIT ?",
             (machine, after or "", limit),
         )
         return [_instance(r) for r in rows]
+
+    def query_index(self, query: IndexQuery) -> list[IndexHit]:
+        sql, args = index_query_sql(query, "?")
+        return [IndexHit(*r) for r in self._read(sql, args)]
 
     def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]:
         rows = self._read(
@@ -327,66 +345,88 @@ class PostgresStore:
 
 
 def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -> CommitResult:
+    updates = _chain(batch.instance_updates)
+    # The last write of a key wins, as when applied in turn.
+    statuses = dict(batch.status_updates)
+    desired = dict(batch.desired_updates)
+    indexed = dict(batch.index_puts)
     with conn.pipeline() as pipeline, conn.transaction():
         cur = conn.cursor()
         many = cur.executemany
-        many(
-            "INSERT INTO instances VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    row.machine,
-                    row.name,
-                    row.version,
-                    row.seq,
-                    _dumps(row.snapshot),
-                    row.status,
-                    _ref(row.parent),
-                    _children(row),
-                    row.created_at,
-                    row.updated_at,
-                )
-                for row in batch.instance_creates
-            ],
-        )
-        if batch.instance_updates:
-            guarded = conn.cursor()
-            guarded.executemany(
-                "UPDATE instances SET version = %s, seq = %s, snapshot = %s, status = %s,"
-                " children = %s, updated_at = %s WHERE machine = %s AND name = %s AND seq = %s"
-                " RETURNING 1",
-                [
+        # Rows whose order does not matter go in one statement per table, as binary
+        # arrays: a thousand transitions cost a few statements, not thousands.
+        if batch.instance_creates:
+            cur.execute(
+                _CREATE_INSTANCES,
+                _columns(
                     (
-                        row.version,
-                        row.seq,
-                        _dumps(row.snapshot),
-                        row.status,
-                        _children(row),
-                        row.updated_at,
+                        r.machine,
+                        r.name,
+                        r.version,
+                        r.seq,
+                        _dumps(r.snapshot),
+                        r.status,
+                        _ref(r.parent),
+                        _children(r),
+                        r.created_at,
+                        r.updated_at,
+                        r.desired_version,
+                    )
+                    for r in batch.instance_creates
+                ),
+            )
+        if updates:
+            guarded = conn.cursor()
+            guarded.execute(
+                _UPDATE_INSTANCES,
+                _columns(
+                    (
                         *key,
                         expected,
+                        r.version,
+                        r.seq,
+                        _dumps(r.snapshot),
+                        r.status,
+                        _children(r),
+                        r.updated_at,
+                        r.desired_version,
                     )
-                    for key, expected, row in batch.instance_updates
-                ],
-                returning=True,
+                    for key, (expected, r) in updates.items()
+                ),
             )
             pipeline.sync()
-            for key, expected, _ in batch.instance_updates:
-                if guarded.fetchone() is None:
+            updated = set(guarded.fetchall())
+            for key, (expected, _) in updates.items():
+                if key not in updated:
                     raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
-                guarded.nextset()
-        many(
-            "UPDATE instances SET status = %s WHERE machine = %s AND name = %s",
-            [(s, *k) for k, s in batch.status_updates],
-        )
-        many(
-            "INSERT INTO history VALUES (%s, %s, %s, %s, %s, %s)",
-            [(*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts) for key, h in batch.history],
-        )
-        many("DELETE FROM inbox WHERE id = %s", [(i,) for i in batch.inbox_deletes])
+        if statuses:
+            cur.execute(_UPDATE_STATUSES, _columns((*k, s) for k, s in statuses.items()))
+        if desired:
+            cur.execute(_UPDATE_DESIRED, _columns((*k, v) for k, v in desired.items()))
+        if indexed:
+            cur.execute(_DELETE_INDEX_ENTRIES, _columns(indexed))
+            entries = [
+                (key[0], index, kind, float(number), text, key[1])
+                for key, values in indexed.items()
+                for index, kind, number, text in values
+            ]
+            if entries:
+                cur.execute(_INSERT_INDEX_ENTRIES, _columns(entries))
+        if batch.history:
+            cur.execute(
+                _INSERT_HISTORY,
+                _columns(
+                    (*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts)
+                    for key, h in batch.history
+                ),
+            )
+        if batch.inbox_deletes:
+            cur.execute("DELETE FROM inbox WHERE id = ANY(%b::bigint[])", (batch.inbox_deletes,))
         many(
             "UPDATE inbox SET attempts = %s, not_before = %s WHERE id = %s",
             [(a, n, i) for i, a, n in batch.inbox_retries],
         )
+        # One statement per row where order matters: inbox ids are delivery order.
         inserted = conn.cursor()
         inserted.executemany(
             "INSERT INTO inbox (machine, instance, event, sender, priority, attempts, not_before)"
@@ -422,7 +462,8 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
             "INSERT INTO effects VALUES (%s, %s, %s, %s, %s, %s)",
             [(e.id, e.machine, e.instance, e.kind, e.name, e.child) for e in batch.effect_inserts],
         )
-        many("DELETE FROM effects WHERE id = %s", [(i,) for i in batch.effect_done])
+        if batch.effect_done:
+            cur.execute("DELETE FROM effects WHERE id = ANY(%b::text[])", (batch.effect_done,))
         many(
             "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -439,7 +480,11 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                 for d in batch.dead_letters
             ],
         )
-        many("DELETE FROM dead_letters WHERE id = %s", [(i,) for i in batch.dead_letter_deletes])
+        if batch.dead_letter_deletes:
+            cur.execute(
+                "DELETE FROM dead_letters WHERE id = ANY(%b::bigint[])",
+                (batch.dead_letter_deletes,),
+            )
         many(
             "INSERT INTO logs (ts, machine, version, instance, level, message)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -461,12 +506,75 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
     return CommitResult(inbox_ids)
 
 
+def _chain(
+    updates: list[tuple[InstanceKey, int, InstanceRow]],
+) -> dict[InstanceKey, tuple[int, InstanceRow]]:
+    """Updates as one per instance: a later update of the same instance must expect the
+    sequence number the earlier one wrote (else it would fail applied in turn)."""
+    chained: dict[InstanceKey, tuple[int, InstanceRow]] = {}
+    for key, expected, row in updates:
+        previous = chained.get(key)
+        if previous is None:
+            chained[key] = (expected, row)
+        elif previous[1].seq == expected:
+            chained[key] = (previous[0], row)
+        else:
+            raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
+    return chained
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+_CREATE_INSTANCES = """
+    INSERT INTO instances SELECT * FROM unnest(
+        %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[],
+        %b::text[], %b::bigint[], %b::bigint[], %b::text[])
+"""
+_UPDATE_INSTANCES = """
+    UPDATE instances AS i SET version = u.version, seq = u.seq, snapshot = u.snapshot,
+        status = u.status, children = u.children, updated_at = u.updated_at,
+        desired_version = u.desired_version
+    FROM unnest(
+        %b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::text[],
+        %b::text[], %b::bigint[], %b::text[]
+    ) AS u(
+        machine, name, expected, version, seq, snapshot, status, children, updated_at,
+        desired_version
+    )
+    WHERE i.machine = u.machine AND i.name = u.name AND i.seq = u.expected
+    RETURNING i.machine, i.name
+"""
+_UPDATE_STATUSES = """
+    UPDATE instances AS i SET status = u.status
+    FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(machine, name, status)
+    WHERE i.machine = u.machine AND i.name = u.name
+"""
+_UPDATE_DESIRED = """
+    UPDATE instances AS i SET desired_version = u.desired_version
+    FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(machine, name, desired_version)
+    WHERE i.machine = u.machine AND i.name = u.name
+"""
+_DELETE_INDEX_ENTRIES = """
+    DELETE FROM instance_index
+    WHERE (machine, instance) IN (SELECT * FROM unnest(%b::text[], %b::text[]))
+"""
+_INSERT_INDEX_ENTRIES = """
+    INSERT INTO instance_index SELECT * FROM unnest(
+        %b::text[], %b::text[], %b::smallint[], %b::float8[], %b::text[], %b::text[])
+"""
+_INSERT_HISTORY = """
+    INSERT INTO history SELECT * FROM unnest(
+        %b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[])
+"""
 _DELETES = (
     "DELETE FROM instances WHERE machine = %s AND name = %s",
     "DELETE FROM history WHERE machine = %s AND instance = %s",
     "DELETE FROM inbox WHERE machine = %s AND instance = %s",
     "DELETE FROM timers WHERE machine = %s AND instance = %s",
     "DELETE FROM effects WHERE machine = %s AND instance = %s",
+    "DELETE FROM instance_index WHERE machine = %s AND instance = %s",
 )
 
 
