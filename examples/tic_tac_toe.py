@@ -74,19 +74,22 @@ def _hashed(field: str) -> Any:
     return assign(lambda c, e: {"public": {**c["public"], field: e["output"]}})
 
 
-def _turn(mark: str) -> dict[str, Any]:
-    other = "o" if mark == "x" else "x"
+def _turn(mark: str, name: str | None = None, other: str | None = None) -> dict[str, Any]:
+    """The states of one side's turn, named after ``name`` (the mark by default: the
+    first version of this example called the o side ``y``; see examples/migrations)."""
+    name = name or mark
+    other = other or ("o" if mark == "x" else "x")
     return {
-        f"Awaiting {mark} move": {
+        f"Awaiting {name} move": {
             "on": {
                 "move": {
                     "guard": "isLegalMove",
-                    "target": f"Process {mark} move",
+                    "target": f"Process {name} move",
                     "actions": _mark(mark),
                 }
             }
         },
-        f"Process {mark} move": {
+        f"Process {name} move": {
             "always": [
                 {"guard": "isGameOver", "target": "#game.Game over"},
                 {"target": f"Awaiting {other} move"},

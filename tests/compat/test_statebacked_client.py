@@ -28,6 +28,14 @@ NODE = shutil.which("node")
 CLIENT_DIR = ROOT / ".cache" / "statebacked-client"
 DRIVER = Path(__file__).with_name("client_driver.mjs")
 TOGGLER_SOURCE = (ROOT / "examples" / "toggler.py").read_text()
+MIGRATION = """
+def upgrade_state(path, context):
+    return path
+
+
+def upgrade_context(old_paths, new_paths, context):
+    return context
+"""
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
@@ -409,16 +417,7 @@ def test_delete_machine(server: Server) -> None:
     failed(r[2], "NotFoundError", 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "admin.updateDesiredVersion: PUT /machines/{m}/i/{i}/v {targetMachineVersionId} "
-        "should be 201, or 400 no-migration-path (NoMigrationPathError) without migrations; "
-        "the route is missing (404, no code)"
-    ),
-)
-def test_update_desired_version(server: Server) -> None:
+def test_update_desired_version_and_migrations(server: Server) -> None:
     r = drive(
         server,
         {"default": as_sid(server, "u1")},
@@ -434,46 +433,35 @@ def test_update_desired_version(server: Server) -> None:
         ],
     )
     ok(r[2])
-    target = ok(r[3])["machineVersionId"]
-    again = drive(
+    source, target = ok(r[1])["machineVersionId"], ok(r[3])["machineVersionId"]
+    update = call(
+        "machineInstances.admin.updateDesiredVersion",
+        "upgrader",
+        "u1",
+        {"targetMachineVersionId": target},
+    )
+    again = drive(server, {"default": as_sid(server, "u1")}, [update])
+    failed(again[0], "NoMigrationPathError", 400, "no-migration-path")
+    # The client's one-call create: provisional create, upload, finalize.
+    r = drive(
         server,
         {"default": as_sid(server, "u1")},
         [
             call(
-                "machineInstances.admin.updateDesiredVersion",
+                "machineVersionMigrations.create",
                 "upgrader",
-                "u1",
-                {"targetMachineVersionId": target},
-            )
+                {"fromMachineVersionId": source, "toMachineVersionId": target, "code": MIGRATION},
+            ),
+            update,
+            call("machineInstances.sendEvent", "upgrader", "u1", {"event": "toggle"}),
+            call("machineInstances.admin.get", "upgrader", "u1"),
         ],
     )
-    failed(again[0], "NoMigrationPathError", 400, "no-migration-path")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "machineVersionMigrations.provisionallyCreate: POST /machines/{m}/migrations "
-        "{fromMachineVersionId, toMachineVersionId} should give {machineVersionMigrationId, "
-        "codeUploadUrl, codeUploadFields}; the route is missing (404)"
-    ),
-)
-def test_version_migrations(server: Server) -> None:
-    r = drive(server, {"default": as_sid(server, "x")}, [call("machineVersions.list", "toggler")])
-    version = ok(r[0])["versions"][0]["id"]
-    r = drive(
-        server,
-        {"default": as_sid(server, "x")},
-        [
-            call(
-                "machineVersionMigrations.provisionallyCreate",
-                "toggler",
-                {"fromMachineVersionId": version, "toMachineVersionId": version},
-            )
-        ],
-    )
-    assert set(ok(r[0])) == {"machineVersionMigrationId", "codeUploadUrl", "codeUploadFields"}
+    assert set(ok(r[0])) >= {"machineVersionMigrationId"}
+    assert ok(r[1]) is None  # 201, no body
+    assert ok(r[2])["state"] == "off"
+    admin = ok(r[3])
+    assert admin["machineVersion"]["id"] == target and "desiredMachineVersion" not in admin
 
 
 # -- logs --------------------------------------------------------------------------------------

@@ -37,6 +37,16 @@ ROUTES: list[tuple[str, str, Any, Scope]] = [
         Scope.INSTANCES_ADMIN,
     ),
     ("GET", "/logs?from=0", None, Scope.LOGS_READ),
+    ("PUT", "/machines/toggler/i/s1/v", {"targetMachineVersionId": "ver_x"}, Scope.INSTANCES_WRITE),
+    (
+        "POST",
+        "/machines/toggler/i/s1/v/dry-run",
+        {"targetMachineVersionId": "ver_x"},
+        Scope.INSTANCES_ADMIN,
+    ),
+    ("POST", "/machines/toggler/migrations", {}, Scope.MACHINE_VERSIONS_WRITE),
+    ("PUT", "/machines/toggler/migrations/upl_x", None, Scope.MACHINE_VERSIONS_WRITE),
+    ("GET", "/machines/toggler/indexes/ix/query", None, Scope.INDEXES_READ),
 ]
 
 

@@ -7,6 +7,20 @@ auth_context, context, state`` and, for writes, ``event, write_type``), and opti
 server can run uploaded versions and the CLI can validate a file before uploading.
 """
 
-from ._loader import MachineModule, MachineModuleError, load_file, load_source
+from ._loader import (
+    MachineModule,
+    MachineModuleError,
+    MigrationModule,
+    load_file,
+    load_migration_source,
+    load_source,
+)
 
-__all__ = ["MachineModule", "MachineModuleError", "load_file", "load_source"]
+__all__ = [
+    "MachineModule",
+    "MachineModuleError",
+    "MigrationModule",
+    "load_file",
+    "load_migration_source",
+    "load_source",
+]

@@ -36,6 +36,17 @@ class MachineModule:
     allow_write: Authorizer
     http_api: dict[str, Any]
     module: types.ModuleType
+    index_selectors: dict[str, str] | None = None  # index name -> selector, if defined
+
+
+@dataclass(frozen=True)
+class MigrationModule:
+    """A migration file: ``upgrade_state(old_state_path, context) -> new_state_path``
+    and ``upgrade_context(old_state_paths, new_state_paths, context) -> context``."""
+
+    upgrade_state: Callable[[list[str], Any], list[str]]
+    upgrade_context: Callable[[list[list[str]], list[list[str]], Any], Any]
+    module: types.ModuleType
 
 
 def load_file(path: str | Path) -> MachineModule:
@@ -45,6 +56,56 @@ def load_file(path: str | Path) -> MachineModule:
 
 def load_source(source: str, filename: str = "<machine>") -> MachineModule:
     """Execute ``source`` as a fresh module (trusted mode: in this process)."""
+    module = _execute(source, filename)
+    exports = module.__dict__
+    machine = exports.get("machine")
+    if machine is None:
+        raise MachineModuleError("missing-export", "the file must define `machine`", filename)
+    if not isinstance(machine, Machine):
+        raise MachineModuleError(
+            "invalid-export",
+            f"`machine` must be a backstate.chart.Machine, not {type(machine).__name__}",
+            filename,
+        )
+    allow_read, allow_write = _functions(exports, ("allow_read", "allow_write"), filename)
+    http_api = exports.get("http_api") or {}
+    if not isinstance(http_api, dict):
+        raise MachineModuleError(
+            "invalid-export", "`http_api` must be a dict of slug -> mapper", filename
+        )
+    selectors = exports.get("index_selectors")
+    if selectors is not None and not (
+        isinstance(selectors, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in selectors.items())
+    ):
+        raise MachineModuleError(
+            "invalid-export", "`index_selectors` must be a dict of index name -> selector", filename
+        )
+    return MachineModule(machine, allow_read, allow_write, http_api, module, selectors)
+
+
+def load_migration_source(source: str, filename: str = "<migration>") -> MigrationModule:
+    """Execute a migration file's ``source`` (trusted mode: in this process)."""
+    module = _execute(source, filename)
+    upgrade_state, upgrade_context = _functions(
+        module.__dict__, ("upgrade_state", "upgrade_context"), filename
+    )
+    return MigrationModule(upgrade_state, upgrade_context, module)
+
+
+def _functions(exports: dict[str, Any], names: tuple[str, str], filename: str) -> list[Any]:
+    found = []
+    for export in names:
+        fn = exports.get(export)
+        if fn is None:
+            raise MachineModuleError("missing-export", f"the file must define `{export}`", filename)
+        if not callable(fn):
+            raise MachineModuleError("invalid-export", f"`{export}` must be a function", filename)
+        found.append(fn)
+    return found
+
+
+def _execute(source: str, filename: str) -> types.ModuleType:
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as exc:
@@ -67,30 +128,7 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
         ) from exc
     finally:
         sys.modules.pop(name, None)
-    exports = module.__dict__
-    machine = exports.get("machine")
-    if machine is None:
-        raise MachineModuleError("missing-export", "the file must define `machine`", filename)
-    if not isinstance(machine, Machine):
-        raise MachineModuleError(
-            "invalid-export",
-            f"`machine` must be a backstate.chart.Machine, not {type(machine).__name__}",
-            filename,
-        )
-    authorizers = []
-    for export in ("allow_read", "allow_write"):
-        fn = exports.get(export)
-        if fn is None:
-            raise MachineModuleError("missing-export", f"the file must define `{export}`", filename)
-        if not callable(fn):
-            raise MachineModuleError("invalid-export", f"`{export}` must be a function", filename)
-        authorizers.append(fn)
-    http_api = exports.get("http_api") or {}
-    if not isinstance(http_api, dict):
-        raise MachineModuleError(
-            "invalid-export", "`http_api` must be a dict of slug -> mapper", filename
-        )
-    return MachineModule(machine, authorizers[0], authorizers[1], http_api, module)
+    return module
 
 
 def _line(exc: BaseException, filename: str) -> int | None:

@@ -15,6 +15,8 @@ from ._errors import (
     NotFound,
     Unavailable,
 )
+from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
+from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
 from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, InstanceState, current_effect_id
 
 
@@ -27,19 +29,25 @@ def current_effect() -> str | None:
 __all__ = [
     "MAX_ATTEMPTS",
     "MAX_CONTEXT_BYTES",
+    "STATE_SELECTOR",
     "Backstate",
     "BackstateError",
     "Clock",
     "Conflict",
     "EventRejected",
     "Forbidden",
+    "IndexPage",
     "InstanceState",
     "InvalidRequest",
+    "MigrationFailed",
+    "NoMigrationPath",
     "NotFound",
     "Persistent",
     "SimulatedClock",
     "SystemClock",
     "Unavailable",
+    "UpgradeReport",
+    "compile_selectors",
     "current_effect",
     "instance_ref",
     "persistent",

@@ -110,6 +110,11 @@ def create_app(backend: Backend) -> Starlette:
         Route("/machines/{machine}/i/{instance}/events", api.list_transitions, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}/admin", api.admin_instance, methods=["GET"]),
         Route("/machines/{machine}/i/{instance}/status", api.set_status, methods=["PUT"]),
+        Route("/machines/{machine}/i/{instance}/v", api.set_desired_version, methods=["PUT"]),
+        Route("/machines/{machine}/i/{instance}/v/dry-run", api.dry_run_upgrade, methods=["POST"]),
+        Route("/machines/{machine}/migrations", api.create_migration, methods=["POST"]),
+        Route("/machines/{machine}/migrations/{signed}", api.finalize_migration, methods=["PUT"]),
+        Route("/machines/{machine}/indexes/{index}/query", api.query_index, methods=["GET"]),
         Route("/logs", api.logs, methods=["GET"]),
         WebSocketRoute("/rt", api.realtime),
         Route("/openapi.json", lambda request: JSONResponse(document()), methods=["GET"]),
@@ -226,8 +231,10 @@ class _Api(Requests):
         principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
         slug = request.path_params["machine"]
         body = await self.body(request)
-        code = self.uploads.take(principal.org_id, slug, request.path_params["signed"])
-        return await self._create_version(principal, slug, code, body)
+        upload = self.uploads.take(principal.org_id, slug, request.path_params["signed"])
+        if upload.extra:
+            raise ApiError(404, "upload-not-found", "that id is a migration's, not a version's")
+        return await self._create_version(principal, slug, upload.source, body)
 
     async def _create_version(
         self, principal: Principal, slug: str, code: Any, body: dict[str, Any]
@@ -237,6 +244,11 @@ class _Api(Requests):
                 400, "invalid-parameter", "code must be the machine file's Python source", "code"
             )
         client_info = body.get("clientInfo")
+        selectors = body.get("indexSelectors")
+        if selectors is not None and not isinstance(selectors, dict):
+            raise ApiError(
+                400, "invalid-parameter", "indexSelectors must be an object", "indexSelectors"
+            )
         version = await asyncio.to_thread(
             self.backend.create_version,
             principal.org_id,
@@ -245,8 +257,76 @@ class _Api(Requests):
             client_info if isinstance(client_info, str) else None,
             body.get("makeCurrent", True) is not False,
             f"{slug}.py",
+            selectors,
         )
         return JSONResponse({"machineVersionId": version.id})
+
+    # -- migrations ---------------------------------------------------------------------------
+
+    async def create_migration(self, request: Request) -> Response:
+        """State Backed's provisional create (``{fromMachineVersionId,
+        toMachineVersionId}``: a signed id and an upload URL). Its client also sends the
+        ``code`` here; when a body has it, it counts as uploaded, so a client may skip the
+        upload and finalize at once (the upload, if made, replaces it)."""
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
+        slug = request.path_params["machine"]
+        self.backend.machine(principal.org_id, slug)
+        body = await self.body(request)
+        versions = {
+            parameter: check_name(body.get(parameter), parameter)
+            for parameter in ("fromMachineVersionId", "toMachineVersionId")
+        }
+        known = self._versions(principal.org_id, slug)
+        for parameter, version_id in versions.items():
+            if version_id not in known:
+                raise ApiError(
+                    404, "machine-version-not-found", f"no version {version_id!r}", parameter
+                )
+        if versions["fromMachineVersionId"] == versions["toMachineVersionId"]:
+            raise ApiError(
+                400,
+                "invalid-parameter",
+                "a migration goes between two different versions",
+                "toMachineVersionId",
+            )
+        token = self.uploads.provision(
+            principal.org_id, slug, "gzip" in request.query_params, versions
+        )
+        if isinstance(body.get("code"), str):
+            self.uploads.supply(token, body["code"])
+        return JSONResponse(
+            {
+                "machineVersionMigrationId": token,
+                "codeUploadUrl": str(request.url_for("upload", token=token)),
+                "codeUploadFields": {"key": token},
+            }
+        )
+
+    async def finalize_migration(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
+        slug = request.path_params["machine"]
+        upload = self.uploads.take(principal.org_id, slug, request.path_params["signed"])
+        if not upload.extra:
+            raise ApiError(404, "upload-not-found", "that id is a version's, not a migration's")
+        return await self._create_migration(principal, slug, upload.extra, upload.source)
+
+    async def _create_migration(
+        self, principal: Principal, slug: str, versions: dict[str, str], code: Any
+    ) -> Response:
+        if not isinstance(code, str) or not code.strip():
+            raise ApiError(
+                400, "invalid-parameter", "code must be the migration file's Python source", "code"
+            )
+        row = await asyncio.to_thread(
+            self.backend.create_migration,
+            principal.org_id,
+            slug,
+            versions["fromMachineVersionId"],
+            versions["toMachineVersionId"],
+            code,
+        )
+        # State Backed's spec names the property machineVersionId; its client reads neither.
+        return JSONResponse({"machineVersionMigrationId": row.id, "machineVersionId": row.id})
 
     def _versions(self, org_id: str, slug: str) -> dict[str, dict[str, Any]]:
         """MachineVersionInfo by version id."""
@@ -343,6 +423,10 @@ class _Api(Requests):
             machineVersion=versions.get(state.version, {"id": state.version}),
             createdAt=iso(state.created_at),
         )
+        if state.desired_version is not None:
+            body["desiredMachineVersion"] = versions.get(
+                state.desired_version, {"id": state.desired_version}
+            )
         return JSONResponse(body)
 
     async def list_transitions(self, request: Request) -> Response:
@@ -372,6 +456,62 @@ class _Api(Requests):
         else:
             await self.backend.runtime.resume(machine, name)
         return Response(status_code=204)
+
+    async def set_desired_version(self, request: Request) -> Response:
+        """State Backed's ``PUT .../v``; our extension ``upgradeNow: true`` upgrades at
+        once if the instance is settled, instead of at its next event."""
+        principal = self.guard(request, Scope.INSTANCES_WRITE)
+        _, machine, name = self._instance(request, principal)
+        body = await self.body(request)
+        target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")
+        await self.backend.runtime.set_desired_version(
+            machine, name, target, now=body.get("upgradeNow") is True
+        )
+        return Response(status_code=201)
+
+    async def dry_run_upgrade(self, request: Request) -> Response:
+        """Our extension: replay the instance's history against a version."""
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
+        _, machine, name = self._instance(request, principal)
+        body = await self.body(request)
+        target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")
+        report = await self.backend.runtime.dry_run_upgrade(machine, name, target)
+        return JSONResponse(report.to_json())
+
+    async def query_index(self, request: Request) -> Response:
+        principal = self.guard(request, Scope.INDEXES_READ)
+        slug = request.path_params["machine"]
+        index = request.path_params["index"]
+        if index not in self.backend.machine(principal.org_id, slug).indexes:
+            raise ApiError(404, "index-not-found", f"machine {slug!r} has no index {index!r}")
+        q = request.query_params
+        value: str | float | None = q.get("value")
+        kind = q.get("type", "string")
+        if kind not in ("string", "number"):
+            raise ApiError(400, "invalid-parameter", "type must be string or number", "type")
+        if value is not None and kind == "number":
+            try:
+                value = float(value)
+            except ValueError as exc:
+                raise ApiError(400, "invalid-parameter", "value must be a number", "value") from exc
+        direction = q.get("dir", "asc")
+        if direction not in ("asc", "desc"):
+            raise ApiError(400, "invalid-parameter", "dir must be asc or desc", "dir")
+        page = await self.backend.runtime.query(
+            runtime_name(principal.org_id, slug),
+            index,
+            op=q.get("op"),
+            value=value,
+            descending=direction == "desc",
+            limit=check_int(q.get("limit", "100"), "limit"),
+            cursor=q.get("cursor"),
+        )
+        result: dict[str, Any] = {
+            "instances": [{"indexValue": v, "slug": name} for v, name in page.hits]
+        }
+        if page.cursor is not None:
+            result["cursor"] = page.cursor
+        return JSONResponse(result)
 
     async def delete_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_ADMIN)

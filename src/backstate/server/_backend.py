@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from backstate.auth import Key, Scope
-from backstate.machine import MachineModule, load_source
-from backstate.runtime import Backstate, Clock, Conflict, InvalidRequest, NotFound
-from backstate.store import MachineRow, VersionRow, open_control, open_store
+from backstate.machine import MachineModule, load_migration_source, load_source
+from backstate.runtime import (
+    Backstate,
+    Clock,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    compile_selectors,
+)
+from backstate.store import MachineRow, MigrationRow, VersionRow, open_control, open_store
 
 ADMIN_SCOPES = tuple(Scope)
 
@@ -60,6 +67,8 @@ class Backend:
             self._deploy(
                 version, make_current=machine is not None and machine.current_version == version.id
             )
+        for migration in self.control.migrations():
+            self._register(migration)
         await self.runtime.start()
 
     async def close(self) -> None:
@@ -125,11 +134,37 @@ class Backend:
         client_info: str | None,
         make_current: bool,
         filename: str,
+        index_selectors: dict[str, Any] | None = None,
     ) -> VersionRow:
-        self.machine(org_id, slug)
-        load_source(source, filename)  # raises MachineModuleError with file and line
+        """Selectors: as given, else the file's ``index_selectors``, else those of the
+        current version (State Backed's CLI default)."""
+        machine = self.machine(org_id, slug)
+        module = load_source(source, filename)  # raises MachineModuleError with file and line
+        if index_selectors is None:
+            index_selectors = module.index_selectors
+        if index_selectors is None:
+            current = [
+                v for v in self.control.versions(org_id, slug) if v.id == machine.current_version
+            ]
+            index_selectors = dict(current[0].index_selectors) if current else {}
+        if not isinstance(index_selectors, dict):
+            raise InvalidRequest("invalid-index-selector", "indexSelectors must be an object")
+        undeclared = sorted(set(index_selectors) - set(machine.indexes))
+        if undeclared:
+            raise InvalidRequest(
+                "invalid-index-selector",
+                f"machine {slug!r} declares no index {undeclared[0]!r} (it declares "
+                f"{list(machine.indexes)})",
+            )
+        compile_selectors(index_selectors)
         version = VersionRow(
-            "ver_" + secrets.token_urlsafe(16), org_id, slug, client_info, source, {}, now_ms()
+            "ver_" + secrets.token_urlsafe(16),
+            org_id,
+            slug,
+            client_info,
+            source,
+            index_selectors,
+            now_ms(),
         )
         self.control.add_version(version, make_current)
         self.control_changed()
@@ -146,6 +181,46 @@ class Backend:
             allow_read=module.allow_read,
             allow_write=module.allow_write,
             make_current=make_current,
+            indexes=version.index_selectors,
+        )
+
+    def create_migration(
+        self, org_id: str, slug: str, from_version: str, to_version: str, source: str
+    ) -> MigrationRow:
+        self.machine(org_id, slug)
+        known = {v.id for v in self.control.versions(org_id, slug)}
+        for parameter, version_id in (
+            ("fromMachineVersionId", from_version),
+            ("toMachineVersionId", to_version),
+        ):
+            if version_id not in known:
+                raise NotFound(
+                    "machine-version-not-found", f"{parameter}: no version {version_id!r}"
+                )
+        if from_version == to_version:
+            raise InvalidRequest("invalid-migration", "a migration needs two different versions")
+        row = MigrationRow(
+            "mig_" + secrets.token_urlsafe(16),
+            org_id,
+            slug,
+            from_version,
+            to_version,
+            source,
+            now_ms(),
+        )
+        self._register(row)  # raises MachineModuleError with file and line
+        self.control.add_migration(row)
+        return row
+
+    def _register(self, row: MigrationRow) -> None:
+        module = load_migration_source(row.source, f"{row.machine}@{row.id}.py")
+        self.runtime.add_migration(
+            runtime_name(row.org_id, row.machine),
+            row.id,
+            row.from_version,
+            row.to_version,
+            module.upgrade_state,
+            module.upgrade_context,
         )
 
     def require_version(self, org_id: str, slug: str, version_id: str | None) -> None:

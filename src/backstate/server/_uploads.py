@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,21 +30,33 @@ class Pending:
     gzipped: bool
     expires: float
     source: str | None = None
+    # What the provisional request said beyond the machine (a migration's two versions).
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Uploads:
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
 
-    def provision(self, org_id: str, machine: str, gzipped: bool) -> str:
+    def provision(
+        self, org_id: str, machine: str, gzipped: bool, extra: dict[str, str] | None = None
+    ) -> str:
         now = time.monotonic()
         self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
         token = "upl_" + secrets.token_urlsafe(24)
-        self._pending[token] = Pending(org_id, machine, gzipped, now + TTL_S)
+        self._pending[token] = Pending(org_id, machine, gzipped, now + TTL_S, None, extra or {})
         return token
 
-    def take(self, org_id: str, machine: str, token: str) -> str:
-        """The uploaded source for a signed id (once)."""
+    def supply(self, token: str, source: str) -> None:
+        """The source of a pending upload, given some other way than the upload URL."""
+        if len(source.encode()) > MAX_SOURCE_BYTES:
+            raise ApiError(
+                413, "payload-too-large", f"sources are limited to {MAX_SOURCE_BYTES} bytes"
+            )
+        self._pending[token].source = source
+
+    def take(self, org_id: str, machine: str, token: str) -> Pending:
+        """The upload for a signed id, once, with its ``source``."""
         pending = self._pending.get(token)
         if (
             pending is None
@@ -61,7 +73,7 @@ class Uploads:
                 400, "invalid-parameter", "the code was not uploaded yet", "signedMachineVersionId"
             )
         del self._pending[token]
-        return pending.source
+        return pending
 
     async def receive(self, request: Request) -> Response:
         """``POST /uploads/{token}``: multipart with the provisional fields and ``file``."""

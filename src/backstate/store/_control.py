@@ -46,6 +46,14 @@ CONTROL_MIGRATIONS = [
         org_id TEXT NOT NULL, service TEXT NOT NULL, key_id TEXT NOT NULL,
         mapping TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (org_id, service)
     );
+    """,  # Migrations between two versions of a machine (their Python source).
+    """
+    CREATE TABLE migrations (
+        id TEXT PRIMARY KEY, org_id TEXT NOT NULL, machine TEXT NOT NULL,
+        from_version TEXT NOT NULL, to_version TEXT NOT NULL, source TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX migrations_machine ON migrations (org_id, machine, created_at);
     """,
 ]
 
@@ -78,6 +86,14 @@ POSTGRES_CONTROL_MIGRATIONS = [
         org_id TEXT NOT NULL, service TEXT COLLATE "C" NOT NULL, key_id TEXT NOT NULL,
         mapping TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (org_id, service)
     );
+    """,
+    """
+    CREATE TABLE migrations (
+        id TEXT PRIMARY KEY, org_id TEXT NOT NULL, machine TEXT NOT NULL,
+        from_version TEXT NOT NULL, to_version TEXT NOT NULL, source TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX migrations_machine ON migrations (org_id, machine, created_at);
     """,
 ]
 
@@ -139,6 +155,17 @@ class VersionRow:
     client_info: str | None
     source: str
     index_selectors: dict[str, str]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRow:
+    id: str
+    org_id: str
+    machine: str
+    from_version: str
+    to_version: str
+    source: str
     created_at: int
 
 
@@ -302,8 +329,10 @@ class ControlStore:
         return [_machine(r) for r in rows]
 
     def delete_machine(self, org_id: str, slug: str) -> None:
-        """Remove a machine and its versions (the caller checks no instances remain)."""
+        """Remove a machine, its versions and migrations (the caller checks no instances
+        remain)."""
         self._db.execute(
+            ("DELETE FROM migrations WHERE org_id = ? AND machine = ?", (org_id, slug)),
             ("DELETE FROM versions WHERE org_id = ? AND machine = ?", (org_id, slug)),
             ("DELETE FROM machines WHERE org_id = ? AND slug = ?", (org_id, slug)),
         )
@@ -341,6 +370,34 @@ class ControlStore:
         else:
             rows = self._run(sql + " ORDER BY created_at")
         return [VersionRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def add_migration(self, row: MigrationRow) -> None:
+        self._db.execute(
+            (
+                "INSERT INTO migrations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.org_id,
+                    row.machine,
+                    row.from_version,
+                    row.to_version,
+                    row.source,
+                    row.created_at,
+                ),
+            )
+        )
+
+    def migrations(
+        self, org_id: str | None = None, machine: str | None = None
+    ) -> list[MigrationRow]:
+        sql = "SELECT id, org_id, machine, from_version, to_version, source, created_at FROM migrations"
+        if org_id is not None and machine is not None:
+            rows = self._run(
+                sql + " WHERE org_id = ? AND machine = ? ORDER BY created_at", (org_id, machine)
+            )
+        else:
+            rows = self._run(sql + " ORDER BY created_at")
+        return [MigrationRow(*r) for r in rows]
 
     def close(self) -> None:
         self._db.close()
