@@ -49,11 +49,18 @@ class Watch:
         self.latest: State | None = None
         self.connected = False
         self.error: ApiError | None = None
+        self.subscribed = True  # the server's answer to a (re)subscribe is still due
         self._deliver = deliver
 
     def offer(self, state: State) -> None:
+        """Deliver a state unless it is older than the latest, or (except as the answer
+        to this watch's own subscribe) the same one again: the server re-sends an
+        instance's state to every watch on the socket when another one subscribes."""
         if self.latest is not None and state.ts < self.latest.ts:
             return
+        if not self.subscribed and state == self.latest:
+            return
+        self.subscribed = False
         self.latest = state
         self._deliver(state)
 
@@ -103,6 +110,7 @@ class Subscriptions:
         """A socket opened: the subscribe message of every subscription."""
         for watch in self._watches.values():
             watch.connected = True
+            watch.subscribed = True
         return [w.message("subscribe-to-instance") for w in self._watches.values()]
 
     def disconnected(self) -> None:
