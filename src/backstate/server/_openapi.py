@@ -72,6 +72,8 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
+SELECTORS = {"type": "object", "additionalProperties": {"type": "string"}}
 M = {"name": "machine", "in": "path", "required": True, "schema": NAME}
 I = {"name": "instance", "in": "path", "required": True, "schema": NAME}  # noqa: E741
 STATE_REF = {"$ref": "#/components/schemas/State"}
@@ -167,6 +169,36 @@ def document() -> dict[str, Any]:
                             "code": {"type": "string"},
                             "clientInfo": {"type": "string"},
                             "makeCurrent": {"type": "boolean"},
+                            "indexSelectors": SELECTORS,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["machineVersionId"],
+                            "properties": {"machineVersionId": {"type": "string"}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/v/{signed}": {
+            "parameters": [
+                M,
+                {"name": "signed", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "put": {
+                "operationId": "finalizeVersion",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "clientInfo": {"type": "string"},
+                            "makeCurrent": {"type": "boolean"},
+                            "indexSelectors": SELECTORS,
                         },
                     }
                 ),
@@ -256,6 +288,150 @@ def document() -> dict[str, Any]:
                     {"type": "object", "properties": {"status": {"enum": ["running", "paused"]}}}
                 ),
                 "responses": {"204": {"description": "set"}, **_errors()},
+            },
+        },
+        "/machines/{machine}/i/{instance}/v": {
+            "parameters": [M, I],
+            "put": {
+                "operationId": "setDesiredVersion",
+                "description": "Upgrade at the next event (or at once with `upgradeNow`, an "
+                "extension) through the shortest chain of migrations.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["targetMachineVersionId"],
+                        "properties": {
+                            "targetMachineVersionId": NAME,
+                            "upgradeNow": {"type": "boolean"},
+                        },
+                    }
+                ),
+                "responses": {"201": {"description": "recorded"}, **_errors(409)},
+            },
+        },
+        "/machines/{machine}/i/{instance}/v/dry-run": {
+            "parameters": [M, I],
+            "post": {
+                "operationId": "dryRunUpgrade",
+                "description": "An extension: replay the instance's history against a version.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["targetMachineVersionId"],
+                        "properties": {"targetMachineVersionId": NAME},
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["migrationPath", "replayed", "divergedAt"],
+                            "properties": {
+                                "migrationPath": {"type": "array", "items": {"type": "string"}},
+                                "replayed": {"type": "integer"},
+                                "divergedAt": {"type": ["integer", "null"]},
+                            },
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/migrations": {
+            "parameters": [M],
+            "post": {
+                "operationId": "createMigration",
+                "description": "Provisionally create a migration (then upload and finalize); "
+                "`code` in the body counts as uploaded.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["fromMachineVersionId", "toMachineVersionId"],
+                        "properties": {
+                            "fromMachineVersionId": NAME,
+                            "toMachineVersionId": NAME,
+                            "code": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": [
+                                "machineVersionMigrationId",
+                                "codeUploadUrl",
+                                "codeUploadFields",
+                            ],
+                            "properties": {
+                                "machineVersionMigrationId": {"type": "string"},
+                                "codeUploadUrl": {"type": "string"},
+                                "codeUploadFields": {"type": "object"},
+                            },
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/migrations/{signed}": {
+            "parameters": [
+                M,
+                {"name": "signed", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "put": {
+                "operationId": "finalizeMigration",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["machineVersionMigrationId"],
+                            "properties": {"machineVersionMigrationId": {"type": "string"}},
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/indexes/{index}/query": {
+            "parameters": [M, {"name": "index", "in": "path", "required": True, "schema": NAME}],
+            "get": {
+                "operationId": "queryIndex",
+                "parameters": [
+                    {"name": "op", "in": "query", "schema": {"enum": list(OPS)}},
+                    {"name": "value", "in": "query", "schema": {"type": "string"}},
+                    {"name": "type", "in": "query", "schema": {"enum": ["string", "number"]}},
+                    {"name": "dir", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["instances"],
+                            "properties": {
+                                "instances": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["indexValue", "slug"],
+                                        "properties": {
+                                            "indexValue": {"type": ["string", "number"]},
+                                            "slug": {"type": "string"},
+                                        },
+                                    },
+                                },
+                                "cursor": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **_errors(),
+                },
             },
         },
         "/logs": {
