@@ -50,6 +50,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexValue,
     InstanceInfo,
     KeyInfo,
     LogEntry,
@@ -63,6 +64,7 @@ from ._models import (
     StateValue,
     TokenProviderInfo,
     Transition,
+    UpgradeReport,
 )
 from ._realtime import Backoff
 from ._sync import Client, Subscription
@@ -87,6 +89,7 @@ __all__ = [
     "Forbidden",
     "IdentityProviderInfo",
     "IndexEntry",
+    "IndexValue",
     "InstanceInfo",
     "KeyAuth",
     "KeyInfo",
@@ -113,6 +116,7 @@ __all__ = [
     "Transition",
     "Unauthorized",
     "Unreachable",
+    "UpgradeReport",
     "default_credentials_path",
     "load_credentials",
     "sign_token",

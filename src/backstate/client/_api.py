@@ -25,6 +25,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexValue,
     InstanceInfo,
     KeyInfo,
     LogEntry,
@@ -37,6 +38,7 @@ from ._models import (
     State,
     TokenProviderInfo,
     Transition,
+    UpgradeReport,
     iso,
 )
 
@@ -311,7 +313,7 @@ def query_index(
     machine: str,
     index: str,
     op: QueryOp | None,
-    value: str | None,
+    value: IndexValue | None,
     direction: Literal["asc", "desc"] | None,
     limit: int | None,
     cursor: str | None,
@@ -319,9 +321,14 @@ def query_index(
     if (op is None) != (value is None):
         raise ValueError("give op and value together")
     params = _cursor(cursor)
-    for name, given in (("op", op), ("value", value), ("dir", direction)):
-        if given is not None:
-            params[name] = given
+    if op is not None and value is not None:
+        params["op"] = op
+        if isinstance(value, str):
+            params["value"] = value
+        else:  # compared as a number: backstate indexes numbers too
+            params.update(value=repr(float(value)), type="number")
+    if direction is not None:
+        params["dir"] = direction
     if limit is not None:
         params["limit"] = str(limit)
     return single(
@@ -355,12 +362,22 @@ def set_status(machine: str, instance: str, status: InstanceStatus) -> Flow[None
     )
 
 
-def set_desired_version(machine: str, instance: str, version_id: str) -> Flow[None]:
+def set_desired_version(
+    machine: str, instance: str, version_id: str, upgrade_now: bool
+) -> Flow[None]:
+    body: dict[str, Any] = {"targetMachineVersionId": version_id}
+    if upgrade_now:
+        body["upgradeNow"] = True  # backstate's extension
+    return single(Call("PUT", f"{_instance(machine, instance)}/v", nothing, json=body))
+
+
+def dry_run_upgrade(machine: str, instance: str, version_id: str) -> Flow[UpgradeReport]:
+    """backstate's extension: replay the instance's history against a version."""
     return single(
         Call(
-            "PUT",
-            f"{_instance(machine, instance)}/v",
-            nothing,
+            "POST",
+            f"{_instance(machine, instance)}/v/dry-run",
+            UpgradeReport.from_json,
             json={"targetMachineVersionId": version_id},
         )
     )

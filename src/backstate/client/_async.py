@@ -29,6 +29,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexValue,
     InstanceInfo,
     KeyInfo,
     LogEntry,
@@ -41,6 +42,7 @@ from ._models import (
     State,
     TokenProviderInfo,
     Transition,
+    UpgradeReport,
 )
 from ._realtime import Backoff, Watch
 from ._socket import RealtimeConnection
@@ -291,7 +293,7 @@ class Instances(_Namespace):
         index: str,
         *,
         op: QueryOp | None = None,
-        value: str | None = None,
+        value: IndexValue | None = None,
         direction: Literal["asc", "desc"] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
@@ -311,8 +313,13 @@ class Instances(_Namespace):
     async def set_status(self, machine: str, instance: str, status: InstanceStatus) -> None:
         await self._run(_api.set_status(machine, instance, status))
 
-    async def set_desired_version(self, machine: str, instance: str, version_id: str) -> None:
-        await self._run(_api.set_desired_version(machine, instance, version_id))
+    async def set_desired_version(
+        self, machine: str, instance: str, version_id: str, *, upgrade_now: bool = False
+    ) -> None:
+        await self._run(_api.set_desired_version(machine, instance, version_id, upgrade_now))
+
+    async def dry_run_upgrade(self, machine: str, instance: str, version_id: str) -> UpgradeReport:
+        return await self._run(_api.dry_run_upgrade(machine, instance, version_id))
 
     async def delete(
         self, machine: str, instance: str, *, danger_data_will_be_deleted_forever: Literal[True]

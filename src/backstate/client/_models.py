@@ -196,10 +196,42 @@ class Transition:
         return cls(parse_time(body["createdAt"]), body["state"], body["event"])
 
 
+IndexValue = str | int | float
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    """backstate's dry-run upgrade: the migration chain, how many recorded transitions
+    were replayed on the target version, and the first that came out differently
+    (``diverged_at``, its history position, with the ``event`` and both results)."""
+
+    from_version_id: str
+    to_version_id: str
+    migration_path: tuple[str, ...]
+    replayed: int
+    diverged_at: int | None = None
+    event: Event | None = None
+    expected: dict[str, Any] | None = None
+    actual: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> UpgradeReport:
+        return cls(
+            from_version_id=body["fromMachineVersionId"],
+            to_version_id=body["toMachineVersionId"],
+            migration_path=tuple(body.get("migrationPath") or ()),
+            replayed=int(body.get("replayed") or 0),
+            diverged_at=body.get("divergedAt"),
+            event=body.get("event"),
+            expected=body.get("expected"),
+            actual=body.get("actual"),
+        )
+
+
 @dataclass(frozen=True)
 class IndexEntry:
     slug: str
-    index_value: str
+    index_value: IndexValue
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> IndexEntry:

@@ -32,6 +32,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexValue,
     InstanceInfo,
     KeyInfo,
     LogEntry,
@@ -44,6 +45,7 @@ from ._models import (
     State,
     TokenProviderInfo,
     Transition,
+    UpgradeReport,
 )
 from ._realtime import Backoff, Watch
 from ._socket import RealtimeConnection
@@ -344,7 +346,7 @@ class Instances(_Namespace):
         index: str,
         *,
         op: QueryOp | None = None,
-        value: str | None = None,
+        value: IndexValue | None = None,
         direction: Literal["asc", "desc"] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
@@ -365,10 +367,18 @@ class Instances(_Namespace):
         """Pause (every event is refused, timers too) or resume an instance."""
         self._run(_api.set_status(machine, instance, status))
 
-    def set_desired_version(self, machine: str, instance: str, version_id: str) -> None:
-        """Upgrade the instance at its next settled event (``NoMigrationPath`` if no
-        chain of migrations leads there)."""
-        self._run(_api.set_desired_version(machine, instance, version_id))
+    def set_desired_version(
+        self, machine: str, instance: str, version_id: str, *, upgrade_now: bool = False
+    ) -> None:
+        """Upgrade the instance at its next settled event, or with ``upgrade_now`` (our
+        extension) at once if it is settled; ``NoMigrationPath`` if no chain of
+        migrations leads there."""
+        self._run(_api.set_desired_version(machine, instance, version_id, upgrade_now))
+
+    def dry_run_upgrade(self, machine: str, instance: str, version_id: str) -> UpgradeReport:
+        """Replay the instance's history against a version (our extension); nothing
+        changes."""
+        return self._run(_api.dry_run_upgrade(machine, instance, version_id))
 
     def delete(
         self, machine: str, instance: str, *, danger_data_will_be_deleted_forever: Literal[True]

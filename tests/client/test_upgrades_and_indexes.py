@@ -1,28 +1,13 @@
-"""Desired versions, migrations and index queries, called as State Backed's API has
-them. They arrive on the server with issue 6: while the server's route table lacks a
-route, the tests using it are strict xfails."""
+"""Desired versions, migrations (both uploads) and index queries, as State Backed's API
+has them, plus backstate's extensions: upgrading at once, the dry run, number indexes."""
 
 from __future__ import annotations
 
 import pytest
 
 from backstate.client import Client, NoMigrationPath
-from backstate.server import create_app
 
 from .conftest import SAY_SOURCE
-
-# Listing the app's routes needs no backend.
-SERVED = {getattr(route, "path", "") for route in create_app(None).routes}  # type: ignore[arg-type]
-
-
-def issue6(*paths: str) -> pytest.MarkDecorator:
-    missing = [path for path in paths if path not in SERVED]
-    return pytest.mark.xfail(bool(missing), strict=True, reason=f"issue 6: {missing} not served")
-
-
-DESIRED_VERSION = "/machines/{machine}/i/{instance}/v"
-MIGRATIONS = "/machines/{machine}/migrations"
-QUERY = "/machines/{machine}/indexes/{index}/query"
 
 # The say machine with its "listening" state renamed to "ready".
 RENAMED = SAY_SOURCE.replace('"initial": "listening"', '"initial": "ready"').replace(
@@ -45,7 +30,6 @@ def two_versions(client: Client, machine: str) -> tuple[str, str]:
     return old, new
 
 
-@issue6(DESIRED_VERSION)
 def test_desired_version_needs_a_migration_path(client: Client, name: str) -> None:
     _, new = two_versions(client, name)
     client.instances.create(name, "i")
@@ -54,7 +38,6 @@ def test_desired_version_needs_a_migration_path(client: Client, name: str) -> No
     assert (refused.value.status, refused.value.code) == (400, "no-migration-path")
 
 
-@issue6(DESIRED_VERSION, MIGRATIONS)
 def test_migration_upgrades_at_the_next_event(client: Client, name: str) -> None:
     old, new = two_versions(client, name)
     client.instances.create(name, "i")
@@ -74,7 +57,6 @@ def test_migration_upgrades_at_the_next_event(client: Client, name: str) -> None
     assert (upgrade["fromMachineVersionId"], upgrade["toMachineVersionId"]) == (old, new)
 
 
-@issue6(DESIRED_VERSION, MIGRATIONS)
 def test_provisional_migration_upload(client: Client, name: str) -> None:
     old, new = two_versions(client, name)
     upload = client.migrations.provisionally_create(name, old, new, gzip=True)
@@ -84,7 +66,6 @@ def test_provisional_migration_upload(client: Client, name: str) -> None:
     client.instances.set_desired_version(name, "i", new)
 
 
-@issue6(QUERY)
 def test_index_query(client: Client, name: str) -> None:
     client.machines.create(name, indexes=["owner"])
     client.machine_versions.create(name, SAY_SOURCE, index_selectors={"owner": "$.owner"})
@@ -103,3 +84,37 @@ def test_index_query(client: Client, name: str) -> None:
     assert first.cursor is not None
     rest = client.instances.query(name, "owner", limit=2, cursor=first.cursor)
     assert [e.slug for e in rest.items] == ["c"]
+
+
+def test_upgrade_now_and_dry_run(client: Client, name: str) -> None:
+    old, new = two_versions(client, name)
+    client.instances.create(name, "i")
+    client.instances.send_event(name, "i", {"type": "say", "text": "before"})
+    migration = client.migrations.create(name, old, new, MIGRATION)
+    report = client.instances.dry_run_upgrade(name, "i", new)
+    assert (report.from_version_id, report.to_version_id) == (old, new)
+    assert report.migration_path == (migration,)
+    assert report.replayed >= 1 and report.diverged_at is None
+    assert client.instances.get_admin(name, "i").machine_version.id == old  # type: ignore[union-attr]
+
+    client.instances.set_desired_version(name, "i", new, upgrade_now=True)
+    admin = client.instances.get_admin(name, "i")
+    assert admin.machine_version is not None and admin.machine_version.id == new
+    assert (admin.value, admin.context["migrated"]) == ("ready", True)
+
+
+def test_number_index(client: Client, name: str) -> None:
+    client.machines.create(name, indexes=["said"])
+    client.machine_versions.create(name, SAY_SOURCE, index_selectors={"said": "$.public.said"})
+    for instance, times in (("a", 0), ("b", 2), ("c", 3)):
+        client.instances.create(name, instance)
+        for _ in range(times):
+            client.instances.send_event(name, instance, "say")
+    page = client.instances.query(name, "said", op="gte", value=2)
+    assert [(e.slug, e.index_value) for e in page.items] == [("b", 2), ("c", 3)]
+    assert [e.slug for e in client.instances.query(name, "said", op="lt", value=2.5).items] == [
+        "a",
+        "b",
+    ]
+    with pytest.raises(ValueError, match="together"):
+        client.instances.query(name, "said", op="eq")
