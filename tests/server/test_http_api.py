@@ -95,7 +95,6 @@ http_api = {
     "async": {"handler": async_handler, "response_mapper": async_echo},
     "broken": {"handler": handler, "response_mapper": broken},
     "text": {"handler": handler, "response_mapper": text},
-    "camel": {"handler": handler, "responseMapper": echo},
 }
 """
 
@@ -218,10 +217,18 @@ def test_handler_raising_creates_and_sends_nothing(server: Server) -> None:
     assert (r.status_code, r.json()["code"]) == (418, "http-api-handler-failed")
     r = httpx.post(_api(server, "probe", "echo") + "?bad=1", timeout=10)
     assert (r.status_code, r.json()["code"]) == (500, "http-api-handler-invalid")
-    r = httpx.post(_api(server, "probe", "camel") + "?name=h1&create=1", timeout=10)
-    assert (r.status_code, r.json()["code"]) == (500, "invalid-http-api")
-    assert "response_mapper" in r.json()["error"]
     assert _instance(server, "probe", "h1").status_code == 404
+
+
+def test_a_broken_http_api_is_refused_at_upload(server: Server) -> None:
+    camel = PROBE.replace(
+        '"text": {"handler": handler, "response_mapper": text},',
+        '"camel": {"handler": handler, "responseMapper": echo},',
+    )
+    assert camel != PROBE
+    r = httpx.post(f"{server.url}/machines/probe/v", json={"code": camel}, headers=_admin(server))
+    assert (r.status_code, r.json()["code"]) == (400, "invalid-export")
+    assert "response_mapper" in r.json()["error"]
 
 
 def test_response_mapper_raising_gives_200_ok_after_the_event(server: Server) -> None:

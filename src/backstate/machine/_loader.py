@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 import types
@@ -14,6 +15,7 @@ from typing import Any
 from backstate.chart import ChartError, Machine
 
 Authorizer = Callable[..., bool]
+_SLUG = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 
 class MachineModuleError(Exception):
@@ -68,11 +70,7 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
             filename,
         )
     allow_read, allow_write = _functions(exports, ("allow_read", "allow_write"), filename)
-    http_api = exports.get("http_api") or {}
-    if not isinstance(http_api, dict):
-        raise MachineModuleError(
-            "invalid-export", "`http_api` must be a dict of slug -> mapper", filename
-        )
+    http_api = _http_api(exports.get("http_api") or {}, filename)
     selectors = exports.get("index_selectors")
     if selectors is not None and not (
         isinstance(selectors, dict)
@@ -82,6 +80,29 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
             "invalid-export", "`index_selectors` must be a dict of index name -> selector", filename
         )
     return MachineModule(machine, allow_read, allow_write, http_api, module, selectors)
+
+
+def _http_api(http_api: Any, filename: str) -> dict[str, Any]:
+    """``{slug: {"handler": fn, "response_mapper": fn}}``, checked when the file loads so
+    a broken entry is refused at upload rather than failing its requests."""
+    if not isinstance(http_api, dict):
+        raise MachineModuleError(
+            "invalid-export", "`http_api` must be a dict of slug -> mapper", filename
+        )
+    for slug, entry in http_api.items():
+        if not isinstance(slug, str) or not _SLUG.match(slug):
+            raise MachineModuleError(
+                "invalid-export", f"http_api slug {slug!r} must match {_SLUG.pattern}", filename
+            )
+        for key in ("handler", "response_mapper"):
+            if not isinstance(entry, dict) or not callable(entry.get(key)):
+                raise MachineModuleError(
+                    "invalid-export",
+                    f"http_api[{slug!r}] needs a function {key!r} "
+                    "(keys: 'handler', 'response_mapper')",
+                    filename,
+                )
+    return http_api
 
 
 def load_migration_source(source: str, filename: str = "<migration>") -> MigrationModule:

@@ -18,9 +18,8 @@ the request itself: no JWT is needed on this route.
 
 ``response_mapper({"state", "context", "result"})`` (``context`` is the full context,
 ``result`` the machine's output once it is done, else ``None``) returns
-``{"statusCode", "headers"?, "body"}``. Both functions are required (500
-``invalid-http-api`` otherwise, before the handler runs); either may be sync (run in a
-thread) or async. The flow follows State Backed (docs/http_api.md): a handler that
+``{"statusCode", "headers"?, "body"}``. Both functions are required (a version without
+them is refused at upload); either may be sync (run in a thread) or async. The flow follows State Backed (docs/http_api.md): a handler that
 raises fails the request (400 ``http-api-handler-failed``, or the exception's
 ``status_code`` if it has one in 400..599) before anything is created or sent; a
 missing instance is created when the handler returns ``initialContext`` (``allow_write``
