@@ -6,6 +6,7 @@ See docs/runtime.md. ``Backstate`` is the entry point.
 from ._backstate import Backstate
 from ._clock import Clock, SimulatedClock, SystemClock
 from ._deployments import Persistent, instance_ref, persistent
+from ._entries import InstanceState
 from ._errors import (
     BackstateError,
     Conflict,
@@ -17,7 +18,7 @@ from ._errors import (
 )
 from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
-from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, InstanceState, current_effect_id
+from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, current_effect_id
 
 
 def current_effect() -> str | None:

@@ -23,10 +23,11 @@ from backstate.store import (
 from . import _logs
 from ._clock import Clock, SystemClock
 from ._deployments import Authorizer, Registry, Version, check_machine, check_name
+from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, replay_upgrade
-from ._processor import InstanceState, Processor, Work
+from ._processor import Processor
 
 MAX_EVENT_BYTES = 400_000
 

@@ -24,9 +24,8 @@ import inspect
 import itertools
 import json
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from backstate.chart import (
@@ -60,6 +59,7 @@ from backstate.store import (
 from . import _logs
 from ._clock import Clock
 from ._deployments import Persistent, Registry, Version, parse_ref, qualify, unqualified
+from ._entries import Entry, InstanceState, Round, Service, Work
 from ._errors import (
     BackstateError,
     Conflict,
@@ -69,7 +69,7 @@ from ._errors import (
     NotFound,
     Unavailable,
 )
-from ._indexes import IndexEntry, index_entries
+from ._indexes import index_entries
 from ._migrations import (
     UPGRADE_EVENT,
     MigrationFailed,
@@ -78,7 +78,7 @@ from ._migrations import (
     surviving_timer,
     upgrade_snapshot,
 )
-from ._timers import Due, TimerWheel
+from ._timers import TimerWheel
 
 logger = logging.getLogger("backstate.runtime")
 
@@ -95,108 +95,6 @@ _ascii_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "backstate_effect", default=None
 )
-
-
-@dataclass(frozen=True)
-class InstanceState:
-    """An instance as callers see it, after a committed transition."""
-
-    machine: str
-    name: str
-    version: str
-    seq: int
-    value: Any
-    context: Any
-    status: str  # the statechart's: active, done, error
-    paused: bool
-    tags: frozenset[str]
-    snapshot: Snapshot = field(repr=False, compare=False)
-    ts: int = 0  # when this state was committed (ms)
-    created_at: int = 0
-    desired_version: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status == "done"
-
-    @property
-    def public_context(self) -> Any:
-        return self.context.get("public", {}) if isinstance(self.context, dict) else {}
-
-
-@dataclass(eq=False)
-class Work:
-    kind: str  # create | api | inbox | timer | service | pause | resume | delete | desire
-    event: dict[str, Any]
-    sender: str = "api"
-    future: asyncio.Future[InstanceState] | None = None
-    inbox_id: int | None = None
-    due: Due | None = None
-    effect_id: str | None = None
-    token: object | None = None
-    attempts: int = 0
-    auth: dict[str, Any] | None = None
-    create: dict[str, Any] | None = None
-    event_json: RawJson | None = None  # the event already encoded (by the API)
-
-
-@dataclass(eq=False)
-class Service:
-    task: asyncio.Task[None]
-    effect_id: str
-    token: object
-
-
-@dataclass(eq=False)
-class Entry:
-    key: InstanceKey
-    exists: bool = False
-    version: str = ""
-    seq: int = 0
-    snapshot: Snapshot | None = None
-    paused: bool = False
-    parent: InstanceKey | None = None
-    children: dict[str, InstanceKey] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
-    queue: deque[Work] = field(default_factory=deque)
-    services: dict[str, Service] = field(default_factory=dict)
-    waiters: list[tuple[asyncio.Future[InstanceState], asyncio.TimerHandle]] = field(
-        default_factory=list
-    )
-    subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
-    blocked: dict[str, int] = field(default_factory=dict)  # sender -> retry time
-    # What readers see: the state as of the last commit. The fields above run ahead of
-    # it while a batch is being built and committed.
-    committed: InstanceState | None = None
-    starting: dict[str, str] = field(default_factory=dict)  # child id -> effect id, until started
-    desired: str | None = None  # the version to upgrade to at the next settled event
-    indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
-
-    @property
-    def idle(self) -> bool:
-        return not (
-            self.queue or self.services or self.starting or self.waiters or self.subscribers
-        )
-
-    @property
-    def settled(self) -> bool:
-        return (
-            not self.services
-            and not self.starting
-            and not any(w.sender in ("self", "service") for w in self.queue)
-        )
-
-
-class _Round:
-    """What one batch writes, plus what to do once it is committed."""
-
-    def __init__(self) -> None:
-        self.batch = WriteBatch()
-        self.updates: dict[InstanceKey, tuple[int | None, InstanceRow]] = {}
-        self.after: list[Callable[[], None]] = []
-        self.deliveries: list[tuple[InstanceKey, Work]] = []  # inbox rows, in insert order
-        self.settle: list[tuple[Entry, asyncio.Future[InstanceState]]] = []
 
 
 class Processor:
@@ -409,7 +307,7 @@ class Processor:
     async def _loop(self) -> None:
         """Build a round while the previous one commits (pipelining): a round's
         effects still happen only after its own commit, and commits stay in order."""
-        pending: tuple[_Round, asyncio.Task[CommitResult]] | None = None
+        pending: tuple[Round, asyncio.Task[CommitResult]] | None = None
         while True:
             if (
                 not self.ready
@@ -421,7 +319,7 @@ class Processor:
             self._wake.clear()
             self._fire_timers()
             self._due_retries(self.clock.now_ms())
-            rnd = _Round()
+            rnd = Round()
             for entry in list(self.ready.values()):
                 self.ready.pop(entry.key, None)
                 self._process(entry, rnd)
@@ -466,7 +364,7 @@ class Processor:
                 due.key, Work("timer", due.event, sender="timer", due=due, attempts=due.attempts)
             )
 
-    def _seal(self, rnd: _Round) -> None:
+    def _seal(self, rnd: Round) -> None:
         batch = rnd.batch
         batch.effect_done.extend(self.pending_done)
         batch.logs.extend(self.pending_logs)
@@ -477,7 +375,7 @@ class Processor:
             else:
                 batch.instance_updates.append((key, expected, row))
 
-    def _finish(self, rnd: _Round, result: CommitResult) -> None:
+    def _finish(self, rnd: Round, result: CommitResult) -> None:
         """The round is durable: let its consequences out."""
         self.batches += 1
         for (key, work), inbox_id in zip(rnd.deliveries, result.inbox_ids, strict=True):
@@ -491,7 +389,7 @@ class Processor:
             self._release(entry)
         self._evict()
 
-    def _abandon(self, rounds: list[_Round], exc: StoreError) -> None:
+    def _abandon(self, rounds: list[Round], exc: StoreError) -> None:
         """A failed commit wrote nothing (and the round built on it is dropped too):
         forget in-memory state and answer callers."""
         error = Unavailable("store-unavailable", f"the store failed: {exc}")
@@ -524,7 +422,7 @@ class Processor:
 
     # -- processing one instance ------------------------------------------------------------
 
-    def _process(self, entry: Entry, rnd: _Round) -> None:
+    def _process(self, entry: Entry, rnd: Round) -> None:
         now = self.clock.now_ms()
         handled = 0
         skipped: list[Work] = []
@@ -563,7 +461,7 @@ class Processor:
             if entry is not None and entry.queue:
                 self.ready[key] = entry
 
-    def _handle(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+    def _handle(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
         if work.kind == "create":
             self._create(entry, work, rnd, now)
             return
@@ -620,7 +518,7 @@ class Processor:
         if work.future is not None:
             rnd.settle.append((entry, work.future))
 
-    def _administer(self, entry: Entry, work: Work, rnd: _Round) -> None:
+    def _administer(self, entry: Entry, work: Work, rnd: Round) -> None:
         key = entry.key
         if work.kind == "delete":
             rnd.batch.instance_deletes.append(key)
@@ -641,7 +539,7 @@ class Processor:
 
     # -- upgrades and indexes ---------------------------------------------------------------
 
-    def _desire(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+    def _desire(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
         """Record the version an instance upgrades to at its next settled event (or at
         once, if asked and settled). Refused unless migrations lead there."""
         target = (work.create or {})["version"]
@@ -656,7 +554,7 @@ class Processor:
         state = self.state(entry)
         rnd.after.append(lambda: self._publish(entry, state))
 
-    def _upgrade(self, entry: Entry, rnd: _Round, now: int) -> None:
+    def _upgrade(self, entry: Entry, rnd: Round, now: int) -> None:
         """Migrate the instance to its desired version, recorded as a transition. If the
         migration fails, the instance stays as it was and the failure is logged."""
         key, source_id, target_id = entry.key, entry.version, entry.desired
@@ -703,7 +601,7 @@ class Processor:
             entry.indexed = frozenset()
             rnd.batch.index_puts.append((key, entry.indexed))
 
-    def _index(self, entry: Entry, version: Version, snap: Snapshot, rnd: _Round, now: int) -> None:
+    def _index(self, entry: Entry, version: Version, snap: Snapshot, rnd: Round, now: int) -> None:
         """Rewrite the instance's index entries, in this transition's commit, if they
         changed; values that cannot be indexed are skipped and logged."""
         entries, skipped = index_entries(version.indexes, snap.context, snap.state_strings)
@@ -734,7 +632,7 @@ class Processor:
             self.ready[entry.key] = entry
             self._wake.set()
 
-    def _failed(self, entry: Entry, work: Work, exc: BackstateError, rnd: _Round, now: int) -> None:
+    def _failed(self, entry: Entry, work: Work, exc: BackstateError, rnd: Round, now: int) -> None:
         if work.future is not None:
             self._reject(work, exc)
             return
@@ -828,7 +726,7 @@ class Processor:
 
     # -- transitions -----------------------------------------------------------------------
 
-    def _create(self, entry: Entry, work: Work, rnd: _Round, now: int) -> None:
+    def _create(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
         if entry.exists:
             raise Conflict(
                 "instance-exists", f"instance {entry.key[0]}/{entry.key[1]} already exists"
@@ -869,7 +767,7 @@ class Processor:
         entry: Entry,
         version: Version,
         event: dict[str, Any],
-        rnd: _Round,
+        rnd: Round,
         now: int,
         event_json: RawJson | None = None,
     ) -> None:
@@ -892,7 +790,7 @@ class Processor:
         event: dict[str, Any],
         snap: Snapshot,
         effects: list[Any],
-        rnd: _Round,
+        rnd: Round,
         now: int,
         created: bool = False,
         event_json: RawJson | None = None,
@@ -949,7 +847,7 @@ class Processor:
         rnd.after.append(lambda: self._publish(entry, state))
 
     def _effect(
-        self, entry: Entry, version: Version, effect: Any, effect_id: str, rnd: _Round, now: int
+        self, entry: Entry, version: Version, effect: Any, effect_id: str, rnd: Round, now: int
     ) -> None:
         key = entry.key
         if isinstance(effect, RunAction):
@@ -996,7 +894,7 @@ class Processor:
             label = f"{effect.label}: " if effect.label else ""
             rnd.batch.logs.append(LogRow(now, key[0], version.id, key[1], "info", label + message))
 
-    def _send(self, entry: Entry, to: str, event: dict[str, Any], rnd: _Round, now: int) -> None:
+    def _send(self, entry: Entry, to: str, event: dict[str, Any], rnd: Round, now: int) -> None:
         sender = f"{entry.key[0]}/{entry.key[1]}"
         target: InstanceKey | None
         if to == "#_self":
@@ -1018,7 +916,7 @@ class Processor:
         rnd.batch.inbox_inserts.append(InboxRow(0, target[0], target[1], event, sender, 1, 0, now))
         rnd.deliveries.append((target, Work("inbox", event, sender=sender)))
 
-    def _report_to_parent(self, entry: Entry, snap: Snapshot, rnd: _Round, now: int) -> None:
+    def _report_to_parent(self, entry: Entry, snap: Snapshot, rnd: Round, now: int) -> None:
         parent = self._entry(entry.parent) if entry.parent else None
         child_id = next(
             (cid for cid, k in (parent.children.items() if parent else []) if k == entry.key), None
@@ -1037,7 +935,7 @@ class Processor:
         version: Version,
         effect: StartActor,
         effect_id: str,
-        rnd: _Round,
+        rnd: Round,
         now: int,
     ) -> None:
         logic = effect.logic
@@ -1073,7 +971,7 @@ class Processor:
         rnd.after.append(lambda: self._start_service(entry, version, effect, effect_id))
 
     def _actor_failed(
-        self, entry: Entry, child: str, name: str, message: str, rnd: _Round, now: int
+        self, entry: Entry, child: str, name: str, message: str, rnd: Round, now: int
     ) -> None:
         """The instance learns (through its own inbox) that an actor could not start."""
         event = {"type": f"xstate.error.actor.{child}", "error": {"name": name, "message": message}}

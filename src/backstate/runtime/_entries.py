@@ -1,0 +1,119 @@
+"""What the processor keeps per instance and per unit of work: ``Entry`` (an instance
+in memory), ``Work`` (one thing for it to do), ``InstanceState`` (what callers see) and
+``Round`` (what one group commit writes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backstate.chart import Snapshot
+from backstate.store import InstanceKey, InstanceRow, RawJson, WriteBatch
+
+from ._indexes import IndexEntry
+from ._timers import Due
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """An instance as callers see it, after a committed transition."""
+
+    machine: str
+    name: str
+    version: str
+    seq: int
+    value: Any
+    context: Any
+    status: str  # the statechart's: active, done, error
+    paused: bool
+    tags: frozenset[str]
+    snapshot: Snapshot = field(repr=False, compare=False)
+    ts: int = 0  # when this state was committed (ms)
+    created_at: int = 0
+    desired_version: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def public_context(self) -> Any:
+        return self.context.get("public", {}) if isinstance(self.context, dict) else {}
+
+
+@dataclass(eq=False)
+class Work:
+    kind: str  # create | api | inbox | timer | service | pause | resume | delete | desire
+    event: dict[str, Any]
+    sender: str = "api"
+    future: asyncio.Future[InstanceState] | None = None
+    inbox_id: int | None = None
+    due: Due | None = None
+    effect_id: str | None = None
+    token: object | None = None
+    attempts: int = 0
+    auth: dict[str, Any] | None = None
+    create: dict[str, Any] | None = None
+    event_json: RawJson | None = None  # the event already encoded (by the API)
+
+
+@dataclass(eq=False)
+class Service:
+    task: asyncio.Task[None]
+    effect_id: str
+    token: object
+
+
+@dataclass(eq=False)
+class Entry:
+    key: InstanceKey
+    exists: bool = False
+    version: str = ""
+    seq: int = 0
+    snapshot: Snapshot | None = None
+    paused: bool = False
+    parent: InstanceKey | None = None
+    children: dict[str, InstanceKey] = field(default_factory=dict)
+    created_at: int = 0
+    updated_at: int = 0
+    queue: deque[Work] = field(default_factory=deque)
+    services: dict[str, Service] = field(default_factory=dict)
+    waiters: list[tuple[asyncio.Future[InstanceState], asyncio.TimerHandle]] = field(
+        default_factory=list
+    )
+    subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
+    blocked: dict[str, int] = field(default_factory=dict)  # sender -> retry time
+    # What readers see: the state as of the last commit. The fields above run ahead of
+    # it while a batch is being built and committed.
+    committed: InstanceState | None = None
+    starting: dict[str, str] = field(default_factory=dict)  # child id -> effect id, until started
+    desired: str | None = None  # the version to upgrade to at the next settled event
+    indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
+
+    @property
+    def idle(self) -> bool:
+        return not (
+            self.queue or self.services or self.starting or self.waiters or self.subscribers
+        )
+
+    @property
+    def settled(self) -> bool:
+        return (
+            not self.services
+            and not self.starting
+            and not any(w.sender in ("self", "service") for w in self.queue)
+        )
+
+
+class Round:
+    """What one batch writes, plus what to do once it is committed."""
+
+    def __init__(self) -> None:
+        self.batch = WriteBatch()
+        self.updates: dict[InstanceKey, tuple[int | None, InstanceRow]] = {}
+        self.after: list[Callable[[], None]] = []
+        self.deliveries: list[tuple[InstanceKey, Work]] = []  # inbox rows, in insert order
+        self.settle: list[tuple[Entry, asyncio.Future[InstanceState]]] = []
