@@ -177,3 +177,10 @@ def allow_write_aggregate(
             and str(sender.get("machineInstanceName", "")).endswith(f"-{item}")
         )
     return write_type == "initialization" and item == machine_instance_name
+
+
+# As a machine file (`backstate dev examples/` deploys it as the machine "rating"; the
+# aggregate it sends to is examples/aggregate_rating.py, deployed as "aggregate-rating").
+machine = rating_machine
+allow_read = allow_read_rating
+allow_write = allow_write_rating

@@ -1,0 +1,272 @@
+"""``backstate serve`` (the HTTP API on a store) and ``backstate dev`` (a server on a
+SQLite file that deploys a folder's machine files and redeploys them as they change)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from backstate.client import default_credentials_path
+
+from ._app import Commands, Context
+from ._args import CliError
+from ._files import machine_file, machine_slug
+from ._output import Output
+
+DEFAULT_PORT = 8780
+DEV_DB = "backstate-dev.db"
+DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
+
+
+def register(commands: Commands) -> None:
+    serve = commands.top("serve", "run the HTTP API on a SQLite file", run_serve, common=False)
+    serve.add_argument("--db", default="backstate.db", help="SQLite file (created if missing)")
+    serve.add_argument(
+        "--store",
+        help="store URL instead of --db: postgresql://user@host/dbname or sqlite:///path",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument(
+        "--deploy", action="append", default=[], type=Path, help="machine file to deploy"
+    )
+    serve.add_argument(
+        "--credentials",
+        type=Path,
+        default=default_credentials_path(),
+        help="where the first start writes the admin key",
+    )
+
+    dev = commands.top(
+        "dev",
+        "run a server on a SQLite file in FOLDER, deploy its machine files, and redeploy "
+        "each as a new version when it changes",
+        run_dev,
+        common=False,
+    )
+    dev.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="default: .")
+    dev.add_argument("--db", type=Path, help=f"SQLite file (default: FOLDER/{DEV_DB})")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=DEFAULT_PORT)
+    dev.add_argument(
+        "--credentials",
+        type=Path,
+        default=default_credentials_path(),
+        help="where to write the API's address and admin key (other commands read it)",
+    )
+
+
+# -- serve -----------------------------------------------------------------------------------------
+
+
+def run_serve(context: Context, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backstate.machine import MachineModuleError
+    from backstate.server import Backend, create_app
+
+    backend = Backend(args.store or args.db)
+    api = f"http://{args.host}:{args.port}"
+    created = backend.ensure_admin()
+    if created is not None:
+        _write_credentials(args.credentials, api, created.org_id, created.key_id, created.secret)
+        print(
+            f"created org {created.org_id} and admin key {created.key_id}; credentials in {args.credentials}"
+        )
+    org_id = backend.control.orgs()[0].id
+    for path in args.deploy:
+        slug = path.stem.replace("_", "-")
+        current = backend.control.machine(org_id, slug)
+        source = path.read_text(encoding="utf-8")
+        versions = (
+            {v.id: v.source for v in backend.control.versions(org_id, slug)} if current else {}
+        )
+        if current is not None and versions.get(current.current_version or "") == source:
+            continue
+        try:
+            backend.deploy_file(org_id, path)
+        except MachineModuleError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"deployed {path} as machine {slug!r}")
+    print(f"backstate API on {api}", flush=True)
+    uvicorn.run(
+        create_app(backend),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _write_credentials(path: Path, api: str, org_id: str, key_id: str, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"apiHost": api, "orgId": org_id, "keyId": key_id, "secret": secret}, indent=2)
+    )
+    path.chmod(0o600)
+
+
+# -- dev -------------------------------------------------------------------------------------------
+
+
+def run_dev(context: Context, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backstate.server import Backend, create_app
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder", "not-a-folder")
+    _check_port(args.host, args.port)
+    backend = Backend(args.db or folder / DEV_DB)
+    api = f"http://{args.host}:{args.port}"
+    key_id, secret = _dev_credentials(backend, api, args.credentials)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(backend),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            proxy_headers=False,
+            server_header=False,
+        )
+    )
+    dev = Dev(context.output, folder, api, key_id, secret)
+    asyncio.run(dev.run(server, args.credentials))
+    return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): is another server there? "
+                "Pass --port",
+                "port-in-use",
+            ) from None
+
+
+def _dev_credentials(backend: Any, api: str, path: Path) -> tuple[str, str]:
+    """The admin key of the dev database, written with the dev API's address to the
+    credentials file, so that every other command talks to this server."""
+    from backstate.auth import Scope
+    from backstate.client import load_credentials
+
+    created = backend.ensure_admin()
+    org_id = backend.control.orgs()[0].id
+    if created is not None:
+        key_id, secret = created.key_id, created.secret
+    else:
+        key = None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            stored = load_credentials(path)
+            key = backend.control.key(stored.key_id)
+        if key is None or key.org_id != org_id:
+            every_scope = {scope.value for scope in Scope}
+            key = next(k for k in backend.control.keys(org_id) if every_scope <= set(k.scopes))
+        key_id, secret = key.id, key.secret
+    _write_credentials(path, api, org_id, key_id, secret)
+    return key_id, secret
+
+
+class Dev:
+    """Deploys a folder's machine files through the API, then redeploys each file that
+    changes. A file's version reference is ``dev-<sha256 prefix>``, so a restart skips
+    files whose current version is already that source."""
+
+    def __init__(self, output: Output, folder: Path, api: str, key_id: str, secret: str) -> None:
+        self.output = output
+        self.folder = folder
+        self.api = api
+        self.key_id = key_id
+        self.secret = secret
+
+    async def run(self, server: Any, credentials: Path) -> None:
+        from backstate.client import AsyncClient, KeyAuth
+
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                await serving
+                raise CliError(f"the server did not start on {self.api}", "server-failed")
+            await asyncio.sleep(0.05)
+        async with AsyncClient(self.api, auth=KeyAuth(self.key_id, self.secret)) as client:
+            for path in sorted(self.folder.glob("*.py")):
+                await self.deploy(client, path, changed=False)
+            self.output.line(f"backstate API on {self.api}")
+            self.output.line(f"credentials in {credentials}")
+            self.output.line(f"watching {self.folder} for changes (Ctrl-C to stop)")
+            watching = asyncio.create_task(self.watch(client))
+            try:
+                await serving
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+
+    async def watch(self, client: Any) -> None:
+        from watchfiles import Change, awatch
+
+        folder = self.folder.resolve()
+
+        def machine_files(change: Change, path: str) -> bool:
+            return path.endswith(".py") and Path(path).parent == folder
+
+        async for changes in awatch(folder, watch_filter=machine_files, recursive=False):
+            for change, changed in sorted(changes, key=lambda c: c[1]):
+                path = self.folder / Path(changed).name
+                if change == Change.deleted:
+                    self.output.note(f"{path} was deleted; its machine stays deployed")
+                elif path.exists():
+                    await self.deploy(client, path, changed=True)
+
+    async def deploy(self, client: Any, path: Path, *, changed: bool) -> None:
+        from backstate.client import ApiError, NotFound
+        from backstate.machine import MachineModuleError
+
+        if path.name.startswith("_"):
+            return  # __init__.py and private helpers are not machines
+        try:
+            source, module = machine_file(path)
+        except MachineModuleError as exc:
+            if exc.code == "missing-export" and "`machine`" in exc.message:
+                self.output.note(f"skipped {path}: it defines no `machine`")
+            else:
+                where = f"{exc.filename}:{exc.line}" if exc.line else exc.filename
+                self.output.error(f"{where}: {exc.message}", exc.code)
+            return
+        except CliError as exc:
+            self.output.error(exc.message, exc.code)
+            return
+        slug = machine_slug(path)
+        reference = DEV_REFERENCE_PREFIX + hashlib.sha256(source.encode()).hexdigest()[:12]
+        try:
+            try:
+                current = (await client.machines.get(slug)).current_version
+            except NotFound:
+                await client.machines.create(slug, indexes=list(module.index_selectors or {}))
+                current = None
+            if current is not None and current.client_info == reference:
+                self.output.line(f"{path} is deployed as {slug} (version {current.id})")
+                return
+            version = await client.machine_versions.create(
+                slug, source, client_info=reference, make_current=True
+            )
+        except ApiError as exc:
+            self.output.error(f"{path}: {exc.message}", exc.code)
+            return
+        verb = "redeployed" if changed else "deployed"
+        self.output.line(f"{verb} {path} as {slug} (version {version})")
