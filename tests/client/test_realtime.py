@@ -88,6 +88,24 @@ def test_iteration_ends_when_closed(server: Server, name: str) -> None:
         assert [s.value for s in sub] == ["on", "off"]
 
 
+def test_closing_the_client_ends_its_subscriptions(server: Server, name: str) -> None:
+    with as_sid(server, name) as client:
+        client.instances.create("toggler", name)
+        sub = client.instances.subscribe("toggler", name)
+        assert sub.get(5).value == "on"
+    assert list(sub) == [] and not sub.connected
+    sub.close()
+
+    async def run() -> None:
+        auth = KeyAuth(server.creds["keyId"], server.creds["secret"], {"sid": name})
+        async with AsyncClient(server.url, auth=auth) as client:
+            sub = client.instances.subscribe("toggler", name)
+            assert (await sub.get(5)).value == "on"
+        assert [state async for state in sub] == []
+
+    asyncio.run(run())
+
+
 def test_subscription_errors(server: Server, name: str) -> None:
     with as_sid(server, name) as client:
         client.instances.create("toggler", name)

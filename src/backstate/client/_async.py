@@ -125,19 +125,7 @@ class AsyncClient(BaseClient):
     async def _execute(self, call: Call[Any]) -> Any:
         token = await self._token() if call.authenticated else None
         try:
-            response = await self._http.request(
-                call.method,
-                call.url(self.api_host),
-                params=call.params or None,
-                json=call.json,
-                data=call.form,
-                files=(
-                    {"file": (call.file.filename, call.file.content, call.file.content_type)}
-                    if call.file is not None
-                    else None
-                ),
-                headers=self._headers(call, token),
-            )
+            response = await self._http.request(**self._request(call, token))
         except httpx.TransportError as error:
             raise Unreachable(f"{call.method} {call.path}: {error!r}") from error
         return call.result(response.status_code, response.content)

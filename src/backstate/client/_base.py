@@ -69,6 +69,19 @@ class BaseClient:
         """How many tokens this client has fetched or signed so far."""
         return self._tokens.obtained
 
+    def _request(self, call: Call[Any], token: str | None) -> dict[str, Any]:
+        """The arguments of ``httpx``'s ``request`` for a call, sync or async."""
+        file = call.file
+        return {
+            "method": call.method,
+            "url": call.url(self.api_host),
+            "params": call.params or None,
+            "json": call.json,
+            "data": call.form,
+            "files": {"file": (file.filename, file.content, file.content_type)} if file else None,
+            "headers": self._headers(call, token),
+        }
+
     def _headers(self, call: Call[Any], token: str | None) -> dict[str, str]:
         headers = {"user-agent": "backstate-client"}
         if not call.authenticated:

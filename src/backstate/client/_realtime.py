@@ -21,7 +21,8 @@ from typing import Any
 from ._errors import ApiError, error_for
 from ._models import State
 
-Delivery = Callable[[State | ApiError], None]
+# A state; the error that ended the subscription; or None: the client closed it.
+Delivery = Callable[[State | ApiError | None], None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class Watch:
         self.subscribed = False
         self.latest = state
         self._deliver(state)
+
+    def end(self) -> None:
+        self.connected = False
+        self._deliver(None)
 
     def fail(self, error: ApiError) -> None:
         self.error = error
@@ -116,6 +121,12 @@ class Subscriptions:
     def disconnected(self) -> None:
         for watch in self._watches.values():
             watch.connected = False
+
+    def end_all(self) -> None:
+        """The client is closing: every subscription ends."""
+        watches, self._watches = list(self._watches.values()), {}
+        for watch in watches:
+            watch.end()
 
     def fail_all(self, error: ApiError) -> None:
         watches, self._watches = list(self._watches.values()), {}

@@ -72,7 +72,7 @@ class RealtimeConnection:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._subscriptions.disconnected()
+        self._subscriptions.end_all()
 
     async def _run(self) -> None:
         attempt = 0
