@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from backstate import client
+from backstate import auth, client
 from backstate.client import _async, _sync
 
 PUBLIC_API = [
@@ -81,6 +81,7 @@ def test_public_api_does_not_drift() -> None:
     assert sorted(client.__all__) == sorted(PUBLIC_API)
     for name in PUBLIC_API:
         assert hasattr(client, name)
+    assert client.sign_token is auth.sign_token  # @statebacked/token's, for servers
 
 
 def public_methods(cls: type) -> dict[str, inspect.Signature]:
