@@ -8,6 +8,8 @@ Exit status: 0 done, 1 the command failed (``error: <message> (<code>)`` on stde
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -200,9 +202,28 @@ def build_parser() -> Parser:
     return root
 
 
+# smply's relative times start with a dash (`--from -10m`), which argparse would take
+# for an option: such a value is joined to its option (`--from=-10m`, `-f-10m`) first.
+_TIME_OPTIONS = ("-f", "--from", "-t", "--to")
+_RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w|y)$")
+
+
+def _join_relative_times(argv: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in _TIME_OPTIONS and _RELATIVE_TIME.match(arg):
+            option = joined[-1]
+            joined[-1] = f"{option}={arg}" if option.startswith("--") else f"{option}{arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(
+            _join_relative_times(sys.argv[1:] if argv is None else argv)
+        )
     except UsageError as exc:
         Output(json_mode=False).error(exc.message, exc.code)
         return exc.status
