@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backstate.chart import assign, raise_, send_parent, send_to, setup
+from backstate.chart import assign, create_machine, raise_, send_parent, send_to, setup
 from backstate.runtime import (
     Backstate,
     Conflict,
@@ -23,7 +23,7 @@ from backstate.runtime import (
     instance_ref,
     persistent,
 )
-from backstate.store import StoreError, WriteBatch
+from backstate.store import SequenceConflict, StoreError, WriteBatch
 from tests.store.targets import Target
 
 
@@ -795,3 +795,77 @@ def test_a_processor_bug_fails_callers_instead_of_hanging(db: Target) -> None:
             assert (await asyncio.wait_for(bs.send("counter", "c", "inc"), 5)).context == {"n": 1}
 
     run(body)
+
+
+def test_the_instance_cache_stays_bounded_and_never_drops_uncommitted_state(db: Target) -> None:
+    relay = create_machine(
+        {
+            "initial": "idle",
+            "context": {"n": 0},
+            "states": {
+                "idle": {
+                    "on": {
+                        "inc": {
+                            "actions": [
+                                assign({"n": lambda c, e: c["n"] + 1}),
+                                send_to(lambda c, e: instance_ref("relay", e["to"]), "bump"),
+                            ]
+                        },
+                        "bump": {"actions": assign({"n": lambda c, e: c["n"] + 1})},
+                    }
+                }
+            },
+        }
+    )
+    conflicts: list[Exception] = []
+
+    async def body() -> None:
+        store = db.open()
+        commit = store.commit
+
+        def watched(batch: WriteBatch) -> Any:
+            try:
+                return commit(batch)
+            except SequenceConflict as exc:
+                conflicts.append(exc)
+                raise
+
+        store.commit = watched  # type: ignore[method-assign]
+        async with Backstate(store) as bs:
+            bs.deploy("relay", relay)
+            bs.processor.cache_size = 3
+            names = [f"r{i}" for i in range(12)]
+            for name in names:
+                await bs.create("relay", name)
+            for name in names:  # reads alone used to grow the cache without bound
+                await bs.get("relay", name)
+            assert len(bs.processor.entries) <= 3
+            # Messages (work without a waiting caller) to many more instances than the
+            # cache holds, and their results read back.
+            for round_ in range(3):
+                await asyncio.gather(
+                    *(
+                        bs.send("relay", n, {"type": "inc", "to": names[(i + 1) % 12]})
+                        for i, n in enumerate(names)
+                    )
+                )
+
+                async def all_bumped(expected: int = 2 * (round_ + 1)) -> bool:
+                    states = [await bs.get("relay", n) for n in names]
+                    return all(s.context["n"] == expected for s in states)
+
+                await eventually(all_bumped)
+            assert len(bs.processor.entries) <= 3 + 1
+            # The rule that keeps this safe: an idle instance whose round is not yet
+            # committed stays (a reload would read the state before that round).
+            processor = bs.processor
+            key = next(iter(processor.entries))
+            processor.uncommitted[key] = 1
+            processor._evict(0)
+            assert list(processor.entries) == [key]
+            del processor.uncommitted[key]
+            processor._evict(0)
+            assert not processor.entries
+
+    run(body)
+    assert conflicts == []

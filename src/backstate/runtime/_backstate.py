@@ -177,7 +177,7 @@ class Backstate:
     async def get(
         self, machine: str, name: str, *, auth: dict[str, Any] | None = None
     ) -> InstanceState:
-        state = self.processor.get((check_machine(machine), check_name("instance", name)))
+        state = await self.processor.get((check_machine(machine), check_name("instance", name)))
         if auth is not None:
             check = self.registry.get(machine, state.version).allow_read
             if check is not None and not check(

@@ -112,6 +112,8 @@ class Processor:
         self.waiting: set[Entry] = set()
         self.parked: list[tuple[InstanceKey, Work]] = []
         self.retries: list[tuple[int, int, InstanceKey]] = []
+        self.uncommitted: dict[InstanceKey, int] = {}  # rounds not yet committed, per key
+        self.cache_size = CACHE_SIZE  # instances kept in memory (idle ones are evicted)
         self._recovering: asyncio.Task[None] | None = None
         self._retry_seq = itertools.count()
         self._wake = asyncio.Event()
@@ -246,11 +248,15 @@ class Processor:
             row = self.store.load_instance(key)
         except StoreError as exc:
             raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
+        return self._cache(key, row, create)
+
+    def _cache(self, key: InstanceKey, row: InstanceRow | None, create: bool) -> Entry | None:
         if row is None and not create:
             return None
         entry = Entry(key)
         if row is not None:
             self._load(entry, row)
+        self._evict(self.cache_size - 1)
         self.entries[key] = entry
         return entry
 
@@ -268,10 +274,13 @@ class Processor:
         entry.desired = row.desired_version
         entry.committed = self.state(entry)
 
-    def _evict(self) -> None:
-        while len(self.entries) > CACHE_SIZE:
+    def _evict(self, limit: int | None = None) -> None:
+        """Forget the least recently used idle instances beyond ``limit``; never one
+        whose changes are not committed yet (reloading it would read an older state)."""
+        limit = self.cache_size if limit is None else limit
+        while len(self.entries) > limit:
             for key, entry in self.entries.items():
-                if entry.idle and key not in self.ready:
+                if entry.idle and key not in self.ready and key not in self.uncommitted:
                     del self.entries[key]
                     break
             else:
@@ -296,8 +305,18 @@ class Processor:
             entry.desired,
         )
 
-    def get(self, key: InstanceKey) -> InstanceState:
-        entry = self._entry(key)
+    async def get(self, key: InstanceKey) -> InstanceState:
+        """The committed state; an instance not in memory is read off the event loop."""
+        entry = self.entries.get(key)
+        if entry is None:
+            try:
+                row = await asyncio.to_thread(self.store.load_instance, key)
+            except StoreError as exc:
+                raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
+            # Loaded meanwhile for work: that entry is the newer one.
+            entry = self.entries.get(key) or self._cache(key, row, create=False)
+        else:
+            self.entries.move_to_end(key)
         if entry is None or entry.committed is None:
             raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
         return entry.committed
@@ -370,6 +389,7 @@ class Processor:
         batch.logs.extend(self.pending_logs)
         self.pending_done, self.pending_logs = [], []
         for key, (expected, row) in rnd.updates.items():
+            self.uncommitted[key] = self.uncommitted.get(key, 0) + 1
             if expected is None:
                 batch.instance_creates.append(row)
             else:
@@ -378,6 +398,10 @@ class Processor:
     def _finish(self, rnd: Round, result: CommitResult) -> None:
         """The round is durable: let its consequences out."""
         self.batches += 1
+        for key in rnd.updates:
+            left = self.uncommitted.pop(key, 1) - 1
+            if left:
+                self.uncommitted[key] = left
         for (key, work), inbox_id in zip(rnd.deliveries, result.inbox_ids, strict=True):
             work.inbox_id = inbox_id
             self._enqueue(key, work)
@@ -403,6 +427,7 @@ class Processor:
             if not future.done():
                 future.set_exception(error)
         self.entries.clear()
+        self.uncommitted.clear()
         self.ready.clear()
         self.waiting.clear()
         self.retries.clear()
