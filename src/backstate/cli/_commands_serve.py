@@ -182,6 +182,14 @@ def _dev_credentials(backend: Any, api: str, path: Path) -> tuple[str, str]:
     return key_id, secret
 
 
+def _home_relative(path: Path) -> str:
+    """``~/...`` for a path in the user's home, as people write it."""
+    try:
+        return f"~/{path.resolve().relative_to(Path.home().resolve())}"
+    except ValueError:
+        return str(path)
+
+
 class Dev:
     """Deploys a folder's machine files through the API, then redeploys each file that
     changes. A file's version reference is ``dev-<sha256 prefix>``, so a restart skips
@@ -207,7 +215,7 @@ class Dev:
             for path in sorted(self.folder.glob("*.py")):
                 await self.deploy(client, path, changed=False)
             self.output.line(f"backstate API on {self.api}")
-            self.output.line(f"credentials in {credentials}")
+            self.output.line(f"credentials in {_home_relative(credentials)}")
             self.output.line(f"watching {self.folder} for changes (Ctrl-C to stop)")
             watching = asyncio.create_task(self.watch(client))
             try:
