@@ -125,12 +125,12 @@ def pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
         cursor = page.cursor
 
 
-def confirm(name: str, what: str, *, yes: bool) -> None:
+def confirm(name: str, consequence: str, *, yes: bool) -> None:
     """smply's confirmation: retype the name (``--yes`` skips it, for scripts)."""
     if yes:
         return
     # The prompt goes to stderr: stdout holds only results (and --json documents).
-    sys.stderr.write(f"This {what} cannot be undone. Type {name!r} to confirm: ")
+    sys.stderr.write(f"{consequence}. Type {name!r} to confirm: ")
     sys.stderr.flush()
     typed = sys.stdin.readline()
     if typed.strip() != name:

@@ -210,7 +210,7 @@ def create_key(context: Context, args: argparse.Namespace) -> None:
 
 
 def delete_key(context: Context, args: argparse.Namespace) -> None:
-    confirm(args.key, "deletes the key: every token it signed stops working", yes=args.yes)
+    confirm(args.key, "Every token the key signed stops working, for good", yes=args.yes)
     context.client().keys.delete(args.key)
     if context.json:
         context.output.document({"deleted": args.key})
@@ -319,23 +319,26 @@ def upsert_idp(context: Context, args: argparse.Namespace) -> None:
         key=fields.get("key"),
         jwks_url=fields.get("jwks_url"),
     )
-    summary = {k: v for k, v in fields.items() if k in ("aud", "iss", "algs", "jwks_url") and v}
     if context.json:
-        context.output.document({**summary, "mapping": mapping})
-        return
-    context.output.success(
-        "saved the identity provider "
-        + ", ".join(
-            f"{k} {compact(v) if not isinstance(v, str) else v}" for k, v in summary.items()
+        context.output.document(
+            {
+                "aud": fields.get("aud"),
+                "iss": fields.get("iss"),
+                "algs": fields["algs"],
+                "jwksUrl": fields.get("jwks_url"),
+                "mapping": mapping,
+            }
         )
-    )
+        return
+    names = " ".join(fields[k] for k in ("aud", "iss") if fields.get(k))
+    context.output.success(f"saved the identity provider {names} ({' '.join(fields['algs'])})")
 
 
 def delete_idp(context: Context, args: argparse.Namespace) -> None:
     if not (args.audience or args.issuer):
         raise UsageError("give --audience or --issuer (or both)")
     name = args.audience or args.issuer
-    confirm(name, "stops exchanges of its tokens at once", yes=args.yes)
+    confirm(name, "Exchanges of its tokens stop at once", yes=args.yes)
     context.client().identity_providers.delete(aud=args.audience, iss=args.issuer)
     if context.json:
         context.output.document({"deleted": {"aud": args.audience, "iss": args.issuer}})
@@ -366,7 +369,7 @@ def upsert_token_provider(context: Context, args: argparse.Namespace) -> None:
 
 
 def delete_token_provider(context: Context, args: argparse.Namespace) -> None:
-    confirm(args.service, "stops token exchanges for the service", yes=args.yes)
+    confirm(args.service, "Token exchanges for the service stop at once", yes=args.yes)
     context.client().token_providers.delete(args.service)
     if context.json:
         context.output.document({"deleted": args.service})

@@ -317,7 +317,7 @@ def set_status(context: Context, args: argparse.Namespace) -> None:
         context.output.warn(
             "a paused instance refuses every event, including its timers' (they are retried)"
         )
-        confirm(args.instance, "pause", yes=args.yes)
+        confirm(args.instance, "This pauses the instance", yes=args.yes)
     context.client().instances.set_status(args.machine, args.instance, args.status)
     if context.json:
         context.output.document({"instance": args.instance, "status": args.status})
@@ -328,7 +328,7 @@ def set_status(context: Context, args: argparse.Namespace) -> None:
 def delete_instances(context: Context, args: argparse.Namespace) -> int:
     client = context.client()
     if not args.all:
-        confirm(args.instance, "deletes the instance with its history", yes=args.yes)
+        confirm(args.instance, "This deletes the instance and its history for good", yes=args.yes)
         client.instances.delete(
             args.machine, args.instance, danger_data_will_be_deleted_forever=True
         )
@@ -337,7 +337,11 @@ def delete_instances(context: Context, args: argparse.Namespace) -> int:
         context.output.success(f"deleted {args.instance}")
         return 0
     names = [i.slug for i in pages(lambda c: client.instances.list(args.machine, cursor=c))]
-    confirm(args.machine, f"deletes all {len(names)} instances of the machine", yes=args.yes)
+    confirm(
+        args.machine,
+        f"This deletes all {len(names)} instances of {args.machine} for good",
+        yes=args.yes,
+    )
     deleted: list[str] = []
     failed: list[dict[str, str]] = []
     with context.output.progress(f"deleting {args.machine}'s instances", len(names)) as step:

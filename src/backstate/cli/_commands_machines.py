@@ -165,7 +165,9 @@ def create_machine(context: Context, args: argparse.Namespace) -> None:
 
 
 def delete_machine(context: Context, args: argparse.Namespace) -> None:
-    confirm(args.machine, "deletes the machine with all its versions and migrations", yes=args.yes)
+    confirm(
+        args.machine, "This deletes the machine, its versions and migrations for good", yes=args.yes
+    )
     context.client().machines.delete(args.machine, danger_data_will_be_deleted_forever=True)
     if context.json:
         context.output.document({"deleted": args.machine})
