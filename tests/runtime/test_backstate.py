@@ -869,3 +869,21 @@ def test_the_instance_cache_stays_bounded_and_never_drops_uncommitted_state(db: 
 
     run(body)
     assert conflicts == []
+
+
+def test_a_duplicate_create_is_refused_only_once_the_first_is_committed(db: Target) -> None:
+    async def body() -> None:
+        async with Backstate(db.open()) as bs:
+            bs.deploy("counter", counter())
+
+            async def get_or_create() -> Any:
+                # State Backed's client: create, and on a conflict read what exists.
+                try:
+                    return await bs.create("counter", "same")
+                except Conflict:
+                    return await bs.get("counter", "same")
+
+            states = await asyncio.gather(*(get_or_create() for _ in range(5)))
+            assert {s.seq for s in states} == {0}
+
+    run(body)

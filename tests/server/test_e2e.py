@@ -62,7 +62,10 @@ class Server:
             except httpx.TransportError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
+                    self.process.wait(10)
                     self._reader.join(5)
+                    if self.process.stdout is not None:
+                        self.process.stdout.close()
                     raise RuntimeError(f"server did not start: {''.join(self.output)}") from None
                 time.sleep(0.1)
         self.creds = json.loads(self.creds_path.read_text())

@@ -208,7 +208,7 @@ def snapshot(server: Server, headers: dict[str, str]) -> tuple[Any, ...]:
 def test_first_start_org_has_anonymous_access(server: Server) -> None:
     org_id = server.creds["orgId"]
     orgs = httpx.get(f"{server.url}/orgs", headers=admin(server)).json()["orgs"]
-    assert len(orgs) == 1 and isinstance(orgs[0].pop("createdAt"), int)
+    assert len(orgs) == 1 and orgs[0].pop("createdAt").endswith("Z")
     assert orgs == [
         {
             "id": org_id,

@@ -117,3 +117,5 @@ class Round:
         self.after: list[Callable[[], None]] = []
         self.deliveries: list[tuple[InstanceKey, Work]] = []  # inbox rows, in insert order
         self.settle: list[tuple[Entry, asyncio.Future[InstanceState]]] = []
+        # Callers answered in ``after`` (failed by the round if its commit fails).
+        self.deferred: list[asyncio.Future[InstanceState]] = []

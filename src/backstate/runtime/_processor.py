@@ -418,6 +418,7 @@ class Processor:
         forget in-memory state and answer callers."""
         error = Unavailable("store-unavailable", f"the store failed: {exc}")
         futures = [f for rnd in rounds for _, f in rnd.settle]
+        futures.extend(f for rnd in rounds for f in rnd.deferred)
         for entry in self.entries.values():
             futures.extend(w.future for w in entry.queue if w.future is not None)
             futures.extend(f for f, _ in entry.waiters)
@@ -753,9 +754,17 @@ class Processor:
 
     def _create(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
         if entry.exists:
-            raise Conflict(
+            exc = Conflict(
                 "instance-exists", f"instance {entry.key[0]}/{entry.key[1]} already exists"
             )
+            if entry.committed is None:
+                # Its creation is not committed yet: answer once it is, so a caller that
+                # reads it next (State Backed's get-or-create) finds it.
+                rnd.after.append(lambda: self._reject(work, exc))
+                if work.future is not None:
+                    rnd.deferred.append(work.future)
+                return
+            raise exc
         opts = work.create or {}
         version = self.registry.get(entry.key[0], opts.get("version"))
         if work.auth is not None:

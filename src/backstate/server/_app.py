@@ -32,6 +32,7 @@ from ._http import (
     error_response,
     handle_error,
     hmac_b64,
+    iso,
 )
 from ._http_api import http_api_routes
 from ._identity import identity_routes
@@ -39,12 +40,6 @@ from ._openapi import document
 from ._uploads import Uploads
 
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-def iso(ms: int) -> str:
-    """Epoch milliseconds as JavaScript's toISOString() writes them (the API's dates)."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_time(value: str, parameter: str) -> int:

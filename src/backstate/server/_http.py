@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 import weakref
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -187,6 +188,12 @@ class Requests:
         principal = self.principal(request)
         require_scope(principal, scope)
         return principal
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as JavaScript's toISOString() writes them (the API's dates)."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def check_name(value: Any, parameter: str) -> str:

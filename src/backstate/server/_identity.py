@@ -45,7 +45,7 @@ from backstate.auth import (
 from backstate.store import ControlStore, IdpRow, KeyRow, OrgRow, TokenProviderRow
 
 from ._backend import ADMIN_SCOPES, Backend, now_ms
-from ._http import MAX_BODY_BYTES, ApiError, JSONResponse, Requests, error_response
+from ._http import MAX_BODY_BYTES, ApiError, JSONResponse, Requests, error_response, iso
 
 JWKS_TIMEOUT_S = 5.0
 JWKS_MAX_BYTES = 1_000_000
@@ -199,7 +199,7 @@ class _Identity(Requests):
                         "id": o.id,
                         "name": o.name,
                         "role": "admin",
-                        "createdAt": o.created_at,
+                        "createdAt": iso(o.created_at),
                         "limits": {"monthlyEventsLimit": None, "monthlyReadsLimit": None},
                     }
                     for o in orgs
@@ -236,7 +236,7 @@ class _Identity(Requests):
                         "id": k.id,
                         "name": k.name,
                         "scopes": list(k.scopes),
-                        "createdAt": k.created_at,
+                        "createdAt": iso(k.created_at),
                     }
                     for k in keys
                 ]
