@@ -22,9 +22,17 @@ ADMIN_URL = os.environ.get(
 
 @contextmanager
 def throwaway_database() -> Iterator[str]:
-    """``CREATE DATABASE backstate_test_<random>``, dropped (connections and all) at exit."""
-    name = f"backstate_test_{secrets.token_hex(4)}"
+    """``CREATE DATABASE backstate_test_<pid>_<random>``, dropped (connections and all)
+    at exit; databases left by test processes that were killed are dropped first."""
+    name = f"backstate_test_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        for (stale,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'backstate\\_test\\_%'"
+        ).fetchall():
+            if not _running(stale.split("_")[2]):
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale))
+                )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield _with_database(ADMIN_URL, name)
@@ -59,6 +67,19 @@ def terminate_backstate_connections(url: str) -> int:
             " AND pid <> pg_backend_pid()"
         ).fetchone()
     return int(killed[0]) if killed else 0
+
+
+def _running(pid: str) -> bool:
+    """Whether the test process ``pid`` (this machine's) is alive; unknown names are."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _with_database(url: str, name: str) -> str:
