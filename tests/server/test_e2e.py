@@ -236,3 +236,25 @@ def test_versions_upload_python_source_with_clear_errors(server: Server) -> None
     assert created.status_code == 200 and created.json()["state"] == "on"
     versions = httpx.get(f"{server.url}/machines/fresh/v", headers=me).json()["versions"]
     assert [v["clientInfo"] for v in versions] == ["1.0.0"]
+
+
+def test_a_non_ascii_deletion_proof_is_refused_not_a_500(server: Server) -> None:
+    # hmac.compare_digest raises on non-ASCII str; schemathesis found the 500.
+    me = server.headers({"sid": "s1"})
+    assert httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me).is_success
+    admin = server.headers({"sub": "admin"})
+    for proof in ("ü", "\ud85c"):
+        body = json.dumps(
+            {
+                "dangerDataWillBeDeletedForever": True,
+                "hmacSha256OfMachineInstanceNameWithMachineNameKey": proof,
+            }
+        )
+        r = httpx.request(
+            "DELETE",
+            f"{server.url}/machines/toggler/i/s1",
+            content=body,
+            headers={**admin, "content-type": "application/json"},
+        )
+        assert (r.status_code, r.json()["code"]) == (400, "invalid-parameter")
+    assert httpx.get(f"{server.url}/machines/toggler/i/s1", headers=me).status_code == 200

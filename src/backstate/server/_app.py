@@ -71,7 +71,10 @@ def _confirm_deletion(body: dict[str, Any], field: str, key: str, data: str) -> 
             "dangerDataWillBeDeletedForever",
         )
     proof = body.get(field)
-    if not isinstance(proof, str) or not hmac.compare_digest(proof, hmac_b64(key, data)):
+    expected = hmac_b64(key, data).encode()
+    # compare_digest refuses non-ASCII str: compare bytes (a lone surrogate cannot encode).
+    given = proof.encode("utf-8", "replace") if isinstance(proof, str) else b""
+    if not hmac.compare_digest(given, expected):
         raise ApiError(400, "invalid-parameter", "wrong confirmation HMAC", field)
 
 

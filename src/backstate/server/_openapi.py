@@ -465,6 +465,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(_identity_paths())
+    paths["/http-api/{org}/machines/{machine}/{slug}"] = _http_api_path()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -602,5 +603,36 @@ def _identity_paths() -> dict[str, Any]:
                 "operationId": "deleteTokenProvider",
                 "responses": {"204": {"description": "deleted"}, **_errors()},
             },
+        },
+    }
+
+
+def _http_api_path() -> dict[str, Any]:
+    """The HTTP API mapper: no token; the machine's handler decides, and its response
+    mapper chooses the status and body (docs/http_api.md)."""
+    answer = {
+        "description": "what the machine's response mapper returned",
+        "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {}}},
+    }
+    operation = {
+        "security": [],
+        "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
+        "responses": {
+            "2XX": answer,
+            "3XX": answer,
+            **_errors(409, 418),
+            "4XX": answer,
+            "5XX": answer,
+        },
+    }
+    return {
+        "parameters": [
+            {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}},
+            M,
+            {"name": "slug", "in": "path", "required": True, "schema": NAME},
+        ],
+        **{
+            method: {**operation, "operationId": f"httpApi{method.capitalize()}"}
+            for method in ("get", "post", "put", "delete", "patch")
         },
     }
