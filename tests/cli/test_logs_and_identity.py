@@ -15,7 +15,7 @@ from .conftest import Cli, deploy_greeter
 
 
 def test_logs_get(cli: Cli, name: str) -> None:
-    deploy_greeter(cli, name)
+    version = deploy_greeter(cli, name)
     cli("instances", "create", "-m", name, "-i", "loud")
     for text in ("one", "two", "three"):
         cli(
@@ -38,6 +38,8 @@ def test_logs_get(cli: Cli, name: str) -> None:
     entries = cli("--json", "logs", "get", "-m", name, "-i", "loud").json()["logs"]
     assert [e["log"] for e in entries] == ["said one", "said two", "said three"]
     assert {e["machineName"] for e in entries} == {name}
+    assert len(cli("--json", "logs", "get", "-m", name, "-v", version).json()["logs"]) == 3
+    assert cli("--json", "logs", "get", "-m", name, "-v", "ver_other").json()["logs"] == []
 
     clean = cli("logs", "get", "-m", name, "--clean").lines
     assert clean[0].startswith(f"== {name}/loud (ver_") and clean[0].endswith(" stdout ==")

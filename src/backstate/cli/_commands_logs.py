@@ -78,7 +78,7 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime | None]:
 def get_logs(context: Context, args: argparse.Namespace) -> None:
     start, end = _window(args)
     now = datetime.now(UTC)
-    printer = Printer(context, args.clean, stream=False)
+    printer = Printer(context, args, stream=False)
     for entry in _catch_up(context, args, start, min(end, now) if end else now):
         printer.add(entry)
     printer.finish()
@@ -87,7 +87,7 @@ def get_logs(context: Context, args: argparse.Namespace) -> None:
 def watch_logs(context: Context, args: argparse.Namespace) -> None:
     start, end = _window(args)
     now = datetime.now(UTC)
-    printer = Printer(context, args.clean, stream=True)
+    printer = Printer(context, args, stream=True)
     try:
         for entry in _catch_up(context, args, start, min(now, end) if end else now):
             printer.add(entry)
@@ -129,15 +129,18 @@ class Printer:
     """Log entries for people (a line each, or ``--clean`` groups), or JSON: one
     document with every entry (``get``), or one per entry (``watch``)."""
 
-    def __init__(self, context: Context, clean: bool, *, stream: bool) -> None:
+    def __init__(self, context: Context, args: argparse.Namespace, *, stream: bool) -> None:
         self.context = context
-        self.clean = clean
+        self.clean = args.clean
+        self.version = args.version
         self.stream = stream
         self.collected: list[LogEntry] = []
         self.printed = 0
         self._group: tuple[str, str | None, str | None, str] | None = None
 
     def add(self, entry: LogEntry) -> None:
+        if self.version is not None and entry.machine_version_id != self.version:
+            return  # the server may not filter by version: make sure
         output = self.context.output
         if self.context.json:
             if self.stream:
