@@ -35,6 +35,11 @@ def register(commands: Commands) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument(
+        "--node-url",
+        help="with a PostgreSQL store: the URL other nodes forward requests to"
+        " (default http://HOST:PORT)",
+    )
+    serve.add_argument(
         "--deploy", action="append", default=[], type=Path, help="machine file to deploy"
     )
     serve.add_argument(
@@ -72,8 +77,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
     from backstate.machine import MachineModuleError
     from backstate.server import Backend, create_app
 
-    backend = Backend(args.store or args.db)
     api = f"http://{args.host}:{args.port}"
+    backend = Backend(args.store or args.db, node_url=args.node_url or api)
     created = backend.ensure_admin()
     if created is not None:
         _write_credentials(args.credentials, api, created.org_id, created.key_id, created.secret)

@@ -5,6 +5,7 @@ See docs/runtime.md. ``Backstate`` is the entry point.
 
 from ._backstate import Backstate
 from ._clock import Clock, SimulatedClock, SystemClock
+from ._cluster import Cluster
 from ._deployments import Persistent, instance_ref, persistent
 from ._entries import InstanceState
 from ._errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "Backstate",
     "BackstateError",
     "Clock",
+    "Cluster",
     "Conflict",
     "EventRejected",
     "Forbidden",

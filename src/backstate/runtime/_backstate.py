@@ -22,6 +22,7 @@ from backstate.store import (
 
 from . import _logs
 from ._clock import Clock, SystemClock
+from ._cluster import Cluster
 from ._deployments import Authorizer, Registry, Version, check_machine, check_name
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
@@ -47,13 +48,17 @@ class Backstate:
         clock: Clock | None = None,
         step_timeout: float = 90.0,
         synchronous: str = "FULL",
+        cluster: Cluster | None = None,
     ) -> None:
+        """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
+        _cluster); without it this process runs every instance of the store."""
         self.store: Store = (
             SQLiteStore(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
         self.clock = clock or SystemClock()
         self.registry = Registry()
-        self.processor = Processor(self.store, self.registry, self.clock, step_timeout)
+        self.cluster = cluster
+        self.processor = Processor(self.store, self.registry, self.clock, step_timeout, cluster)
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -105,11 +110,17 @@ class Backstate:
     async def start(self) -> None:
         _logs.install()
         await self.processor.start()
+        if self.cluster is not None:
+            await self.cluster.start(self.processor)
         self._started = True
 
     async def close(self) -> None:
         if self._started:
+            if self.cluster is not None:
+                await self.cluster.stop()
             await self.processor.close()
+            if self.cluster is not None:
+                await self.cluster.leave()
             self._started = False
         self.store.close()
 

@@ -24,6 +24,7 @@ import inspect
 import itertools
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -55,9 +56,11 @@ from backstate.store import (
     TimerRow,
     WriteBatch,
 )
+from backstate.store._protocol import ADOPT_CHANNEL, INBOX_CHANNEL, STATE_CHANNEL
 
 from . import _logs
 from ._clock import Clock
+from ._cluster import Ownership, SoleOwner, shard_of
 from ._deployments import Persistent, Registry, Version, parse_ref, qualify, unqualified
 from ._entries import Entry, InstanceState, Round, Service, Work
 from ._errors import (
@@ -89,6 +92,9 @@ BATCH_PER_INSTANCE = 16
 # and administration are answered at once.
 _HELD_WHILE_PAUSED = ("inbox", "timer", "service")
 CACHE_SIZE = 10_000
+# How long the ids of applied inbox rows are remembered, so that a read of the inbox
+# that began before they were deleted cannot queue them again (many nodes).
+GONE_SECONDS = 60.0
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _ascii_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -98,8 +104,19 @@ current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 class Processor:
-    def __init__(self, store: Store, registry: Registry, clock: Clock, step_timeout: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        step_timeout: float,
+        ownership: Ownership | None = None,
+    ) -> None:
         self.store = store
+        self.ownership: Ownership = ownership or SoleOwner()
+        self.queued_inbox: set[int] = set()  # inbox row ids in some queue here
+        self.gone_inbox: dict[int, float] = {}  # applied inbox row id -> when (monotonic)
+        self.foreign: set[InstanceKey] = set()  # created here, owned elsewhere: hand over
         self.registry = registry
         self.clock = clock
         self.step_timeout = step_timeout
@@ -156,14 +173,16 @@ class Processor:
                         Unavailable("shutting-down", "the runtime is shutting down")
                     )
 
-    async def _recover(self) -> None:
+    async def _recover(self, keep: Callable[[InstanceKey], bool] | None = None) -> None:
         """Effects that were started but never finished get an error event (they are
-        not run again); then queued messages and timers are picked up."""
+        not run again); then queued messages and timers are picked up. Only of the
+        instances ``keep`` says (by default: those this process owns)."""
+        keep = keep or self.ownership.owns
         now = self.clock.now_ms()
         batch = WriteBatch()
         finished = set(self.pending_done)
         for eff in await asyncio.to_thread(self.store.unfinished_effects):
-            if eff.id in finished:
+            if eff.id in finished or not keep((eff.machine, eff.instance)):
                 continue
             if eff.kind == "service" and not await asyncio.to_thread(self._child_running, eff):
                 batch.effect_done.append(eff.id)  # its state was left; nobody awaits it
@@ -185,6 +204,8 @@ class Processor:
         if batch:
             await asyncio.to_thread(self.store.commit, batch)
         for row in await asyncio.to_thread(self.store.pending_inbox):
+            if row.id in self.queued_inbox or not keep((row.machine, row.instance)):
+                continue
             work = Work(
                 "inbox", row.event, sender=row.sender, inbox_id=row.id, attempts=row.attempts
             )
@@ -196,8 +217,109 @@ class Processor:
                     )
             self._enqueue((row.machine, row.instance), work)
         for t in await asyncio.to_thread(self.store.pending_timers):
+            if not keep((t.machine, t.instance)):
+                continue
             self.wheel.add((t.machine, t.instance), t.key, t.due, t.event, t.to, t.attempts)
         self._wake.set()
+
+    # -- ownership (many nodes, see _cluster) ------------------------------------------------
+
+    async def claim(self, shards: set[int]) -> None:
+        """Start running these shards: refresh what is cached of them, then recover."""
+        for key, entry in list(self.entries.items()):
+            if shard_of(key) in shards:
+                row = await asyncio.to_thread(self.store.load_instance, key)
+                if row is not None:
+                    self._load(entry, row)
+                    self._publish(entry, self.state(entry))
+                elif not entry.subscribers:
+                    self.entries.pop(key, None)
+        await self._recover(lambda key: shard_of(key) in shards)
+
+    def lose(self, shards: set[int]) -> None:
+        """Stop running these shards at once: their callers get a 503 (to retry on the
+        new owner); instances with subscribers stay, to follow the new owner's commits."""
+        error = Unavailable("store-unavailable", "this node no longer runs that instance")
+        for key, entry in list(self.entries.items()):
+            if shard_of(key) not in shards:
+                continue
+            for work in entry.queue:
+                if work.inbox_id is not None:
+                    self.queued_inbox.discard(work.inbox_id)
+                self._reject(work, error)
+            entry.queue.clear()
+            for future, handle in entry.waiters:
+                handle.cancel()
+                if not future.done():
+                    future.set_exception(error)
+            entry.waiters = []
+            self.waiting.discard(entry)
+            for service in entry.services.values():
+                service.task.cancel()
+            entry.services.clear()
+            entry.starting.clear()
+            entry.blocked.clear()
+            self.ready.pop(key, None)
+            if not entry.subscribers and key not in self.uncommitted:
+                del self.entries[key]
+        self.wheel.forget_where(lambda key: shard_of(key) in shards)
+        parked, self.parked = self.parked, []
+        for key, work in parked:
+            if shard_of(key) in shards:
+                self._reject(work, error)
+            else:
+                self.parked.append((key, work))
+
+    def load_inbox(self, rows: list[InboxRow]) -> None:
+        """Queue inbox rows (in delivery order) of instances this node owns, each once."""
+        now = time.monotonic()
+        if len(self.gone_inbox) > 10_000 or (
+            self.gone_inbox and next(iter(self.gone_inbox.values())) < now - GONE_SECONDS
+        ):
+            self.gone_inbox = {i: t for i, t in self.gone_inbox.items() if t > now - GONE_SECONDS}
+        for row in rows:
+            key = (row.machine, row.instance)
+            if (
+                row.id in self.queued_inbox
+                or row.id in self.gone_inbox
+                or not self.ownership.owns(key)
+            ):
+                continue
+            work = Work(
+                "inbox", row.event, sender=row.sender, inbox_id=row.id, attempts=row.attempts
+            )
+            if row.not_before > self.clock.now_ms() and row.attempts:
+                entry = self._entry(key)
+                if entry is not None:
+                    entry.blocked[row.sender] = max(
+                        entry.blocked.get(row.sender, 0), row.not_before
+                    )
+                    self._retry_later(entry, row.not_before)
+            self._enqueue(key, work)
+
+    async def adopt(self, key: InstanceKey, timers: list[TimerRow]) -> None:
+        """An instance another node created in this node's shard: run its timers."""
+        for t in timers:
+            if not self.wheel.has(key, t.key):
+                self.wheel.add(key, t.key, t.due, t.event, t.to, t.attempts)
+        self._wake.set()
+
+    def observes(self, key: InstanceKey, seq: int) -> bool:
+        """Whether a commit of ``key`` by another node concerns a subscriber here."""
+        entry = self.entries.get(key)
+        return entry is not None and bool(entry.subscribers) and seq > entry.seq
+
+    async def refresh(self, key: InstanceKey) -> None:
+        """Reload an instance another node runs and tell its subscribers here."""
+        row = await asyncio.to_thread(self.store.load_instance, key)
+        entry = self.entries.get(key)
+        if row is None or entry is None or self.ownership.owns(key) or row.seq <= entry.seq:
+            return
+        try:
+            self._load(entry, row)
+        except NotFound:
+            return  # a version deployed on another node only
+        self._publish(entry, self.state(entry))
 
     def _child_running(self, eff: EffectRow) -> bool:
         row = self.store.load_instance((eff.machine, eff.instance))
@@ -209,6 +331,10 @@ class Processor:
     def submit(self, key: InstanceKey, work: Work) -> None:
         if self._closing:
             raise Unavailable("shutting-down", "the runtime is shutting down")
+        if not self.ownership.owns(key):
+            raise Unavailable(
+                "store-unavailable", f"{key[0]}/{key[1]} is run by another node; retry"
+            )
         self._enqueue(key, work, create=work.kind == "create")
 
     def _enqueue(self, key: InstanceKey, work: Work, create: bool = False) -> None:
@@ -226,6 +352,8 @@ class Processor:
         if entry is None:
             self._reject(work, NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}"))
             return
+        if work.inbox_id is not None:
+            self.queued_inbox.add(work.inbox_id)
         entry.queue.append(work)
         self.ready[key] = entry
         self._wake.set()
@@ -308,11 +436,19 @@ class Processor:
     async def get(self, key: InstanceKey) -> InstanceState:
         """The committed state; an instance not in memory is read off the event loop."""
         entry = self.entries.get(key)
-        if entry is None:
+        if entry is None or not self.ownership.owns(key):
             try:
                 row = await asyncio.to_thread(self.store.load_instance, key)
             except StoreError as exc:
                 raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
+            if not self.ownership.owns(key):
+                # Another node runs it: its latest commit is in the store.
+                if row is None:
+                    raise NotFound("instance-not-found", f"no instance {key[0]}/{key[1]}")
+                entry = Entry(key)
+                self._load(entry, row)
+                assert entry.committed is not None
+                return entry.committed
             # Loaded meanwhile for work: that entry is the newer one.
             entry = self.entries.get(key) or self._cache(key, row, create=False)
         else:
@@ -379,6 +515,9 @@ class Processor:
 
     def _fire_timers(self) -> None:
         for due in self.wheel.pop_due(self.clock.now_ms()):
+            if not self.ownership.owns(due.key):
+                self.wheel.cancel(due.key, due.timer)  # its owner fires it
+                continue
             self._enqueue(
                 due.key, Work("timer", due.event, sender="timer", due=due, attempts=due.attempts)
             )
@@ -394,6 +533,32 @@ class Processor:
                 batch.instance_creates.append(row)
             else:
                 batch.instance_updates.append((key, expected, row))
+        if self.ownership.node is not None and batch:
+            self._announce(rnd)
+
+    def _announce(self, rnd: Round) -> None:
+        """Many nodes: fence the batch with the leases of the instances it changes, and
+        tell other nodes about its messages and states."""
+        batch, owns = rnd.batch, self.ownership.owns
+        keys = {k for k, (expected, _) in rnd.updates.items() if expected is not None or owns(k)}
+        keys.update(k for k, _ in batch.status_updates)
+        keys.update(k for k, _ in batch.desired_updates)
+        keys.update(batch.instance_deletes)
+        keys.update(
+            op[0] if isinstance(op, tuple) else (op.machine, op.instance) for op in batch.timer_ops
+        )
+        if keys:
+            assert self.ownership.node is not None
+            batch.fence = (self.ownership.node, sorted({shard_of(k) for k in keys}))
+        notices = batch.notices
+        for m in batch.inbox_inserts:
+            if not owns((m.machine, m.instance)):
+                notices.append((INBOX_CHANNEL, f"{m.machine}/{m.instance}"))
+        for key, (expected, row) in rnd.updates.items():
+            notices.append((STATE_CHANNEL, f"{key[0]}/{key[1]}/{row.seq}"))
+            if expected is None and not owns(key):
+                notices.append((ADOPT_CHANNEL, f"{key[0]}/{key[1]}"))
+                self.foreign.add(key)
 
     def _finish(self, rnd: Round, result: CommitResult) -> None:
         """The round is durable: let its consequences out."""
@@ -402,16 +567,44 @@ class Processor:
             left = self.uncommitted.pop(key, 1) - 1
             if left:
                 self.uncommitted[key] = left
+        now = time.monotonic()
+        for inbox_id in rnd.batch.inbox_deletes:
+            self.queued_inbox.discard(inbox_id)
+            self.gone_inbox[inbox_id] = now
         for (key, work), inbox_id in zip(rnd.deliveries, result.inbox_ids, strict=True):
+            # Another node's receiver hears of it (NOTIFY); a sweep may have been first.
+            if inbox_id in self.queued_inbox or not self.ownership.owns(key):
+                continue
             work.inbox_id = inbox_id
             self._enqueue(key, work)
         for action in rnd.after:
             action()
+        if self.foreign:
+            self._hand_over()
         for entry, future in rnd.settle:
             self._await_settle(entry, future)
         for entry in [e for e in self.waiting if e.settled]:
             self._release(entry)
         self._evict()
+
+    def _hand_over(self) -> None:
+        """Forget instances created here for another node once nothing runs them here
+        (their services done); their owner took over their timers and messages."""
+        for key in list(self.foreign):
+            entry = self.entries.get(key)
+            if entry is None:
+                self.foreign.discard(key)
+            elif (
+                not entry.queue
+                and not entry.services
+                and not entry.starting
+                and key not in self.ready
+                and key not in self.uncommitted
+            ):
+                self.foreign.discard(key)
+                self.wheel.forget_instance(key)
+                if not entry.subscribers and not entry.waiters:
+                    del self.entries[key]
 
     def _abandon(self, rounds: list[Round], exc: StoreError) -> None:
         """A failed commit wrote nothing (and the round built on it is dropped too):
@@ -428,6 +621,8 @@ class Processor:
             if not future.done():
                 future.set_exception(error)
         self.entries.clear()
+        self.queued_inbox.clear()
+        self.foreign.clear()
         self.uncommitted.clear()
         self.ready.clear()
         self.waiting.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,13 @@ class TimerWheel:
     def forget_instance(self, key: InstanceKey) -> None:
         for k in [k for k in self._current if k[0] == key]:
             del self._current[k]
+
+    def forget_where(self, drop: Callable[[InstanceKey], bool]) -> None:
+        for k in [k for k in self._current if drop(k[0])]:
+            del self._current[k]
+
+    def has(self, key: InstanceKey, timer: str) -> bool:
+        return (key, timer) in self._current
 
     def timers_of(self, key: InstanceKey) -> list[Due]:
         """The pending timers of one instance (a scan: for rare operations only)."""

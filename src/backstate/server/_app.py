@@ -21,6 +21,7 @@ from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError, Conflict
 
 from ._backend import Backend, runtime_name, state_body
+from ._forward import Forwarder
 from ._hot import HotRoutes
 from ._http import (
     HANDLED_ERRORS,
@@ -89,6 +90,7 @@ def create_app(backend: Backend) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.start()
         yield
+        await api.forwarder.close()
         await backend.close()
 
     routes = [
@@ -137,6 +139,7 @@ class _Api(Requests):
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
         self.uploads = Uploads()
+        self.forwarder = Forwarder(backend.cluster)
 
     # -- machines -----------------------------------------------------------------------------
 
@@ -353,6 +356,9 @@ class _Api(Requests):
         if not isinstance(context, dict):
             raise ApiError(400, "invalid-parameter", "context must be an object", "context")
         version = body.get("machineVersionId")
+        forwarded = await self.forwarder.route(request, (machine, name))
+        if forwarded is not None:
+            return forwarded
         self.backend.require_version(principal.org_id, slug, version)
         # An empty context (the API's default) means the machine's own initial context.
         try:
@@ -404,6 +410,9 @@ class _Api(Requests):
         body = await self.body(request)
         if "event" not in body:
             raise ApiError(400, "invalid-parameter", "the body needs an event", "event")
+        forwarded = await self.forwarder.route(request, (machine, name))
+        if forwarded is not None:
+            return forwarded
         state = await self.backend.runtime.send(
             machine, name, body["event"], auth=self.auth_context(request, principal)
         )
@@ -449,6 +458,9 @@ class _Api(Requests):
         status = (await self.body(request)).get("status")
         if status not in ("running", "paused"):
             raise ApiError(400, "invalid-parameter", "status must be running or paused", "status")
+        forwarded = await self.forwarder.route(request, (machine, name))
+        if forwarded is not None:
+            return forwarded
         if status == "paused":
             await self.backend.runtime.pause(machine, name)
         else:
@@ -462,6 +474,9 @@ class _Api(Requests):
         _, machine, name = self._instance(request, principal)
         body = await self.body(request)
         target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")
+        forwarded = await self.forwarder.route(request, (machine, name))
+        if forwarded is not None:
+            return forwarded
         await self.backend.runtime.set_desired_version(
             machine, name, target, now=body.get("upgradeNow") is True
         )
@@ -516,6 +531,9 @@ class _Api(Requests):
         slug, machine, name = self._instance(request, principal)
         body = await self.body(request)
         _confirm_deletion(body, "hmacSha256OfMachineInstanceNameWithMachineNameKey", slug, name)
+        forwarded = await self.forwarder.route(request, (machine, name))
+        if forwarded is not None:
+            return forwarded
         await self.backend.runtime.delete(machine, name)
         return Response(status_code=204)
 
@@ -557,9 +575,14 @@ class _Api(Requests):
             principal = self.principal(ws, ws.query_params.get("token"))
             require_scope(principal, Scope.STATE_READ)
         except (AuthError, ApiError) as exc:
-            await ws.close(
-                code=4401 if getattr(exc, "status", 401) == 401 else 4403, reason=str(exc)[:120]
-            )
+            # Refuse the handshake with the API's error response (401 for a bad token,
+            # 403 for a missing scope or org), so clients can tell them apart; servers
+            # without the denial-response extension close with 4401 / 4403 instead.
+            status = getattr(exc, "status", 401)
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(await handle_error(ws, exc))  # type: ignore[arg-type]
+            else:
+                await ws.close(code=4401 if status == 401 else 4403, reason=str(exc)[:120])
             return
         await ws.accept()
         watchers: dict[tuple[str, str], asyncio.Task[None]] = {}

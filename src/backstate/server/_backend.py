@@ -14,12 +14,20 @@ from backstate.machine import MachineModule, load_migration_source, load_source
 from backstate.runtime import (
     Backstate,
     Clock,
+    Cluster,
     Conflict,
     InvalidRequest,
     NotFound,
     compile_selectors,
 )
-from backstate.store import MachineRow, MigrationRow, VersionRow, open_control, open_store
+from backstate.store import (
+    MachineRow,
+    MigrationRow,
+    SQLiteStore,
+    VersionRow,
+    open_control,
+    open_store,
+)
 
 ADMIN_SCOPES = tuple(Scope)
 
@@ -47,10 +55,25 @@ class Credentials:
 
 class Backend:
     def __init__(
-        self, db: str | Path, *, clock: Clock | None = None, step_timeout: float = 90.0
+        self,
+        db: str | Path,
+        *,
+        clock: Clock | None = None,
+        step_timeout: float = 90.0,
+        node_url: str | None = None,
     ) -> None:
-        """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``)."""
-        self.runtime = Backstate(open_store(db), clock=clock, step_timeout=step_timeout)
+        """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
+        ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
+        others at this URL (see backstate.runtime._cluster)."""
+        store = open_store(db)
+        self.cluster = (
+            Cluster(node_url)
+            if node_url is not None and not isinstance(store, SQLiteStore)
+            else None
+        )
+        self.runtime = Backstate(
+            store, clock=clock, step_timeout=step_timeout, cluster=self.cluster
+        )
         self.control = open_control(db)
         self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
         self._keys: dict[str, tuple[float, Key | None]] = {}

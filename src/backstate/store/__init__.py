@@ -18,7 +18,7 @@ from ._control import (
     VersionRow,
 )
 from ._open import open_control, open_store
-from ._protocol import SequenceConflict, Store, StoreError
+from ._protocol import LeaseLost, SequenceConflict, Store, StoreError
 from ._records import (
     CommitResult,
     DeadLetterRow,
@@ -64,6 +64,7 @@ __all__ = [
     "InstanceKey",
     "InstanceRow",
     "KeyRow",
+    "LeaseLost",
     "LogRow",
     "MachineRow",
     "MigrationRow",

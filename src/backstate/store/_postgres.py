@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._database import Statement
 from ._indexes import index_query_sql
-from ._protocol import SequenceConflict, StoreError
+from ._protocol import LeaseLost, SequenceConflict, StoreError
 from ._records import (
     CommitResult,
     DeadLetterRow,
@@ -117,6 +117,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX instance_index_instance ON instance_index (machine, instance);
     """,
+    # 3: many nodes (see _leases): live nodes, and one lease row per shard.
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY, url TEXT NOT NULL, heartbeat_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE shard_leases (
+        shard INTEGER PRIMARY KEY, node TEXT, expires_at TIMESTAMPTZ NOT NULL,
+        epoch BIGINT NOT NULL
+    );
+    INSERT INTO shard_leases SELECT s, NULL, '-infinity', 0 FROM generate_series(0, 63) AS s;
+    """,
 ]
 
 # pg_advisory_xact_lock key for migrations: "backstat" as a big-endian int64.
@@ -154,6 +165,7 @@ class PostgresDatabase:
         for key, value in CONNECTION_DEFAULTS.items():
             settings.setdefault(key, value)
         self.timeout = timeout
+        self.conninfo = make_conninfo("", **settings)  # for connections of their own (LISTEN)
         self._where = f"{settings.get('host', 'localhost')}:{settings.get('port', 5432)}/{settings.get('dbname', '')}"
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             make_conninfo("", **settings),
@@ -353,6 +365,18 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
     with conn.pipeline() as pipeline, conn.transaction():
         cur = conn.cursor()
         many = cur.executemany
+        fenced = None
+        if batch.fence is not None:
+            # Share-locking the leases makes a node claiming one wait for this commit,
+            # so it reads everything this batch wrote (see _leases).
+            fenced = conn.cursor()
+            fenced.execute(
+                "SELECT shard FROM shard_leases WHERE node = %s AND shard = ANY(%s)"
+                " AND expires_at > now() FOR SHARE",
+                batch.fence,
+            )
+            if not updates:
+                pipeline.sync()
         # Rows whose order does not matter go in one statement per table, as binary
         # arrays: a thousand transitions cost a few statements, not thousands.
         if batch.instance_creates:
@@ -395,10 +419,13 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                 ),
             )
             pipeline.sync()
+            _check_fence(fenced, batch)
             updated = set(guarded.fetchall())
             for key, (expected, _) in updates.items():
                 if key not in updated:
                     raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
+        if not updates:
+            _check_fence(fenced, batch)
         if statuses:
             cur.execute(_UPDATE_STATUSES, _columns((*k, s) for k, s in statuses.items()))
         if desired:
@@ -496,6 +523,12 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         for key in batch.instance_deletes:
             for delete in _DELETES:
                 cur.execute(delete, key)
+        if batch.notices:
+            channels, payloads = _notices(batch.notices)
+            cur.execute(
+                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
+                (channels, payloads),
+            )
         attempt.committing = True
     inbox_ids = []
     for _ in batch.inbox_inserts:
@@ -504,6 +537,35 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         inbox_ids.append(int(row[0]))
         inserted.nextset()
     return CommitResult(inbox_ids)
+
+
+def _check_fence(fenced: psycopg.Cursor[Any] | None, batch: WriteBatch) -> None:
+    if fenced is None or batch.fence is None:
+        return
+    held = {row[0] for row in fenced.fetchall()}
+    missing = sorted(set(batch.fence[1]) - held)
+    if missing:
+        raise LeaseLost(f"node {batch.fence[0]} no longer holds shards {missing}")
+
+
+# PostgreSQL refuses a notification payload of 8000 bytes or more.
+_NOTICE_BYTES = 7000
+
+
+def _notices(notices: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Lines per channel, joined by newlines into as few notifications as fit."""
+    channels: list[str] = []
+    payloads: list[str] = []
+    open_: dict[str, int] = {}
+    for channel, line in notices:
+        at = open_.get(channel)
+        if at is not None and len(payloads[at]) + len(line) < _NOTICE_BYTES:
+            payloads[at] += "\n" + line
+        else:
+            open_[channel] = len(payloads)
+            channels.append(channel)
+            payloads.append(line)
+    return channels, payloads
 
 
 def _chain(

@@ -25,6 +25,11 @@ from ._records import (
     WriteBatch,
 )
 
+# NOTIFY channels between nodes sharing a PostgreSQL store (see _leases), one line each:
+INBOX_CHANNEL = "backstate_inbox"  # "machine/name": it has new inbox rows
+STATE_CHANNEL = "backstate_state"  # "machine/name/seq": a committed state
+ADOPT_CHANNEL = "backstate_adopt"  # "machine/name": created by a node that does not own it
+
 
 class StoreError(Exception):
     """The store failed; nothing of the batch was written."""
@@ -34,6 +39,12 @@ class StoreError(Exception):
 
 class SequenceConflict(StoreError):
     code = "sequence-conflict"
+
+
+class LeaseLost(StoreError):
+    """A batch fenced by shard leases found one no longer held by its node."""
+
+    code = "lease-lost"
 
 
 class Store(Protocol):

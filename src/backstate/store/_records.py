@@ -151,9 +151,13 @@ class WriteBatch:
     # An instance's index entries, replacing all it had (written with its transition).
     index_puts: list[tuple[InstanceKey, frozenset[IndexEntry]]] = field(default_factory=list)
     desired_updates: list[tuple[InstanceKey, str | None]] = field(default_factory=list)
+    # Many nodes (PostgreSQL): notifications sent on commit as (channel, line); and the
+    # (node, shards) whose leases the node must still hold for the batch to commit.
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    fence: tuple[str, list[int]] | None = None
 
     def __bool__(self) -> bool:
-        return any(getattr(self, name) for name in self.__dataclass_fields__)
+        return any(getattr(self, name) for name in self.__dataclass_fields__ if name != "fence")
 
 
 @dataclass(slots=True)
