@@ -18,6 +18,7 @@ from backstate.client import (
     KeyAuth,
     NotFound,
     RejectedByMachineAuthorizer,
+    Unauthorized,
 )
 from tests.server import test_e2e
 from tests.server.test_e2e import Server
@@ -124,9 +125,16 @@ def test_subscription_errors(server: Server, name: str) -> None:
             nothing.get(5)
     with Client(server.url, auth="not-a-token") as forged:
         refused = forged.instances.subscribe("toggler", name)
-        with pytest.raises(Forbidden):
+        with pytest.raises(Unauthorized) as bad_token:
             refused.get(5)
         assert not refused.connected
+        assert bad_token.value.status == 401 and bad_token.value.code
+    with as_sid(server, name) as admin:
+        ci = admin.keys.create(name, use="ci")  # deploys; reads no state
+    with Client(server.url, auth=KeyAuth(ci.id, ci.key, {"sid": name})) as deployer:
+        with pytest.raises(Forbidden) as missing_scope:
+            deployer.instances.subscribe("toggler", name).get(5)
+        assert missing_scope.value.code == "missing-scope"
 
 
 @pytest.fixture

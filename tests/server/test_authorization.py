@@ -182,3 +182,27 @@ def test_another_org_sees_nothing_of_this_one(matrix: Matrix) -> None:
         matrix.call("POST", "/machines", {"slug": "toggler"}, other).status_code == 201
     )  # its own namespace
     assert matrix.call("GET", "/machines/toggler/i/s1", None, other).status_code in (404, 409)
+
+
+def test_realtime_refuses_the_handshake_with_the_api_error(matrix: Matrix) -> None:
+    import asyncio
+    import json
+
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    server = matrix.server
+
+    async def refusal(token: str) -> tuple[int, str]:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/rt?token={token}"):
+                pass
+        except InvalidStatus as exc:
+            return exc.response.status_code, json.loads(exc.response.body)["code"]
+        raise AssertionError("the handshake was accepted")
+
+    no_scope = sign_token(*matrix.keys["no-scopes"], {"sid": "s1"}, expires_in_s=60)
+    expired = server.token({"sid": "s1"}, ttl=-120)
+    assert asyncio.run(refusal("garbage"))[0] == 401
+    assert asyncio.run(refusal(expired))[0] == 401
+    assert asyncio.run(refusal(no_scope)) == (403, "missing-scope")

@@ -90,9 +90,12 @@ class RealtimeConnection:
             except InvalidStatus as refused:
                 status = refused.response.status_code
                 if status in (401, 403):
-                    self._subscriptions.fail_all(
-                        error_for(status, None, f"the server refused the /rt connection ({status})")
-                    )
+                    # The server answers the handshake with the API's error body.
+                    code, message = None, f"the server refused the /rt connection ({status})"
+                    with contextlib.suppress(ValueError, AttributeError):
+                        body = json.loads(refused.response.body or b"")
+                        code, message = body.get("code"), body.get("error") or message
+                    self._subscriptions.fail_all(error_for(status, code, message))
                     return
             except (Unreachable, ServerError, OSError, TimeoutError, WebSocketException):
                 pass
