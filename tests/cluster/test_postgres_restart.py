@@ -1,0 +1,124 @@
+"""Two nodes under load while the PostgreSQL server restarts: requests during the
+outage get a 503 ``store-unavailable`` (never a 500, never a hang), and the nodes carry
+on once it is back. The outage is kept short: other tests share this server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.store import postgres
+
+from .cluster_machine import MACHINE
+from .conftest import Cluster
+
+REQUEST_LIMIT = 20.0  # no answer may take longer (a hang)
+
+
+def _restart_postgres() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(postgres.ADMIN_URL, connect_timeout=2):
+                return
+        except psycopg.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_nodes_answer_503_during_a_restart_and_carry_on(database: str, tmp_path: Path) -> None:
+    if not os.path.isdir("/etc/postgresql"):
+        pytest.skip("not the local Debian PostgreSQL cluster")
+    cluster = Cluster(database, tmp_path, 2)
+    statuses: Counter[tuple[str, int]] = Counter()
+    bad: list[str] = []
+    ids = itertools.count()
+    phase = "before"
+
+    async def worker(client: httpx.AsyncClient, end: float, w: int) -> None:
+        while time.monotonic() < end:
+            node = cluster.nodes[next(ids) % 2]
+            name = f"p{w}"
+            started = time.monotonic()
+            try:
+                r = await client.post(
+                    f"{node.url}/machines/{MACHINE}/i/{name}/events",
+                    json={"event": {"type": "ping", "id": f"e{next(ids)}"}},
+                    headers=headers,
+                )
+            except httpx.TimeoutException:
+                bad.append(f"{phase}: no answer within {REQUEST_LIMIT} s")
+                continue
+            statuses[(phase, r.status_code)] += 1
+            if r.status_code != 200 and not (
+                r.status_code == 503 and r.json().get("code") == "store-unavailable"
+            ):
+                bad.append(f"{phase}: {r.status_code} {r.text[:200]}")
+            if time.monotonic() - started > REQUEST_LIMIT:
+                bad.append(f"{phase}: answered after {time.monotonic() - started:.1f} s")
+            if r.status_code != 200:
+                await asyncio.sleep(0.05)
+
+    async def load() -> None:
+        nonlocal phase
+        async with httpx.AsyncClient(timeout=REQUEST_LIMIT) as client:
+            for w in range(6):
+                r = await client.post(
+                    f"{cluster.nodes[0].url}/machines/{MACHINE}",
+                    json={"slug": f"p{w}", "context": {"name": f"p{w}"}},
+                    headers=headers,
+                )
+                assert r.status_code == 200, r.text
+            end = time.monotonic() + 1.5
+            await asyncio.gather(*(worker(client, end, w) for w in range(6)))
+            phase = "outage"
+            restart = asyncio.create_task(asyncio.to_thread(_restart_postgres))
+            while not restart.done():
+                end = time.monotonic() + 0.5
+                await asyncio.gather(*(worker(client, end, w) for w in range(6)))
+            await restart
+            # Back: within a few lease periods every instance answers 200 again.
+            phase = "recovering"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                end = time.monotonic() + 1.0
+                before = statuses[("recovering", 200)]
+                await asyncio.gather(*(worker(client, end, w) for w in range(6)))
+                if statuses[("recovering", 200)] > before and not any(
+                    s != 200 for (p, s) in statuses if p == "after"
+                ):
+                    break
+            phase = "after"
+            end = time.monotonic() + 2.0
+            await asyncio.gather(*(worker(client, end, w) for w in range(6)))
+
+    try:
+        headers = cluster.headers()
+        asyncio.run(load())
+    finally:
+        cluster.stop()
+    assert not bad, bad[:5]
+    assert statuses[("before", 200)] > 0, statuses
+    after = {s: n for (p, s), n in statuses.items() if p == "after"}
+    assert after.get(200, 0) > 20 and set(after) == {200}, statuses
+    # Every accepted event is in the history once.
+    counts = Counter(json.loads(e).get("id") for (e,) in cluster.rows("SELECT event FROM history"))
+    assert all(n == 1 for i, n in counts.items() if i is not None)
