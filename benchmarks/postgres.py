@@ -14,7 +14,10 @@ One run measures, in a throwaway database (dropped afterwards):
   1,000 instances of the toggle machine of ``durable.py`` (one asyncio sender per
   instance), verified afterwards from every instance's ``seq`` and the history table;
   also transitions per commit (group commit) and the time per commit;
-* the latency of one ``send`` (commit and settle) on an idle store.
+* the latency of one ``send`` (commit and settle) on an idle store;
+* (c) many nodes: 1, 2 and 3 separate processes, each ``Backstate(PostgresStore(...),
+  cluster=Cluster(...))`` on one database, each sending to the instances of the shards
+  it holds (the same 1,000 toggle instances in all); committed transitions/s summed.
 
 It prints b/a and b/a'. Usage::
 
@@ -283,6 +286,79 @@ async def bench_backstate(url: str, s: Settings) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- (c) nodes
+
+
+def _node_worker(url: str, n: int, nodes: int, seconds: float, barrier: Any, out: Any) -> None:
+    asyncio.run(_node_main(url, n, nodes, seconds, barrier, out))
+
+
+async def _node_main(url: str, n: int, nodes: int, seconds: float, barrier: Any, out: Any) -> None:
+    from backstate.runtime import Backstate, Cluster, Unavailable
+    from backstate.store import PostgresStore
+
+    cluster = Cluster(f"http://bench-node-{os.getpid()}")
+    async with Backstate(PostgresStore(url), cluster=cluster) as bs:
+        bs.deploy(MACHINE, _toggle_machine())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the shards are spread over every node
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT count(DISTINCT node), count(*) FROM shard_leases"
+                    " WHERE expires_at > now()"
+                ).fetchone()
+            if row == (nodes, 64):
+                break
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)  # every node's held set is current
+        await asyncio.to_thread(barrier.wait)
+        mine = [f"i{i}" for i in range(n) if cluster.owns((MACHINE, f"i{i}"))]
+        await asyncio.gather(*(bs.create(MACHINE, name) for name in mine))
+        await asyncio.to_thread(barrier.wait)
+        count = 0
+        stop = time.monotonic() + seconds
+        event = {"type": "toggle"}
+
+        async def sender(name: str) -> None:
+            nonlocal count
+            while time.monotonic() < stop:
+                try:
+                    await bs.send(MACHINE, name, event)
+                except Unavailable:
+                    return  # its shard moved to another node
+                count += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(name) for name in mine))
+        out.put((len(mine), count, time.perf_counter() - started, len(cluster.held)))
+
+
+def bench_nodes(database_url: str, s: Settings, nodes: int) -> dict[str, Any]:
+    url = _schema_url(database_url, f"nodes{nodes}")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(nodes)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_node_worker, args=(url, s.instances, nodes, s.seconds, barrier, out))
+        for _ in range(nodes)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120 + s.seconds) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    transitions = sum(r[1] for r in results)
+    seconds = max(r[2] for r in results)
+    return {
+        "nodes": nodes,
+        "instances": sum(r[0] for r in results),
+        "shards": [r[3] for r in results],
+        "transitions": transitions,
+        "rate": transitions / seconds,
+        "verified": _history_rows(url) == transitions + sum(r[0] for r in results),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -343,6 +419,15 @@ def print_report(rows: dict[str, Any], s: Settings) -> None:
         verdict = "PASS" if ratio >= BAR else "MISS"
         label = "b/a' (backstate / pgbench)"
         print(f"{label:<50} {ratio:>12.2f}  bar >= {BAR:g}: {verdict}")
+    for nodes in (1, 2, 3):
+        c = rows.get(f"nodes{nodes}")
+        if c:
+            ratio = f"{c['rate'] / a['rate']:.2f}x (a)" if a else ""
+            print(
+                f"{f'(c) backstate transitions/s, {nodes} node process(es)':<50}"
+                f" {_fmt(c['rate']):>12}  {ratio}, shards per node {c['shards']},"
+                f" verified={c['verified']}"
+            )
     if b and b.get("problems"):
         print("backstate verification problems:", *b["problems"], sep="\n  ")
 
@@ -396,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         rows["pgbench"] = bench_pgbench(baseline, s, s.baseline_seconds, work)
         print(f"(b) backstate, {s.instances:,} instances ...", flush=True)
         rows["backstate"] = asyncio.run(bench_backstate(_schema_url(database_url, "bs"), s))
+        for nodes in (1, 2, 3):
+            print(f"(c) backstate, {nodes} node process(es) ...", flush=True)
+            rows[f"nodes{nodes}"] = bench_nodes(database_url, s, nodes)
         print("(a) psycopg loop again ...", flush=True)
         rows["psycopg_after"] = bench_psycopg(baseline, s, s.baseline_seconds)
     finally:
@@ -412,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
     checked = [rows.get("psycopg_before"), rows.get("psycopg_after"), rows.get("backstate")]
+    checked += [rows.get(f"nodes{n}") for n in (1, 2, 3)]
     pg = rows.get("pgbench")
     if pg and "rate" in pg:
         checked.append(pg)
