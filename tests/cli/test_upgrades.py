@@ -115,7 +115,7 @@ def test_upgrade_one_instance(cli: Cli, name: str, versions: tuple[str, str]) ->
 
     failed = cli("instances", "upgrade", "-m", name, "-i", "fails", "--to", "2.0.0", ok=False)
     assert failed.status == 1 and failed.stdout == ""
-    assert failed.error.endswith("(upgrade-failed)") and "fails:" in failed.error
+    assert failed.error.endswith("(migration-failed)") and "fails:" in failed.error
 
     back = cli("instances", "upgrade", "-m", name, "-i", "clean", "--to", "1.0.0", ok=False)
     assert back.error.endswith("(no-migration-path)")
@@ -148,7 +148,7 @@ def test_bulk_dry_run_and_upgrade(cli: Cli, name: str, versions: tuple[str, str]
         "clean": ("upgraded", None),
         "other": ("upgraded", None),
         "twice": ("upgraded", None),
-        "fails": ("failed", "upgrade-failed"),
+        "fails": ("failed", "migration-failed"),
     }
     assert summary["failed"] == 1
 
@@ -163,4 +163,4 @@ def test_bulk_dry_run_and_upgrade(cli: Cli, name: str, versions: tuple[str, str]
     again = cli("instances", "upgrade", "-m", name, "--all-on", "1.0.0", "--to", "2.0.0", ok=False)
     assert again.lines[0] == f"upgraded 0 of 1 instances from {v1} to {v2}"
     assert again.lines[1].split() == ["failed", "code", "error"]
-    assert again.lines[2].split()[:2] == ["fails", "upgrade-failed"]
+    assert again.lines[2].split()[:2] == ["fails", "migration-failed"]

@@ -138,14 +138,13 @@ def test_migration_and_upgrade_errors(server: Server) -> None:
         "def upgrade_context(o, n, c):\n    return c\n"
     )
     assert migrate_now(bad).status_code == 200
-    assert (
-        httpx.put(
-            f"{base}/i/t1/v",
-            json={"targetMachineVersionId": v2, "upgradeNow": True},
-            headers=admin,
-        ).status_code
-        == 201
+    failed = httpx.put(
+        f"{base}/i/t1/v", json={"targetMachineVersionId": v2, "upgradeNow": True}, headers=admin
     )
+    assert (failed.status_code, failed.json()["code"]) == (400, "migration-failed")
+    assert "ValueError" in failed.json()["error"]
+    missing = httpx.put(f"{base}/i/nope/v", json={"targetMachineVersionId": v2}, headers=admin)
+    assert "org_" not in missing.json()["error"], missing.json()  # no internal names
     view = httpx.get(f"{base}/i/t1/admin", headers=admin).json()
     assert view["machineVersion"]["id"] == v1 and "desiredMachineVersion" not in view
     logs = httpx.get(

@@ -249,6 +249,24 @@ def test_logs_filter_by_time_machine_and_instance(store: Store) -> None:
     assert [g.message for g in store.logs(0, 100, None, None, 2)] == ["one", "two"]
 
 
+def test_logs_filter_by_version_and_namespace_before_the_limit(store: Store) -> None:
+    # One org's page must not come back short because other orgs' rows filled it.
+    logs = [LogRow(i, "org_b.m", "v1", "a", "info", f"b{i}") for i in range(5)]
+    logs += [
+        LogRow(10, "org_a.m", "v1", "a", "info", "a1"),
+        LogRow(11, "org_a.n", "v2", "a", "info", "a2"),
+        LogRow(12, "org_a_x.m", "v1", "a", "info", "not org_a"),  # '_' is not a wildcard
+    ]
+    store.commit(WriteBatch(logs=logs))
+    assert [g.message for g in store.logs(0, 100, None, None, 2, namespace="org_a")] == [
+        "a1",
+        "a2",
+    ]
+    assert [g.message for g in store.logs(0, 100, None, None, 10, version="v2")] == ["a2"]
+    only = store.logs(0, 100, "org_a.m", None, 10, version="v1", namespace="org_a")
+    assert [g.message for g in only] == ["a1"]
+
+
 def test_any_text_from_user_code_can_be_stored(store: Store) -> None:
     # print() output and error messages are user-controlled: NUL, emoji, quotes.
     message = "a\x00b 🦆 '; DROP TABLE logs; --"

@@ -309,9 +309,15 @@ class Backstate:
         machine: str | None = None,
         instance: str | None = None,
         limit: int = 100,
+        version: str | None = None,
+        namespace: str | None = None,
     ) -> list[LogRow]:
         end = until if until is not None else 2**62
-        return await asyncio.to_thread(self.store.logs, since, end, machine, instance, limit)
+        return await asyncio.to_thread(
+            lambda: self.store.logs(
+                since, end, machine, instance, limit, version=version, namespace=namespace
+            )
+        )
 
     def _future(self) -> asyncio.Future[InstanceState]:
         if not self._started:

@@ -769,15 +769,18 @@ class Processor:
         entry.desired = None if target == entry.version else target
         rnd.batch.desired_updates.append((entry.key, entry.desired))
         if (work.create or {}).get("now") and entry.desired is not None and entry.settled:
-            self._upgrade(entry, rnd, now)
+            failure = self._upgrade(entry, rnd, now)
+            if failure is not None:
+                raise failure  # logged and cleared in this round, and answered
         if work.future is not None:
             rnd.settle.append((entry, work.future))
         state = self.state(entry)
         rnd.after.append(lambda: self._publish(entry, state))
 
-    def _upgrade(self, entry: Entry, rnd: Round, now: int) -> None:
+    def _upgrade(self, entry: Entry, rnd: Round, now: int) -> BackstateError | None:
         """Migrate the instance to its desired version, recorded as a transition. If the
-        migration fails, the instance stays as it was and the failure is logged."""
+        migration fails, the instance stays as it was, the failure is logged and
+        returned."""
         key, source_id, target_id = entry.key, entry.version, entry.desired
         assert target_id is not None and entry.snapshot is not None
         source = self.registry.get(key[0], source_id)
@@ -803,7 +806,7 @@ class Processor:
                     f"{source_id}: {exc.message}",
                 )
             )
-            return
+            return exc
         active = set(snap.active_ids)
         for due in self.wheel.timers_of(key):
             if not surviving_timer(due.event.get("type", ""), active):
@@ -821,6 +824,7 @@ class Processor:
         if entry.indexed is None:  # the target indexes nothing: drop the source's entries
             entry.indexed = frozenset()
             rnd.batch.index_puts.append((key, entry.indexed))
+        return None
 
     def _index(self, entry: Entry, version: Version, snap: Snapshot, rnd: Round, now: int) -> None:
         """Rewrite the instance's index entries, in this transition's commit, if they

@@ -548,8 +548,9 @@ class _Api(Requests):
             machine=runtime_name(principal.org_id, machine) if machine else None,
             instance=q.get("instance"),
             limit=100,
+            version=q.get("version"),
+            namespace=principal.org_id,
         )
-        rows = [r for r in rows if r.machine.startswith(principal.org_id + ".")]
         return JSONResponse(
             {
                 "maxTimestamp": iso(max((r.ts for r in rows), default=since)),

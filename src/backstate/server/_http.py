@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import weakref
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from backstate.store import StoreError
 from ._backend import Backend
 
 MAX_BODY_BYTES = 1_000_000
+_ORG_PREFIX = re.compile(r"\borg_[A-Za-z0-9_-]+\.(?=[A-Za-z0-9_-])")
 ORG_HEADER = "x-statebacked-org-id"
 
 
@@ -86,7 +88,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AuthError):
         return error_response(exc.status, exc.code, str(exc), getattr(exc, "parameter", None))
     if isinstance(exc, BackstateError):
-        return error_response(exc.status, exc.code, exc.message)
+        # The runtime names machines <org>.<machine>; callers know them without the org.
+        return error_response(exc.status, exc.code, _ORG_PREFIX.sub("", exc.message))
     if isinstance(exc, MachineModuleError):
         return error_response(400, exc.code, str(exc), "code")
     if isinstance(exc, StoreError):

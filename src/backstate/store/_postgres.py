@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._database import Statement
 from ._indexes import index_query_sql
+from ._log_queries import logs_sql
 from ._protocol import LeaseLost, SequenceConflict, StoreError
 from ._records import (
     CommitResult,
@@ -326,18 +327,18 @@ class PostgresStore:
         ]
 
     def logs(
-        self, since: int, until: int, machine: str | None, instance: str | None, limit: int
+        self,
+        since: int,
+        until: int,
+        machine: str | None,
+        instance: str | None,
+        limit: int,
+        *,
+        version: str | None = None,
+        namespace: str | None = None,
     ) -> list[LogRow]:
-        text = "SELECT ts, machine, version, instance, level, message FROM logs WHERE ts >= ? AND ts < ?"
-        args: list[Any] = [since, until]
-        if machine is not None:
-            text += " AND machine = ?"
-            args.append(machine)
-        if instance is not None:
-            text += " AND instance = ?"
-            args.append(instance)
-        rows = self._read(text + " ORDER BY ts, id LIMIT ?", (*args, limit))
-        return [LogRow(*r) for r in rows]
+        query, args = logs_sql(since, until, machine, instance, limit, version, namespace)
+        return [LogRow(*r) for r in self._read(query, args)]
 
     # -- writes ---------------------------------------------------------------------------
 

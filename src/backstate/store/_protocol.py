@@ -63,7 +63,15 @@ class Store(Protocol):
     def dead_letters(self, limit: int) -> list[DeadLetterRow]: ...
 
     def logs(
-        self, since: int, until: int, machine: str | None, instance: str | None, limit: int
+        self,
+        since: int,
+        until: int,
+        machine: str | None,
+        instance: str | None,
+        limit: int,
+        *,
+        version: str | None = None,
+        namespace: str | None = None,
     ) -> list[LogRow]: ...
 
     def query_index(self, query: IndexQuery) -> list[IndexHit]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._indexes import index_query_sql
+from ._log_queries import logs_sql
 from ._protocol import SequenceConflict, StoreError
 from ._records import (
     CommitResult,
@@ -239,18 +240,18 @@ class SQLiteStore:
         ]
 
     def logs(
-        self, since: int, until: int, machine: str | None, instance: str | None, limit: int
+        self,
+        since: int,
+        until: int,
+        machine: str | None,
+        instance: str | None,
+        limit: int,
+        *,
+        version: str | None = None,
+        namespace: str | None = None,
     ) -> list[LogRow]:
-        sql = "SELECT ts, machine, version, instance, level, message FROM logs WHERE ts >= ? AND ts < ?"
-        args: list[Any] = [since, until]
-        if machine is not None:
-            sql += " AND machine = ?"
-            args.append(machine)
-        if instance is not None:
-            sql += " AND instance = ?"
-            args.append(instance)
-        rows = self._read(sql + " ORDER BY ts, id LIMIT ?", (*args, limit))
-        return [LogRow(*r) for r in rows]
+        query, args = logs_sql(since, until, machine, instance, limit, version, namespace)
+        return [LogRow(*r) for r in self._read(query, args)]
 
     # -- writes ---------------------------------------------------------------------------
 
