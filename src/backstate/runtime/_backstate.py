@@ -16,8 +16,8 @@ from backstate.store import (
     InstanceRow,
     LogRow,
     RawJson,
-    SQLiteStore,
     Store,
+    open_store,
 )
 
 from . import _logs
@@ -34,7 +34,8 @@ MAX_EVENT_BYTES = 400_000
 
 
 class Backstate:
-    """Durable statechart instances on a store (a SQLite file by default).
+    """Durable statechart instances on a store: a SQLite file's path (the default), a
+    store URL (``postgresql://...``, see ``backstate.store.open_store``) or a ``Store``.
 
     Deploy machines, then ``await start()`` (or use ``async with``). Every method that
     changes an instance returns once the change is durably committed and the instance
@@ -53,7 +54,7 @@ class Backstate:
         """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
         _cluster); without it this process runs every instance of the store."""
         self.store: Store = (
-            SQLiteStore(store, synchronous=synchronous) if isinstance(store, str | Path) else store
+            open_store(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
         self.clock = clock or SystemClock()
         self.registry = Registry()
