@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "durable.py"
+from .benchmark_runs import quick
 
 
 def test_durable_benchmark_quick_without_dbos() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--skip-dbos"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = quick("durable.py", "--skip-dbos")
     # each row: its label, then a measured number (not "n/a")
     for label in (
         r"\(a\) raw SQLite commits/s \(WAL, FULL\), before \(b\)",

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "http.py"
+from .benchmark_runs import quick
 
 
 def test_http_benchmark_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = quick("http.py", timeout=60)
     num = r"-?[\d,.]+"
     for label in ("send-event", "get"):
         assert re.search(rf"^{label}\s+{num}\s+{num}\s+{num}\s+{num}\s+0$", out, re.M), out

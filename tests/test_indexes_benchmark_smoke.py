@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "indexes.py"
+from .benchmark_runs import quick
 
 
 def test_indexes_benchmark_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = quick("indexes.py")
     assert re.search(r"^\s+16,000 via SQLiteStore\.commit .*: [\d,]+ instances/s", out, re.M), out
     assert re.search(r"^\s+4,000 via Backstate\.create .*: [\d,]+ creates/s", out, re.M), out
     # each row: its label, then the number of samples and measured p50 / p99 (not "n/a")

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "postgres.py"
+from .benchmark_runs import quick
 
 
 def test_postgres_benchmark_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = quick("postgres.py")
     # each row: its label, then a measured number (not "n/a")
     for label in (
         r"\(a\) psycopg two-row transactions/s, before \(b\)",
