@@ -86,6 +86,10 @@ class Backstate:
         self.store.record_version(name, version, self.clock.now_ms())
         self.processor.deployed(name)
 
+    def make_current(self, name: str, version: str) -> None:
+        """Make a deployed version the one new instances start on."""
+        self.registry.make_current(name, version)
+
     def add_migration(
         self,
         machine: str,

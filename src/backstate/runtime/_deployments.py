@@ -113,6 +113,10 @@ class Registry:
         if make_current or deployment.current is None:
             deployment.current = version.id
 
+    def make_current(self, machine: str, version: str) -> None:
+        self.get(machine, version)  # NotFound unless deployed
+        self.machines[machine].current = version
+
     def add_migration(self, migration: Migration) -> None:
         deployment = self.machines.setdefault(migration.machine, Deployment(migration.machine))
         deployment.migrations = [m for m in deployment.migrations if m.id != migration.id] + [

@@ -3,6 +3,9 @@ machines, versions). Each org's machines run in the runtime as ``<org>.<machine>
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -10,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from backstate.auth import Key, Scope
-from backstate.machine import MachineModule, load_migration_source, load_source
+from backstate.machine import (
+    MachineModule,
+    MachineModuleError,
+    load_migration_source,
+    load_source,
+)
 from backstate.runtime import (
     Backstate,
     Clock,
@@ -24,17 +32,21 @@ from backstate.store import (
     MachineRow,
     MigrationRow,
     SQLiteStore,
+    StoreError,
     VersionRow,
     open_control,
     open_store,
 )
 
 ADMIN_SCOPES = tuple(Scope)
+logger = logging.getLogger("backstate.server")
 
 # Keys and machines are read on every request and change rarely: they are cached for
 # this long. A change made through this process clears the cache at once; one made by
 # another node sharing the store is seen within this many seconds.
 CONTROL_CACHE_SECONDS = 1.0
+# On many nodes: how often a node looks for versions and migrations uploaded elsewhere.
+DEPLOY_SYNC_SECONDS = 1.0
 _CACHE_LIMIT = 10_000
 
 
@@ -78,6 +90,8 @@ class Backend:
         self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
         self._keys: dict[str, tuple[float, Key | None]] = {}
         self._machines: dict[tuple[str, str], tuple[float, MachineRow | None]] = {}
+        self._migrations: set[str] = set()  # registered migration ids
+        self._sync: asyncio.Task[None] | None = None
 
     def control_changed(self) -> None:
         """Forget cached keys and machines (call after changing either)."""
@@ -85,18 +99,45 @@ class Backend:
         self._machines.clear()
 
     async def start(self) -> None:
-        for version in self.control.versions():
-            machine = self.control.machine(version.org_id, version.machine)
-            self._deploy(
-                version, make_current=machine is not None and machine.current_version == version.id
-            )
-        for migration in self.control.migrations():
-            self._register(migration)
+        self.sync_deployments()
         await self.runtime.start()
+        if self.cluster is not None:
+            self._sync = asyncio.create_task(self._follow_deployments(), name="backstate-deploys")
 
     async def close(self) -> None:
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
         await self.runtime.close()
         self.control.close()
+
+    def sync_deployments(self) -> None:
+        """Deploy the versions and migrations in the control store that this process
+        does not run yet, and follow each machine's current version: at start, and on
+        many nodes every ``DEPLOY_SYNC_SECONDS`` (another node may have uploaded)."""
+        machines = {(m.org_id, m.slug): m for m in self.control.machines()}
+        for version in self.control.versions():
+            machine = machines.get((version.org_id, version.machine))
+            current = machine is not None and machine.current_version == version.id
+            if version.id not in self.modules:
+                self._deploy(version, make_current=current)
+            elif current:
+                self.runtime.make_current(runtime_name(version.org_id, version.machine), version.id)
+        for migration in self.control.migrations():
+            if migration.id not in self._migrations:
+                self._register(migration)
+        self.control_changed()
+
+    async def _follow_deployments(self) -> None:
+        while True:
+            await asyncio.sleep(DEPLOY_SYNC_SECONDS)
+            try:
+                self.sync_deployments()
+            except StoreError as exc:
+                logger.warning("could not read deployments: %s", exc)
+            except MachineModuleError as exc:
+                logger.error("a version or migration from another node does not load: %s", exc)
 
     # -- orgs and keys ----------------------------------------------------------------------
 
@@ -237,6 +278,7 @@ class Backend:
 
     def _register(self, row: MigrationRow) -> None:
         module = load_migration_source(row.source, f"{row.machine}@{row.id}.py")
+        self._migrations.add(row.id)
         self.runtime.add_migration(
             runtime_name(row.org_id, row.machine),
             row.id,
@@ -250,6 +292,8 @@ class Backend:
         machine = self.machine(org_id, slug)
         if version_id is None and machine.current_version is None:
             raise Conflict("invalid-state", f"machine {slug!r} has no version yet")
+        if (version_id or machine.current_version) not in self.modules and self.cluster:
+            self.sync_deployments()  # uploaded through another node a moment ago
         if version_id is not None and version_id not in self.modules:
             raise InvalidRequest("invalid-parameter", f"no version {version_id!r} of {slug!r}")
 

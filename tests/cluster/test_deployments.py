@@ -1,0 +1,42 @@
+"""A version or migration uploaded through one node runs on every node: nodes follow
+the control store, so an instance owned elsewhere starts on the new current version."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from .conftest import HERE, Cluster
+
+MACHINE = (HERE / "cluster_machine.py").read_text()
+
+
+def test_a_version_uploaded_on_one_node_runs_on_the_others(database: str, tmp_path: Path) -> None:
+    cluster = Cluster(database, tmp_path, 2)
+    try:
+        first, second = cluster.nodes
+        admin = cluster.headers()
+        machines = httpx.post(f"{first.url}/machines", json={"slug": "late"}, headers=admin)
+        assert machines.status_code == 201, machines.text
+        version = httpx.post(f"{first.url}/machines/late/v", json={"code": MACHINE}, headers=admin)
+        assert version.status_code == 200, version.text
+        version_id = version.json()["machineVersionId"]
+        # Instances in every shard, created through the second node: those it owns run
+        # there, the others are forwarded to the first node; all must find the version.
+        deadline = time.monotonic() + 10
+        created = 0
+        while created < 20:
+            r = httpx.post(
+                f"{second.url}/machines/late", json={"slug": f"i{created}"}, headers=admin
+            )
+            if r.status_code == 409 and time.monotonic() < deadline:  # "no version yet"
+                time.sleep(0.2)
+                continue
+            assert r.status_code == 200, r.text
+            created += 1
+        rows = cluster.rows("SELECT DISTINCT version FROM instances WHERE machine LIKE ?", "%.late")
+        assert rows == [(version_id,)]
+    finally:
+        cluster.stop()
