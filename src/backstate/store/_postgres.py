@@ -19,7 +19,6 @@ from the store, which is right either way. The pool reconnects in the background
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -31,24 +30,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._database import Statement
-from ._indexes import index_query_sql
-from ._log_queries import logs_sql
 from ._protocol import LeaseLost, SequenceConflict, StoreError
+from ._reads import SqlReads
 from ._records import (
     CommitResult,
-    DeadLetterRow,
-    EffectRow,
-    HistoryRow,
-    InboxRow,
-    IndexHit,
-    IndexQuery,
     InstanceKey,
     InstanceRow,
-    LogRow,
     TimerRow,
     WriteBatch,
 )
-from ._sqlite import _children, _dumps, _instance, _ref
+from ._sqlite import _children, _dumps, _ref
 
 T = TypeVar("T")
 logger = logging.getLogger("backstate.store")
@@ -249,7 +240,9 @@ def _placeholders(text: str) -> bytes:
     return text.replace("?", "%s").encode()
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
+    EFFECT_ORDER = "position"
+
     def __init__(
         self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 5.0
     ) -> None:
@@ -268,77 +261,6 @@ class PostgresStore:
         return self.db.query(text, args)
 
     # -- reads ----------------------------------------------------------------------------
-
-    def load_instance(self, key: InstanceKey) -> InstanceRow | None:
-        rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
-            " FROM instances WHERE machine = ? AND name = ?",
-            key,
-        )
-        return _instance(rows[0]) if rows else None
-
-    def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]:
-        rows = self._read(
-            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
-            " FROM instances WHERE machine = ? AND name > ? ORDER BY name LIMIT ?",
-            (machine, after or "", limit),
-        )
-        return [_instance(r) for r in rows]
-
-    def query_index(self, query: IndexQuery) -> list[IndexHit]:
-        sql, args = index_query_sql(query, "?")
-        return [IndexHit(*r) for r in self._read(sql, args)]
-
-    def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]:
-        rows = self._read(
-            "SELECT seq, event, snapshot, ts FROM history WHERE machine = ? AND instance = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (*key, after_seq, limit),
-        )
-        return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
-
-    def pending_inbox(self) -> list[InboxRow]:
-        rows = self._read(
-            "SELECT id, machine, instance, event, sender, priority, attempts, not_before FROM inbox"
-            " ORDER BY priority, id"
-        )
-        return [InboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
-
-    def pending_timers(self) -> list[TimerRow]:
-        rows = self._read(
-            "SELECT machine, instance, key, event, due, target, attempts FROM timers"
-            " ORDER BY due, machine, instance, key"
-        )
-        return [TimerRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
-
-    def unfinished_effects(self) -> list[EffectRow]:
-        rows = self._read(
-            "SELECT id, machine, instance, kind, name, child FROM effects ORDER BY position"
-        )
-        return [EffectRow(*r) for r in rows]
-
-    def dead_letters(self, limit: int) -> list[DeadLetterRow]:
-        rows = self._read(
-            "SELECT id, machine, instance, event, sender, reason, attempts, ts FROM dead_letters ORDER BY id LIMIT ?",
-            (limit,),
-        )
-        return [
-            DeadLetterRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows
-        ]
-
-    def logs(
-        self,
-        since: int,
-        until: int,
-        machine: str | None,
-        instance: str | None,
-        limit: int,
-        *,
-        version: str | None = None,
-        namespace: str | None = None,
-    ) -> list[LogRow]:
-        query, args = logs_sql(since, until, machine, instance, limit, version, namespace)
-        return [LogRow(*r) for r in self._read(query, args)]
 
     # -- writes ---------------------------------------------------------------------------
 

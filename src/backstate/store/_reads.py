@@ -1,0 +1,127 @@
+"""The reads both SQL stores make: the same statements (with ``?`` placeholders) on
+each store's ``_read``, and the rows they become."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._indexes import index_query_sql
+from ._log_queries import logs_sql
+from ._records import (
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    IndexHit,
+    IndexQuery,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    TimerRow,
+)
+
+
+class SqlReads:
+    """Mixed into a store that defines ``_read(sql, args)`` and ``EFFECT_ORDER`` (the
+    column that keeps effects in insertion order)."""
+
+    EFFECT_ORDER = "rowid"
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def load_instance(self, key: InstanceKey) -> InstanceRow | None:
+        rows = self._read(
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
+            " FROM instances WHERE machine = ? AND name = ?",
+            key,
+        )
+        return _instance(rows[0]) if rows else None
+
+    def list_instances(self, machine: str, after: str | None, limit: int) -> list[InstanceRow]:
+        rows = self._read(
+            "SELECT machine, name, version, seq, snapshot, status, parent, children, created_at, updated_at, desired_version"
+            " FROM instances WHERE machine = ? AND name > ? ORDER BY name LIMIT ?",
+            (machine, after or "", limit),
+        )
+        return [_instance(r) for r in rows]
+
+    def query_index(self, query: IndexQuery) -> list[IndexHit]:
+        sql, args = index_query_sql(query, "?")
+        return [IndexHit(*r) for r in self._read(sql, args)]
+
+    def history(self, key: InstanceKey, after_seq: int, limit: int) -> list[HistoryRow]:
+        rows = self._read(
+            "SELECT seq, event, snapshot, ts FROM history WHERE machine = ? AND instance = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (*key, after_seq, limit),
+        )
+        return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
+
+    def pending_inbox(self) -> list[InboxRow]:
+        rows = self._read(
+            "SELECT id, machine, instance, event, sender, priority, attempts, not_before FROM inbox"
+            " ORDER BY priority, id"
+        )
+        return [InboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def pending_timers(self) -> list[TimerRow]:
+        rows = self._read(
+            "SELECT machine, instance, key, event, due, target, attempts FROM timers"
+            " ORDER BY due, machine, instance, key"
+        )
+        return [TimerRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def unfinished_effects(self) -> list[EffectRow]:
+        rows = self._read(
+            f"SELECT id, machine, instance, kind, name, child FROM effects ORDER BY {self.EFFECT_ORDER}"
+        )
+        return [EffectRow(*r) for r in rows]
+
+    def dead_letters(self, limit: int) -> list[DeadLetterRow]:
+        rows = self._read(
+            "SELECT id, machine, instance, event, sender, reason, attempts, ts FROM dead_letters ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetterRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows
+        ]
+
+    def logs(
+        self,
+        since: int,
+        until: int,
+        machine: str | None,
+        instance: str | None,
+        limit: int,
+        *,
+        version: str | None = None,
+        namespace: str | None = None,
+    ) -> list[LogRow]:
+        query, args = logs_sql(since, until, machine, instance, limit, version, namespace)
+        return [LogRow(*r) for r in self._read(query, args)]
+
+
+def _key(text: str | None) -> InstanceKey | None:
+    if text is None:
+        return None
+    machine, _, name = text.partition("/")
+    return (machine, name)
+
+
+def _instance(r: Any) -> InstanceRow:
+    children = {k: _key(v) for k, v in json.loads(r[7]).items()}
+    return InstanceRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        json.loads(r[4]),
+        r[5],
+        _key(r[6]),
+        r[8],
+        r[9],
+        {k: v for k, v in children.items() if v is not None},
+        r[10],
+    )
