@@ -116,6 +116,8 @@ def test_bad_input_is_rejected_and_changes_nothing(db: Target) -> None:
                 ("xstate.init", "invalid-event"),
                 ({"type": "inc", "by": float("nan")}, "invalid-json"),
                 ({"type": "inc", "x": object()}, "invalid-json"),
+                # 200,001 characters but 400,002 bytes of UTF-8: the limit is in bytes.
+                ({"type": "inc", "x": "é" * 200_001}, "event-too-large"),
             ]
             for event, code in cases:
                 with pytest.raises(InvalidRequest) as info:

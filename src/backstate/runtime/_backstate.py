@@ -9,6 +9,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import orjson
+
 from backstate.chart import ExecutionError, Machine, to_event
 from backstate.store import (
     DeadLetterRow,
@@ -179,7 +181,7 @@ class Backstate:
         except ExecutionError as exc:
             raise InvalidRequest("invalid-event", exc.message) from exc
         text = _check_json(ev, "event")
-        if len(text) > MAX_EVENT_BYTES:
+        if (len(text) if text.isascii() else len(text.encode())) > MAX_EVENT_BYTES:
             raise InvalidRequest(
                 "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
             )
@@ -331,6 +333,15 @@ class Backstate:
 
 
 def _check_json(value: Any, what: str) -> str:
+    """Compact JSON text of ``value`` (``invalid-json`` unless it is JSON). orjson when
+    its answer is the standard library's: it writes NaN and infinities as ``null`` and
+    refuses non-string keys, so output with a ``null`` and refusals take the slow path."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError:
+        data = b"null"
+    if b"null" not in data:
+        return data.decode()
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
