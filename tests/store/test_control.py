@@ -116,3 +116,36 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
         open_control(target.url)
     target.rows("UPDATE control_schema_version SET version = ?", current)
     open_control(target.url).close()
+
+
+def test_the_first_org_is_created_once_even_by_two_nodes_at_once(target: Target) -> None:
+    import threading
+
+    stores = [open_control(target.url) for _ in range(2)]
+    outcomes: list[str] = []
+
+    def start(i: int) -> None:
+        try:
+            stores[i].add_org(
+                OrgRow(f"org_{i}", "default", 1), keys=[key(f"k{i}", f"org_{i}")], first=True
+            )
+            outcomes.append("created")
+        except StoreError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created", "refused"]
+    orgs = stores[0].orgs()
+    assert len(orgs) == 1
+    # The refused one wrote nothing: no org, no key.
+    loser = "org_1" if orgs[0].id == "org_0" else "org_0"
+    assert stores[0].keys(loser) == []
+    # Later orgs (not the first start's) are created as usual.
+    stores[0].add_org(OrgRow("org_later", "later", 2))
+    assert len(stores[1].orgs()) == 2
+    for store in stores:
+        store.close()

@@ -149,7 +149,12 @@ class Backend:
 
         if self.control.orgs():
             return None
-        org_id, admin = create_org(self.control, "default", allow_anonymous=True)
+        try:
+            org_id, admin = create_org(self.control, "default", allow_anonymous=True, first=True)
+        except StoreError:
+            if self.control.orgs():  # another node starting at the same time made it
+                return None
+            raise
         return Credentials(org_id, admin.id, admin.secret)
 
     def lookup_key(self, key_id: str) -> Key | None:

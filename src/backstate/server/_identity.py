@@ -75,7 +75,9 @@ def token_provider_row(org_id: str, provider: TokenProvider, created_at: int) ->
     return TokenProviderRow(org_id, provider.service, provider.key_id, provider.mapping, created_at)
 
 
-def create_org(control: ControlStore, name: str, *, allow_anonymous: bool) -> tuple[str, Key]:
+def create_org(
+    control: ControlStore, name: str, *, allow_anonymous: bool, first: bool = False
+) -> tuple[str, Key]:
     """A new org with an admin key (returned, secret included) and, with
     ``allow_anonymous``, what anonymous sessions need: a ``production`` key, the anonymous
     IdP and the ``anonymous-statebacked-dev`` token provider. All or nothing."""
@@ -90,7 +92,7 @@ def create_org(control: ControlStore, name: str, *, allow_anonymous: bool) -> tu
         keys.append(key_row(anonymous))
         idps.append(idp_row(org.id, anonymous_idp(org.id), now))
         providers.append(token_provider_row(org.id, anonymous_provider(anonymous.id), now))
-    control.add_org(org, keys=keys, idps=idps, token_providers=providers)
+    control.add_org(org, keys=keys, idps=idps, token_providers=providers, first=first)
     return org.id, admin
 
 

@@ -55,6 +55,9 @@ CONTROL_MIGRATIONS = [
     );
     CREATE INDEX migrations_machine ON migrations (org_id, machine, created_at);
     """,
+    # The first start's org, claimed by one row: two nodes starting together on a new
+    # database create one org, not two.
+    "CREATE TABLE bootstrap (id INTEGER PRIMARY KEY CHECK (id = 1), org_id TEXT NOT NULL)",
 ]
 
 # The same schema in PostgreSQL: BIGINT for millisecond times (INTEGER is 32 bits), and
@@ -95,6 +98,9 @@ POSTGRES_CONTROL_MIGRATIONS = [
     );
     CREATE INDEX migrations_machine ON migrations (org_id, machine, created_at);
     """,
+    # The first start's org, claimed by one row: two nodes starting together on a new
+    # database create one org, not two.
+    "CREATE TABLE bootstrap (id INTEGER PRIMARY KEY CHECK (id = 1), org_id TEXT NOT NULL)",
 ]
 
 
@@ -193,9 +199,17 @@ class ControlStore:
         keys: Iterable[KeyRow] = (),
         idps: Iterable[IdpRow] = (),
         token_providers: Iterable[TokenProviderRow] = (),
+        *,
+        first: bool = False,
     ) -> None:
-        """Create an org together with its first keys, IdPs and token providers, atomically."""
+        """Create an org together with its first keys, IdPs and token providers, atomically.
+        ``first``: only if no org was ever created this way (else ``StoreError``, nothing
+        written): the first start's org."""
+        claim: list[Statement] = (
+            [("INSERT INTO bootstrap VALUES (1, ?)", (org.id,))] if first else []
+        )
         self._db.execute(
+            *claim,
             ("INSERT INTO orgs VALUES (?, ?, ?)", (org.id, org.name, org.created_at)),
             *((_INSERT_KEY, _key_args(key)) for key in keys),
             *((_UPSERT_IDP, _idp_args(idp)) for idp in idps),
