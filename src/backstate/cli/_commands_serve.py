@@ -102,14 +102,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
             return 2
         print(f"deployed {path} as machine {slug!r}")
     print(f"backstate API on {api}", flush=True)
-    uvicorn.run(
-        create_app(backend),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        proxy_headers=False,
-        server_header=False,
-    )
+    uvicorn.run(create_app(backend), **_uvicorn_options(args))
     return 0
 
 
@@ -136,16 +129,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     backend = Backend(args.db or folder / DEV_DB)
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(backend),
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            proxy_headers=False,
-            server_header=False,
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(create_app(backend), **_uvicorn_options(args)))
     dev = Dev(context.output, folder, api, key_id, secret)
     asyncio.run(dev.run(server, args.credentials))
     return 0
@@ -283,3 +267,16 @@ class Dev:
             return
         verb = "redeployed" if changed else "deployed"
         self.output.line(f"{verb} {path} as {slug} (version {version})")
+
+
+def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's settings for ``serve`` and ``dev``: errors only in its log, no access
+    log, and no proxy or server headers (per-request work on the hot path)."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+    }
