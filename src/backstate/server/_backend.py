@@ -38,6 +38,8 @@ from backstate.store import (
     open_store,
 )
 
+from ._cache import MISS, Expiring
+
 ADMIN_SCOPES = tuple(Scope)
 logger = logging.getLogger("backstate.server")
 
@@ -47,7 +49,6 @@ logger = logging.getLogger("backstate.server")
 CONTROL_CACHE_SECONDS = 1.0
 # On many nodes: how often a node looks for versions and migrations uploaded elsewhere.
 DEPLOY_SYNC_SECONDS = 1.0
-_CACHE_LIMIT = 10_000
 
 
 def now_ms() -> int:
@@ -88,8 +89,8 @@ class Backend:
         )
         self.control = open_control(db)
         self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
-        self._keys: dict[str, tuple[float, Key | None]] = {}
-        self._machines: dict[tuple[str, str], tuple[float, MachineRow | None]] = {}
+        self._keys: Expiring[str, Key | None] = Expiring()
+        self._machines: Expiring[tuple[str, str], MachineRow | None] = Expiring()
         self._migrations: set[str] = set()  # registered migration ids
         self._sync: asyncio.Task[None] | None = None
 
@@ -159,17 +160,15 @@ class Backend:
 
     def lookup_key(self, key_id: str) -> Key | None:
         now = time.monotonic()
-        hit = self._keys.get(key_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._keys.get(key_id, now)
+        if hit is not MISS:
+            return hit
         row = self.control.key(key_id)
         key = None
         if row is not None:
             scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
             key = Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
-        if len(self._keys) >= _CACHE_LIMIT:
-            self._keys.clear()
-        self._keys[key_id] = (now + CONTROL_CACHE_SECONDS, key)
+        self._keys.put(key_id, key, now + CONTROL_CACHE_SECONDS)
         return key
 
     # -- machines and versions ----------------------------------------------------------------
@@ -183,14 +182,10 @@ class Backend:
 
     def machine(self, org_id: str, slug: str) -> MachineRow:
         now = time.monotonic()
-        hit = self._machines.get((org_id, slug))
-        if hit is not None and hit[0] > now:
-            row = hit[1]
-        else:
+        row = self._machines.get((org_id, slug), now)
+        if row is MISS:
             row = self.control.machine(org_id, slug)
-            if len(self._machines) >= _CACHE_LIMIT:
-                self._machines.clear()
-            self._machines[(org_id, slug)] = (now + CONTROL_CACHE_SECONDS, row)
+            self._machines.put((org_id, slug), row, now + CONTROL_CACHE_SECONDS)
         if row is None:
             raise NotFound("machine-not-found", f"no machine {slug!r}")
         return row

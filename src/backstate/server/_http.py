@@ -32,6 +32,7 @@ from backstate.runtime._deployments import NAME
 from backstate.store import StoreError
 
 from ._backend import Backend
+from ._cache import MISS, Expiring
 
 MAX_BODY_BYTES = 1_000_000
 _ORG_PREFIX = re.compile(r"\borg_[A-Za-z0-9_-]+\.(?=[A-Za-z0-9_-])")
@@ -102,39 +103,23 @@ def hmac_b64(key: str, data: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-class _TokenCache:
-    """Tokens already verified, until their own expiry: PyJWT's parsing costs about as
-    much as the rest of a request. A hit still asks for the signing key, so a deleted
-    key refuses its tokens at once."""
-
-    LIMIT = 10_000
-
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[Principal, float]] = {}
-
-
-_CACHES: weakref.WeakKeyDictionary[Backend, _TokenCache] = weakref.WeakKeyDictionary()
+# Tokens already verified, until their own expiry: PyJWT's parsing costs about as much as
+# the rest of a request. A hit still asks for the signing key, so a deleted key refuses
+# its tokens at once.
+_CACHES: weakref.WeakKeyDictionary[Backend, Expiring[str, Principal]] = weakref.WeakKeyDictionary()
 
 
 def _verified(backend: Backend, token: str | None) -> Principal:
     cache = _CACHES.get(backend)
     if cache is None:
-        cache = _CACHES[backend] = _TokenCache()
-    hit = cache.entries.get(token) if token else None
-    now = time.time()
-    if (
-        hit is not None
-        and hit[1] > now
-        and hit[0].key_id
-        and backend.lookup_key(hit[0].key_id) is not None
-    ):
-        return hit[0]
+        cache = _CACHES[backend] = Expiring()
+    hit = cache.get(token, time.time()) if token else MISS
+    if hit is not MISS and hit.key_id and backend.lookup_key(hit.key_id) is not None:
+        return hit
     principal = verify_request_token(token, backend.lookup_key)
     expires = _expiry(token)
     if token and expires is not None and principal.key_id:
-        if len(cache.entries) >= cache.LIMIT:
-            cache.entries.clear()
-        cache.entries[token] = (principal, expires)
+        cache.put(token, principal, expires)
     return principal
 
 

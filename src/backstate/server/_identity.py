@@ -276,7 +276,7 @@ class _Identity(Requests):
     async def list_idps(self, request: Request) -> Response:
         principal = self.guard(request, Scope.TOKENS_ADMIN)
         return JSONResponse(
-            {"idps": [_idp_json(row) for row in self.backend.control.idps(principal.org_id)]}
+            {"idps": [_idp(row).to_json() for row in self.backend.control.idps(principal.org_id)]}
         )
 
     async def upsert_idp(self, request: Request) -> Response:
@@ -403,20 +403,6 @@ class _Identity(Requests):
 
 def _idp(row: IdpRow) -> IdentityProvider:
     return IdentityProvider(row.aud, row.iss, row.algs, row.mapping, row.key, row.jwks_url)
-
-
-def _idp_json(row: IdpRow) -> dict[str, Any]:
-    """The ``GET /idps`` item (``IdentityProvider.to_json``'s shape): never the key."""
-    item: dict[str, Any] = {}
-    if row.iss is not None:
-        item["iss"] = row.iss
-    if row.aud is not None:
-        item["aud"] = row.aud
-    item["algs"] = list(row.algs)
-    if row.jwks_url is not None:
-        item["jwksUrl"] = row.jwks_url
-    item["mapping"] = row.mapping
-    return item
 
 
 def _idps(rows: Iterable[IdpRow]) -> list[IdentityProvider]:
