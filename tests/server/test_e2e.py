@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -28,44 +29,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TOGGLER = ROOT / "examples" / "toggler.py"
+
+
 class Server:
-    def __init__(self, tmp: Path) -> None:
+    """A `backstate serve` process on a free port: on a SQLite file in ``tmp`` unless a
+    ``store`` URL is given, with ``deploy`` deployed (the toggler by default)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        store: str | None = None,
+        deploy: Path | None = TOGGLER,
+        start_timeout: float = 20.0,
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.creds_path = tmp / "credentials.json"
+        args = [str(Path(sys.executable).parent / "backstate"), "serve"]
+        args += ["--store", store] if store is not None else ["--db", str(tmp / "b.db")]
+        args += ["--port", str(self.port), "--credentials", str(self.creds_path)]
+        if deploy is not None:
+            args += ["--deploy", str(deploy)]
         self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "backstate"),
-                "serve",
-                "--db",
-                str(tmp / "b.db"),
-                "--port",
-                str(self.port),
-                "--deploy",
-                str(ROOT / "examples" / "toggler.py"),
-                "--credentials",
-                str(self.creds_path),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         # Drain the server's output so a chatty server never blocks on a full pipe.
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_timeout
         while True:
             try:
                 httpx.get(self.url + "/machines", timeout=1)
                 break
             except httpx.TransportError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    self.process.wait(10)
-                    self._reader.join(5)
-                    if self.process.stdout is not None:
-                        self.process.stdout.close()
+                    self.kill()
+                    self.stop()
                     raise RuntimeError(f"server did not start: {''.join(self.output)}") from None
                 time.sleep(0.1)
         self.creds = json.loads(self.creds_path.read_text())
@@ -94,9 +96,17 @@ class Server:
         for line in self.process.stdout:
             self.output.append(line)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
         self._reader.join(5)
         if self.process.stdout is not None:
             self.process.stdout.close()
