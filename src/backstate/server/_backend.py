@@ -116,19 +116,26 @@ class Backend:
     def sync_deployments(self) -> None:
         """Deploy the versions and migrations in the control store that this process
         does not run yet, and follow each machine's current version: at start, and on
-        many nodes every ``DEPLOY_SYNC_SECONDS`` (another node may have uploaded)."""
-        machines = {(m.org_id, m.slug): m for m in self.control.machines()}
-        for version in self.control.versions():
-            machine = machines.get((version.org_id, version.machine))
-            current = machine is not None and machine.current_version == version.id
-            if version.id not in self.modules:
-                self._deploy(version, make_current=current)
-            elif current:
-                self.runtime.make_current(runtime_name(version.org_id, version.machine), version.id)
-        for migration in self.control.migrations():
-            if migration.id not in self._migrations:
-                self._register(migration)
-        self.control_changed()
+        many nodes every ``DEPLOY_SYNC_SECONDS`` (another node may have uploaded). Only
+        ids are read unless something is new."""
+        version_ids, migration_ids = self.control.deployment_ids()
+        new_versions = version_ids - self.modules.keys()
+        machines = self.control.machines()
+        if new_versions:
+            current = {m.current_version for m in machines}
+            for version in self.control.versions():
+                if version.id in new_versions:
+                    self._deploy(version, make_current=version.id in current)
+            self.control_changed()
+        for machine in machines:
+            if machine.current_version in self.modules:
+                self.runtime.make_current(
+                    runtime_name(machine.org_id, machine.slug), machine.current_version
+                )
+        if migration_ids - self._migrations:
+            for migration in self.control.migrations():
+                if migration.id not in self._migrations:
+                    self._register(migration)
 
     async def _follow_deployments(self) -> None:
         while True:

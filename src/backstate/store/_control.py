@@ -385,6 +385,13 @@ class ControlStore:
             rows = self._run(sql + " ORDER BY created_at")
         return [VersionRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
+    def deployment_ids(self) -> tuple[set[str], set[str]]:
+        """Every version's id and every migration's id (without their sources)."""
+        return (
+            {r[0] for r in self._run("SELECT id FROM versions")},
+            {r[0] for r in self._run("SELECT id FROM migrations")},
+        )
+
     def add_migration(self, row: MigrationRow) -> None:
         self._db.execute(
             (
