@@ -79,6 +79,14 @@ def _confirm_deletion(body: dict[str, Any], field: str, key: str, data: str) -> 
         raise ApiError(400, "invalid-parameter", "wrong confirmation HMAC", field)
 
 
+def _check_source(code: Any, kind: str) -> None:
+    """An uploaded file's text (a machine or a migration): a non-empty string."""
+    if not isinstance(code, str) or not code.strip():
+        raise ApiError(
+            400, "invalid-parameter", f"code must be the {kind} file's Python source", "code"
+        )
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal-error", "internal error")
 
@@ -240,10 +248,7 @@ class _Api(Requests):
     async def _create_version(
         self, principal: Principal, slug: str, code: Any, body: dict[str, Any]
     ) -> Response:
-        if not isinstance(code, str) or not code.strip():
-            raise ApiError(
-                400, "invalid-parameter", "code must be the machine file's Python source", "code"
-            )
+        _check_source(code, "machine")
         client_info = body.get("clientInfo")
         selectors = body.get("indexSelectors")
         if selectors is not None and not isinstance(selectors, dict):
@@ -314,10 +319,7 @@ class _Api(Requests):
     async def _create_migration(
         self, principal: Principal, slug: str, versions: dict[str, str], code: Any
     ) -> Response:
-        if not isinstance(code, str) or not code.strip():
-            raise ApiError(
-                400, "invalid-parameter", "code must be the migration file's Python source", "code"
-            )
+        _check_source(code, "migration")
         row = await asyncio.to_thread(
             self.backend.create_migration,
             principal.org_id,
