@@ -102,7 +102,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
             return 2
         print(f"deployed {path} as machine {slug!r}")
     print(f"backstate API on {api}", flush=True)
-    uvicorn.run(create_app(backend), **_uvicorn_options(args))
+    uvicorn.run(create_app(backend, tune_gc=True), **_uvicorn_options(args))
     return 0
 
 
@@ -129,7 +129,9 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     backend = Backend(args.db or folder / DEV_DB)
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
-    server = uvicorn.Server(uvicorn.Config(create_app(backend), **_uvicorn_options(args)))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(backend, tune_gc=True), **_uvicorn_options(args))
+    )
     dev = Dev(context.output, folder, api, key_id, secret)
     asyncio.run(dev.run(server, args.credentials))
     return 0

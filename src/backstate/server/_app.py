@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError, Conflict
 
+from . import _gc
 from ._backend import Backend, runtime_name, state_body
 from ._forward import Forwarder
 from ._hot import HotRoutes
@@ -91,12 +92,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal-error", "internal error")
 
 
-def create_app(backend: Backend) -> Starlette:
+def create_app(backend: Backend, *, tune_gc: bool = False) -> Starlette:
+    """The API over ``backend``. ``tune_gc``: the app owns its process (``backstate serve``
+    and ``dev``), whose garbage collector is tuned once it has started (see _gc)."""
     api = _Api(backend)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.start()
+        if tune_gc:
+            _gc.tune_gc()
         yield
         await api.forwarder.close()
         await backend.close()
