@@ -11,6 +11,9 @@ then runs the load generator in a separate process (multiprocessing, ``spawn``):
   (or with ``--loader python``), C asyncio workers over httpx, each owning a disjoint
   slice of the instances;
 * get: ``GET /machines/toggler/i/{name}``, same shape;
+* peer: the same send-event load against a no-op ASGI app on uvicorn with ``serve``'s
+  settings (httptools, uvloop, no access log), started by this run: what uvicorn and
+  the machine allow at best, so send-event is also printed as a ratio of it;
 * /rt: S WebSocket subscribers (``subscribe-to-instance``) spread over I instances; in
   each round one event is sent to every one of the I instances; the latency is the time
   from the send-event's HTTP response to each subscriber's ``instance-update``.
@@ -43,6 +46,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -52,6 +56,39 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BAR_RPS = 5000.0
 BAR_P99_MS = 20.0
+
+
+# A no-op ASGI app answering every request like a send-event (a body of the same size),
+# served by uvicorn with the settings of ``backstate serve``.
+NOOP_SERVER = """
+import sys, uvicorn
+BODY = b'{"ts":1795863909357,"state":"off","publicContext":{"toggleCount":1},"tags":[],"done":false}'
+async def app(scope, receive, send):
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": BODY})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", lifespan="off",
+            access_log=False, server_header=False, proxy_headers=False)
+"""
+
+
+def _noop_server() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(port)])
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the no-op uvicorn app did not start") from None
+            time.sleep(0.05)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -308,16 +345,24 @@ def _load(args: dict[str, Any], out: Any) -> None:
         url, names, tokens = args["url"], args["names"], args["tokens"]
         headers = {n: {"authorization": f"Bearer {tokens[n]}"} for n in names}
         res: dict[str, Any] = {}
-        for phase in ("warm-up", "send", "get"):
+        for phase in ("warm-up", "send", "get", "noop"):
             seconds = args["warmup"] if phase == "warm-up" else args["seconds"]
-            method = "send" if phase == "warm-up" else phase
+            method = "get" if phase == "get" else "send"
+            target = args["noop_url"] if phase == "noop" else url
             if args["wrk"]:
                 res[phase] = await asyncio.to_thread(
-                    _wrk, url, names, tokens, method, seconds, args["concurrency"], args["folder"]
+                    _wrk,
+                    target,
+                    names,
+                    tokens,
+                    method,
+                    seconds,
+                    args["concurrency"],
+                    args["folder"],
                 )
             else:
                 res[phase] = await _closed_loop(
-                    url, names, headers, method, seconds, args["concurrency"]
+                    target, names, headers, method, seconds, args["concurrency"]
                 )
         rt_names = names[: args["rt_instances"]]
         res["rt"] = await _realtime(
@@ -368,6 +413,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="backstate-http-bench-") as tmp:
         t0 = time.perf_counter()
         server = Server(Path(tmp))
+        noop, noop_url = _noop_server()
         try:
             print(f"server up in {time.perf_counter() - t0:.1f}s at {server.url}", flush=True)
             names = [f"bench-{i}" for i in range(n)]
@@ -389,6 +435,7 @@ def main() -> int:
                 args=(
                     {
                         "url": server.url,
+                        "noop_url": noop_url,
                         "port": server.port,
                         "names": names,
                         "tokens": tokens,
@@ -408,6 +455,8 @@ def main() -> int:
             status, res = out.get(timeout=600)
             proc.join(30)
         finally:
+            noop.kill()
+            noop.wait()
             server.stop()
     if status != "ok":
         print(f"load generator failed: {res}", file=sys.stderr)
@@ -426,7 +475,7 @@ def main() -> int:
     )
     print()
     print(f"{'phase':<26}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for phase, label in (("send", "send-event"), ("get", "get")):
+    for phase, label in (("send", "send-event"), ("get", "get"), ("noop", "peer: no-op uvicorn")):
         r = res[phase]
         print(
             f"{label:<26}{r['n']:>10,}{r['n'] / r['elapsed']:>10,.0f}"
@@ -446,6 +495,11 @@ def main() -> int:
     print(f"/rt subscribers: {rt['subs']}, updates missing: {rt['missing']}")
     send = res["send"]
     rps = send["n"] / send["elapsed"]
+    peer = res["noop"]["n"] / res["noop"]["elapsed"]
+    print(
+        f"send-event / no-op uvicorn app: {rps / peer:.2f} "
+        f"(the peer is what uvicorn itself allows on this machine)"
+    )
     p99 = send["p99"] * ms
     ok = rps >= BAR_RPS and p99 < BAR_P99_MS
     print()
@@ -454,7 +508,13 @@ def main() -> int:
         f"{'PASS' if ok else 'FAIL'} ({rps:,.0f}/s, p99 {p99:.1f} ms; "
         f"server and load generator share {os.cpu_count()} cores)"
     )
-    bad = send["errors"] or res["get"]["errors"] or rt["errors"] or rt["missing"]
+    bad = (
+        send["errors"]
+        or res["get"]["errors"]
+        or res["noop"]["errors"]
+        or rt["errors"]
+        or rt["missing"]
+    )
     return 1 if bad or not send["n"] or not rt["n"] else 0
 
 
