@@ -7,7 +7,10 @@ each pass about 25 ms over the server's start-up heap (modules, Starlette, machi
 definitions), and it alone made the p99 of send-event 17-29 ms instead of 8 ms. With
 10,000 instances in memory a pass took 115 ms and the p99 reached 100 ms.
 
-Nearly nothing the server allocates is cyclic garbage (reference counting frees it), so:
+Nearly nothing the server allocates is cyclic garbage (reference counting frees it; a
+refused request used to leave a cycle through its error's traceback, until
+``handle_error`` cleared those frames: tests/server/test_gc.py checks that requests leave
+none), so:
 
 * what is alive once the server has started lives as long as the process: ``gc.freeze``
   moves it to a generation the collector never walks;

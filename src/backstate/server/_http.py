@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import time
+import traceback
 import weakref
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +85,11 @@ HANDLED_ERRORS = (ApiError, AuthError, BackstateError, MachineModuleError, Store
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
+    # The frames the error went through hold what refers back to it (the caller's work
+    # item holds the future that held the error): a reference cycle per refused request,
+    # which only a full collection frees, and those are rare in the server (see _gc).
+    # The error is answered here, so its frames' locals are done with.
+    traceback.clear_frames(exc.__traceback__)
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.parameter)
     if isinstance(exc, AuthError):
