@@ -4,18 +4,22 @@ WebSocket, driven the way State Backed's quick start drives its API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 import websockets
 
 from backstate.auth import sign_token
@@ -43,6 +47,7 @@ class Server:
         store: str | None = None,
         deploy: Path | None = TOGGLER,
         start_timeout: float = 20.0,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,6 +57,7 @@ class Server:
         args += ["--port", str(self.port), "--credentials", str(self.creds_path)]
         if deploy is not None:
             args += ["--deploy", str(deploy)]
+        args += options
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -228,6 +234,56 @@ def test_authorizers_and_bad_input_get_clear_errors(server: Server) -> None:
     ) == (413, "payload-too-large")
     state = httpx.get(f"{server.url}/machines/toggler/i/s1", headers=me).json()
     assert state["state"] == "on"  # none of the above changed anything
+
+
+def test_the_body_limit_is_configured_and_oversize_bodies_are_never_read_whole(
+    tmp_path: Path,
+) -> None:
+    server = Server(tmp_path, options=("--max-body-bytes", "2048"))
+    try:
+        me = server.headers({"sid": "s1"})
+        events = f"{server.url}/machines/toggler/i/s1/events"
+        assert httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me)
+        fits = {"event": {"type": "toggle", "pad": "x" * 1900}}
+        assert httpx.post(events, json=fits, headers=me).status_code == 200
+        over = {"event": {"type": "toggle", "pad": "x" * 2100}}
+        r = httpx.post(events, json=over, headers=me)
+        assert (r.status_code, r.json()["code"]) == (413, "payload-too-large")
+        assert "2048 bytes" in r.json()["error"]
+
+        # No Content-Length (chunked): refused while it streams in, not after 200 MB.
+        def stream() -> Iterator[bytes]:
+            yield b'{"event": {"type": "toggle", "pad": "'
+            for _ in range(200):
+                yield b"x" * 1_000_000
+
+        rss = _rss_kib(server.process.pid)
+        with contextlib.suppress(httpx.TransportError):  # it may stop reading early
+            r = httpx.post(events, content=stream(), headers=me, timeout=30)
+            assert (r.status_code, r.json()["code"]) == (413, "payload-too-large")
+        assert _rss_kib(server.process.pid) - rss < 50_000
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "x": "y" * 3000}
+        r = httpx.post(f"{server.url}/tokens", data=form)
+        assert (r.status_code, r.json()["code"]) == (400, "malformed-form")
+        state = httpx.get(f"{server.url}/machines/toggler/i/s1", headers=me).json()
+        assert state["state"] == "off"  # toggled once: only the event that fitted was taken
+    finally:
+        server.stop()
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        subprocess.run(
+            [str(Path(sys.executable).parent / "backstate"), "serve", "--max-body-bytes", "0"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    assert refused.value.returncode == 2
+    assert "not a positive whole number: '0'" in refused.value.stderr
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
 
 
 def test_versions_upload_python_source_with_clear_errors(server: Server) -> None:

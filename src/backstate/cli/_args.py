@@ -77,6 +77,16 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=sign * float(match.group(2)) * _UNITS[match.group(3)])
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def moment(text: str, base: datetime | None = None) -> datetime:
     """An ISO-8601 time, or a duration relative to ``base`` (default: now): ``-10m``."""
     try:

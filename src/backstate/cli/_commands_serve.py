@@ -16,7 +16,7 @@ from typing import Any
 from backstate.client import default_credentials_path
 
 from ._app import Commands, Context
-from ._args import CliError
+from ._args import CliError, positive_int
 from ._files import machine_file, machine_slug
 from ._output import Output
 
@@ -41,6 +41,12 @@ def register(commands: Commands) -> None:
     )
     serve.add_argument(
         "--deploy", action="append", default=[], type=Path, help="machine file to deploy"
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        metavar="N",
+        help="refuse larger request bodies with 413 payload-too-large (default 1,000,000)",
     )
     serve.add_argument(
         "--credentials",
@@ -78,7 +84,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
     from backstate.server import Backend, create_app
 
     api = f"http://{args.host}:{args.port}"
-    backend = Backend(args.store or args.db, node_url=args.node_url or api)
+    limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
+    backend = Backend(args.store or args.db, node_url=args.node_url or api, **limits)
     created = backend.ensure_admin()
     if created is not None:
         _write_credentials(args.credentials, api, created.org_id, created.key_id, created.secret)

@@ -59,6 +59,9 @@ def runtime_name(org_id: str, machine: str) -> str:
     return f"{org_id}.{machine}"
 
 
+MAX_BODY_BYTES = 1_000_000  # the default limit on request bodies
+
+
 @dataclass(frozen=True)
 class Credentials:
     org_id: str
@@ -74,10 +77,15 @@ class Backend:
         clock: Clock | None = None,
         step_timeout: float = 90.0,
         node_url: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
         ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
-        others at this URL (see backstate.runtime._cluster)."""
+        others at this URL (see backstate.runtime._cluster). ``max_body_bytes``: larger
+        request bodies are refused with 413 ``payload-too-large``, before they are read."""
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+        self.max_body_bytes = max_body_bytes
         store = open_store(db)
         self.cluster = (
             Cluster(node_url)

@@ -35,7 +35,6 @@ from backstate.store import StoreError
 from ._backend import Backend
 from ._cache import MISS, Expiring
 
-MAX_BODY_BYTES = 1_000_000
 _ORG_PREFIX = re.compile(r"\borg_[A-Za-z0-9_-]+\.(?=[A-Za-z0-9_-])")
 ORG_HEADER = "x-statebacked-org-id"
 
@@ -163,11 +162,7 @@ class Requests:
         return act_as(principal, header) if header is not None else principal.auth_context
 
     async def body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(
-                413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
+        raw = await read_body(request, self.backend.max_body_bytes)
         if not raw:
             return {}
         try:
@@ -182,6 +177,26 @@ class Requests:
         principal = self.principal(request)
         require_scope(principal, scope)
         return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 ``payload-too-large`` as soon as it is known
+    to exceed ``limit`` bytes (by its Content-Length, or while it streams in), so an
+    oversize body is never held in memory. Kept as Starlette keeps a body it read, for
+    whatever reads it again (forwarding to another node)."""
+    too_large = ApiError(413, "payload-too-large", f"request bodies are limited to {limit} bytes")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    request._body = raw = b"".join(chunks)
+    return raw
 
 
 def iso(ms: int) -> str:

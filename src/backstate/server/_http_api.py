@@ -44,7 +44,7 @@ from starlette.routing import BaseRoute, Route
 from backstate.runtime import Conflict, NotFound
 
 from ._backend import Backend, runtime_name
-from ._http import MAX_BODY_BYTES, ApiError, JSONResponse
+from ._http import ApiError, JSONResponse, read_body
 
 logger = logging.getLogger("backstate.server.http_api")
 
@@ -74,7 +74,7 @@ class _HttpApi:
         entry = self._mapper(org, slug, request.path_params["slug"])
         handler, mapper = entry[HANDLER], entry[RESPONSE_MAPPER]
         http_request = {
-            "body": await _body(request),
+            "body": await _body(request, self.backend.max_body_bytes),
             "headers": {k: ", ".join(request.headers.getlist(k)) for k in request.headers},
             "method": request.method,
             "query": dict(request.query_params),
@@ -147,21 +147,8 @@ class _HttpApi:
         return entry
 
 
-async def _body(request: Request) -> Any:
-    too_large = ApiError(
-        413, "payload-too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+async def _body(request: Request, limit: int) -> Any:
+    raw = await read_body(request, limit)
     if not raw:
         return None
     try:

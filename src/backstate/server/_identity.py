@@ -45,7 +45,7 @@ from backstate.auth import (
 from backstate.store import ControlStore, IdpRow, KeyRow, OrgRow, TokenProviderRow
 
 from ._backend import ADMIN_SCOPES, Backend, now_ms
-from ._http import MAX_BODY_BYTES, ApiError, JSONResponse, Requests, error_response, iso
+from ._http import ApiError, JSONResponse, Requests, error_response, iso, read_body
 
 JWKS_TIMEOUT_S = 5.0
 JWKS_MAX_BYTES = 1_000_000
@@ -358,13 +358,10 @@ class _Identity(Requests):
             raise TokenExchangeError(
                 "invalid_request", f"the body must be {FORM_CONTENT_TYPE}", "malformed-form"
             )
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise TokenExchangeError(
-                "invalid_request",
-                f"request bodies are limited to {MAX_BODY_BYTES} bytes",
-                "malformed-form",
-            )
+        try:
+            raw = await read_body(request, self.backend.max_body_bytes)
+        except ApiError as error:
+            raise TokenExchangeError("invalid_request", error.message, "malformed-form") from None
         try:
             pairs = urllib.parse.parse_qsl(
                 raw.decode("ascii"),
