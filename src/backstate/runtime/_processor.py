@@ -125,6 +125,8 @@ class Processor:
         self.wheel = TimerWheel()
         self.pending_done: list[str] = []
         self.pending_logs: list[LogRow] = []
+        # Results of services run here for instances another node owns (see _service).
+        self.pending_results: list[InboxRow] = []
         self.emit_listeners: list[Callable[[InstanceKey, dict[str, Any]], None]] = []
         self.waiting: set[Entry] = set()
         self.parked: list[tuple[InstanceKey, Work]] = []
@@ -526,7 +528,10 @@ class Processor:
         batch = rnd.batch
         batch.effect_done.extend(self.pending_done)
         batch.logs.extend(self.pending_logs)
-        self.pending_done, self.pending_logs = [], []
+        for result in self.pending_results:
+            batch.inbox_inserts.append(result)
+            rnd.deliveries.append(((result.machine, result.instance), Work("inbox", result.event)))
+        self.pending_done, self.pending_logs, self.pending_results = [], [], []
         for key, (expected, row) in rnd.updates.items():
             self.uncommitted[key] = self.uncommitted.get(key, 0) + 1
             if expected is None:
@@ -706,6 +711,20 @@ class Processor:
             if work.due.to != "#_self":
                 self._send(entry, work.due.to, work.event, rnd, now)
                 rnd.batch.timer_ops.append((entry.key, work.due.timer))
+                return
+        if work.kind == "inbox" and work.sender == "service":
+            # A service's result from the node that created this instance (see _service):
+            # dropped if the instance has left that invocation or started another one.
+            child = work.event["type"].split(".", 3)[3]
+            snap = entry.snapshot
+            if (
+                child in entry.services
+                or child in entry.starting
+                or snap is None
+                or child not in snap.children
+            ):
+                if work.inbox_id is not None:
+                    rnd.batch.inbox_deletes.append(work.inbox_id)
                 return
         if work.kind == "service":
             child = work.event["type"].split(".", 3)[3]
@@ -1279,6 +1298,16 @@ class Processor:
                 "error": {"name": type(exc).__name__, "message": str(exc)},
             }
         if self.entries.get(entry.key) is not entry or self._closing:
+            return
+        if not self.ownership.owns(entry.key):
+            # Created here in another node's shard, which runs it since: the result goes
+            # to its owner through the inbox, in the same commit that finishes the effect.
+            key = entry.key
+            now = self.clock.now_ms()
+            self.pending_results.append(InboxRow(0, key[0], key[1], event, "service", 1, 0, now))
+            self.pending_done.append(effect_id)
+            self._forget_service(entry, effect.id, token)
+            self._wake.set()
             return
         entry.queue.append(
             Work("service", event, sender="service", effect_id=effect_id, token=token)

@@ -203,6 +203,8 @@ class Backend:
             self._machines.put((org_id, slug), row, now + CONTROL_CACHE_SECONDS)
         if row is None:
             raise NotFound("machine-not-found", f"no machine {slug!r}")
+        if self.cluster and row.current_version and row.current_version not in self.modules:
+            self.sync_deployments()  # uploaded through another node a moment ago
         return row
 
     def create_version(
@@ -307,7 +309,7 @@ class Backend:
         machine = self.machine(org_id, slug)
         if version_id is None and machine.current_version is None:
             raise Conflict("invalid-state", f"machine {slug!r} has no version yet")
-        if (version_id or machine.current_version) not in self.modules and self.cluster:
+        if version_id is not None and version_id not in self.modules and self.cluster:
             self.sync_deployments()  # uploaded through another node a moment ago
         if version_id is not None and version_id not in self.modules:
             raise InvalidRequest("invalid-parameter", f"no version {version_id!r} of {slug!r}")
