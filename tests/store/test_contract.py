@@ -174,6 +174,9 @@ def test_inbox_ids_order_retries_and_deletes(store: Store) -> None:
         (second[0], "late"),
     ]
     assert pending[0] == InboxRow(first[1], "m", "b", {"type": "urgent"}, "recovery", 0, 0, 0)
+    # Only the rows added after an id (what a sweep of many nodes reads), same order.
+    assert [r.id for r in store.pending_inbox(after_id=first[0])] == [first[1], first[2], second[0]]
+    assert store.pending_inbox(after_id=second[0]) == []
     assert store.commit(WriteBatch()).inbox_ids == []
     store.commit(WriteBatch(inbox_retries=[(first[2], 3, 500)], inbox_deletes=[first[1]]))
     pending = store.pending_inbox()

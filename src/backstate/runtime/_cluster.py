@@ -11,13 +11,18 @@ callers answered 503) when its lease is released, lost or cannot be renewed in t
 Messages to instances owned elsewhere, and committed states, are announced with
 ``NOTIFY``; ``Cluster`` listens, loads the announced inbox rows of its instances, and
 reloads the instances other nodes changed that have subscribers here. A sweep every
-``SWEEP`` seconds picks up inbox rows whose notification was lost.
+``SWEEP`` seconds picks up inbox rows whose notification was lost: the rows added since
+two sweeps ago (a row's id is drawn before its transaction commits, so a sweep looks
+back), and all of them every ``FULL_SWEEP_EVERY`` sweeps and whenever the listener
+reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import logging
 import math
 import secrets
@@ -39,6 +44,7 @@ SHARDS = 64
 HEARTBEAT = 1.0
 TTL = 5.0
 SWEEP = 1.5
+FULL_SWEEP_EVERY = 20
 # A node stops using a lease this long before the database would let another claim it.
 MARGIN = 1.5
 
@@ -78,6 +84,8 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._loads: asyncio.Queue[InstanceKey | None] = asyncio.Queue()
         self._pending: set[InstanceKey | None] = set()
+        self._full_sweep = True
+        self._swept = collections.deque([0, 0], maxlen=2)  # highest ids the last sweeps saw
         self._refresh: set[InstanceKey] = set()
         self._closing = False
 
@@ -106,7 +114,7 @@ class Cluster:
         self._listener = Listener(
             store.db.conninfo,
             lambda channel, line: loop.call_soon_threadsafe(self._notified, channel, line),
-            lambda: loop.call_soon_threadsafe(self._enqueue_load, None),
+            lambda: loop.call_soon_threadsafe(self._sweep_all),
         )
         self._listener.start()
         await self._beat()
@@ -203,9 +211,15 @@ class Cluster:
             self._pending.add(key)
             self._loads.put_nowait(key)
 
+    def _sweep_all(self) -> None:
+        self._full_sweep = True
+        self._enqueue_load(None)
+
     async def _sweeps(self) -> None:
-        while True:
+        for count in itertools.count(1):
             await asyncio.sleep(SWEEP)
+            if count % FULL_SWEEP_EVERY == 0:
+                self._full_sweep = True
             self._enqueue_load(None)
 
     async def _load_inboxes(self) -> None:
@@ -217,7 +231,14 @@ class Cluster:
             self._pending.discard(key)
             try:
                 if key is None:
-                    rows = await asyncio.to_thread(processor.store.pending_inbox)
+                    full, self._full_sweep = self._full_sweep, False
+                    after = 0 if full else self._swept[0]
+                    try:
+                        rows = await asyncio.to_thread(processor.store.pending_inbox, after)
+                    except StoreError:
+                        self._full_sweep = self._full_sweep or full
+                        raise
+                    self._swept.append(max([self._swept[-1], *(r.id for r in rows)]))
                     processor.load_inbox(rows)
                     continue
                 if key in self._refresh:

@@ -59,10 +59,11 @@ class SqlReads:
         )
         return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
 
-    def pending_inbox(self) -> list[InboxRow]:
+    def pending_inbox(self, after_id: int = 0) -> list[InboxRow]:
         rows = self._read(
             "SELECT id, machine, instance, event, sender, priority, attempts, not_before FROM inbox"
-            " ORDER BY priority, id"
+            " WHERE id > ? ORDER BY priority, id",
+            (after_id,),
         )
         return [InboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
