@@ -58,8 +58,10 @@ PUBLIC_API = [
     "Unauthorized",
     "Unreachable",
     "UpgradeReport",
+    "apaginate",
     "default_credentials_path",
     "load_credentials",
+    "paginate",
     "sign_token",
 ]
 

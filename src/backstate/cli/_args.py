@@ -7,11 +7,10 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from backstate.client import Client, Event, MachineVersionInfo, Page
+from backstate.client import Client, Event, MachineVersionInfo, paginate
 
 T = TypeVar("T")
 
@@ -121,18 +120,7 @@ def resolve_version(client: Client, machine: str, reference: str) -> str:
 
 
 def all_versions(client: Client, machine: str) -> list[MachineVersionInfo]:
-    return list(pages(lambda cursor: client.machine_versions.list(machine, cursor=cursor)))
-
-
-def pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
-    """Every item of a listing, following its cursors."""
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        yield from page.items
-        if page.cursor is None:
-            return
-        cursor = page.cursor
+    return list(paginate(client.machine_versions.list, machine))
 
 
 def confirm(name: str, consequence: str, *, yes: bool) -> None:

@@ -7,10 +7,10 @@ import argparse
 import base64
 from typing import Any, Literal
 
-from backstate.client import sign_token
+from backstate.client import paginate, sign_token
 
 from ._app import Commands, Context
-from ._args import UsageError, confirm, duration, json_object, moment, pages
+from ._args import UsageError, confirm, duration, json_object, moment
 from ._output import compact, when
 
 # The scopes State Backed's CLI accepts for --scopes, plus the admin ones backstate has.
@@ -161,7 +161,7 @@ def register(commands: Commands) -> None:
 
 def list_orgs(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    orgs = list(pages(lambda cursor: client.orgs.list(cursor=cursor)))
+    orgs = list(paginate(client.orgs.list))
     if context.json:
         context.output.document({"orgs": orgs})
         return
@@ -188,7 +188,7 @@ def create_org(context: Context, args: argparse.Namespace) -> None:
 
 def list_keys(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    keys = list(pages(lambda cursor: client.keys.list(cursor=cursor)))
+    keys = list(paginate(client.keys.list))
     if context.json:
         context.output.document({"keys": keys})
         return
@@ -239,7 +239,7 @@ def generate_token(context: Context, args: argparse.Namespace) -> None:
 
 def list_idps(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    idps = list(pages(lambda cursor: client.identity_providers.list(cursor=cursor)))
+    idps = list(paginate(client.identity_providers.list))
     if context.json:
         context.output.document({"identityProviders": idps})
         return
@@ -347,7 +347,7 @@ def delete_idp(context: Context, args: argparse.Namespace) -> None:
 
 def list_token_providers(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    providers = list(pages(lambda cursor: client.token_providers.list(cursor=cursor)))
+    providers = list(paginate(client.token_providers.list))
     if context.json:
         context.output.document({"tokenProviders": providers})
         return

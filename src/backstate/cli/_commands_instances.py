@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.text import Text
 
-from backstate.client import AdminState, ApiError, State
+from backstate.client import AdminState, ApiError, State, paginate
 
 from . import _commands_upgrade
 from ._app import Commands, Context, Parser
-from ._args import UsageError, confirm, event, json_object, pages, resolve_version
+from ._args import UsageError, confirm, event, json_object, resolve_version
 from ._output import compact, when
 
 MAX_PAGE_SIZE = 1000  # the server's largest index page
@@ -165,7 +165,7 @@ def _show_state(context: Context, state: State) -> None:
 
 def list_instances(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    items = list(pages(lambda cursor: client.instances.list(args.machine, cursor=cursor)))
+    items = list(paginate(client.instances.list, args.machine))
     if context.json:
         context.output.document({"instances": items})
         return
@@ -295,13 +295,7 @@ def set_desired_version(context: Context, args: argparse.Namespace) -> None:
 
 def list_transitions(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    rows = list(
-        pages(
-            lambda cursor: client.instances.list_transitions(
-                args.machine, args.instance, cursor=cursor
-            )
-        )
-    )
+    rows = list(paginate(client.instances.list_transitions, args.machine, args.instance))
     if context.json:
         context.output.document({"transitions": rows})
         return
@@ -336,7 +330,7 @@ def delete_instances(context: Context, args: argparse.Namespace) -> int:
             context.output.document({"deleted": [args.instance], "failed": []})
         context.output.success(f"deleted {args.instance}")
         return 0
-    names = [i.slug for i in pages(lambda c: client.instances.list(args.machine, cursor=c))]
+    names = [i.slug for i in paginate(client.instances.list, args.machine)]
     confirm(
         args.machine,
         f"This deletes all {len(names)} instances of {args.machine} for good",

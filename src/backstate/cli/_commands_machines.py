@@ -7,8 +7,10 @@ import argparse
 
 from rich.text import Text
 
+from backstate.client import paginate
+
 from ._app import Commands, Context
-from ._args import all_versions, confirm, json_object, pages, resolve_version
+from ._args import all_versions, confirm, json_object, resolve_version
 from ._files import machine_file, migration_file
 from ._output import plain, when
 
@@ -96,7 +98,7 @@ def register(commands: Commands) -> None:
 
 def list_machines(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
-    machines = list(pages(lambda cursor: client.machines.list(cursor=cursor)))
+    machines = list(paginate(client.machines.list))
     if context.json:
         context.output.document({"machines": machines})
         return

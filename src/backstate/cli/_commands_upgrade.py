@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.text import Text
 
-from backstate.client import ApiError, Client, UpgradeReport
+from backstate.client import ApiError, Client, UpgradeReport, paginate
 
 from ._app import Context, Group
-from ._args import CliError, pages, resolve_version
+from ._args import CliError, resolve_version
 from ._output import compact
 
 
@@ -67,7 +67,7 @@ def upgrade_command(context: Context, args: argparse.Namespace) -> int:
     source = resolve_version(client, args.machine, args.all_on)
     names = [
         i.slug
-        for i in pages(lambda cursor: client.instances.list(args.machine, cursor=cursor))
+        for i in paginate(client.instances.list, args.machine)
         if i.machine_version is not None and i.machine_version.id == source
     ]
     verb = "replaying" if args.dry_run else "upgrading"

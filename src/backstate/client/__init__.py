@@ -66,6 +66,7 @@ from ._models import (
     Transition,
     UpgradeReport,
 )
+from ._paging import apaginate, paginate
 from ._realtime import Backoff
 from ._sync import Client, Subscription
 
@@ -117,7 +118,9 @@ __all__ = [
     "Unauthorized",
     "Unreachable",
     "UpgradeReport",
+    "apaginate",
     "default_credentials_path",
     "load_credentials",
+    "paginate",
     "sign_token",
 ]
