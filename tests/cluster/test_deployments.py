@@ -4,9 +4,13 @@ the control store, so an instance owned elsewhere starts on the new current vers
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+
+from tests.server.test_e2e import Server
+from tests.store.postgres import rows as cluster_rows
 
 from .conftest import HERE, Cluster
 
@@ -40,3 +44,34 @@ def test_a_version_uploaded_on_one_node_runs_on_the_others(database: str, tmp_pa
         assert rows == [(version_id,)]
     finally:
         cluster.stop()
+
+
+def test_nodes_started_together_with_the_same_deploy_make_one_version(
+    database: str, tmp_path: Path
+) -> None:
+    """As a container orchestrator starts replicas: the same command line, at once. (The
+    start-ups rarely overlap closely enough to race without the lock; the lock itself is
+    tested in tests/store/test_control.py.)"""
+    nodes = [Server(tmp_path, store=database, deploy=None)]  # the org and its credentials
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            starting = [
+                pool.submit(Server, tmp_path, store=database, start_timeout=60) for _ in range(4)
+            ]
+            for future in starting:
+                nodes.append(future.result())
+        versions = cluster_rows(database, "SELECT count(*) FROM versions")
+        assert versions == [(1,)]
+        deadline = time.monotonic() + 20
+        while cluster_rows(
+            database, "SELECT count(*) FROM shard_leases WHERE expires_at > now()"
+        ) != [(64,)]:
+            assert time.monotonic() < deadline, "shards without an owner"
+            time.sleep(0.2)
+        for i, node in enumerate(nodes):
+            session = node.headers({"sid": f"n{i}"})  # the toggler's authorizer
+            r = httpx.post(f"{node.url}/machines/toggler", json={"slug": f"n{i}"}, headers=session)
+            assert r.status_code == 200, r.text
+    finally:
+        for node in nodes:
+            node.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -149,3 +151,37 @@ def test_the_first_org_is_created_once_even_by_two_nodes_at_once(target: Target)
     assert len(stores[1].orgs()) == 2
     for store in stores:
         store.close()
+
+
+def test_deployments_at_start_up_are_one_process_at_a_time(target: Target) -> None:
+    """``deploying()`` on PostgreSQL is an advisory lock held by another process's
+    control store: the second holder gets in only after the first has left. One process
+    serves a SQLite file, so there it never waits."""
+    if target.kind == "sqlite":
+        one, other = open_control(target.url), open_control(target.url)
+        with one.deploying(), other.deploying():
+            pass
+        one.close()
+        other.close()
+        return
+    first, second = open_control(target.url), open_control(target.url)
+    order: list[str] = []
+    try:
+        with first.deploying():
+            waiter = threading.Thread(target=lambda: _deploy(second, order), daemon=True)
+            waiter.start()
+            time.sleep(0.5)
+            order.append("first leaves")
+        waiter.join(10)
+        assert order == ["first leaves", "second in"]
+        with first.deploying():  # released by the second too
+            order.append("first again")
+        assert order[-1] == "first again"
+    finally:
+        first.close()
+        second.close()
+
+
+def _deploy(control: ControlStore, order: list[str]) -> None:
+    with control.deploying():
+        order.append("second in")

@@ -93,21 +93,22 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
             f"created org {created.org_id} and admin key {created.key_id}; credentials in {args.credentials}"
         )
     org_id = backend.control.orgs()[0].id
-    for path in args.deploy:
-        slug = path.stem.replace("_", "-")
-        current = backend.control.machine(org_id, slug)
-        source = path.read_text(encoding="utf-8")
-        versions = (
-            {v.id: v.source for v in backend.control.versions(org_id, slug)} if current else {}
-        )
-        if current is not None and versions.get(current.current_version or "") == source:
-            continue
-        try:
-            backend.deploy_file(org_id, path)
-        except MachineModuleError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"deployed {path} as machine {slug!r}")
+    with backend.control.deploying():
+        for path in args.deploy:
+            slug = path.stem.replace("_", "-")
+            current = backend.control.machine(org_id, slug)
+            source = path.read_text(encoding="utf-8")
+            versions = (
+                {v.id: v.source for v in backend.control.versions(org_id, slug)} if current else {}
+            )
+            if current is not None and versions.get(current.current_version or "") == source:
+                continue
+            try:
+                backend.deploy_file(org_id, path)
+            except MachineModuleError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"deployed {path} as machine {slug!r}")
     print(f"backstate API on {api}", flush=True)
     uvicorn.run(create_app(backend, tune_gc=True), **_uvicorn_options(args))
     return 0

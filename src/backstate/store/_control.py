@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._database import Database, SQLiteDatabase, Statement
+
+# Advisory lock key of start-up deployments: "deploys!" as a big-endian int64.
+DEPLOY_LOCK = int.from_bytes(b"deploys!", "big", signed=True)
 
 CONTROL_MIGRATIONS = [
     """
@@ -325,6 +329,11 @@ class ControlStore:
             )
         )
         return count == 1
+
+    def deploying(self) -> AbstractContextManager[None]:
+        """Start-up deployments (``serve --deploy``) one process at a time: nodes started
+        together with the same files then make one version of each, not one per node."""
+        return self._db.exclusive(DEPLOY_LOCK)
 
     def machine(self, org_id: str, slug: str) -> MachineRow | None:
         rows = self._run(

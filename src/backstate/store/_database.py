@@ -8,9 +8,11 @@ driver. Schema DDL differs between the two and stays with its owner, chosen by
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +33,10 @@ class Database(Protocol):
 
     def execute(self, *statements: Statement) -> list[int]:
         """Run the statements in one transaction; their row counts."""
+
+    def exclusive(self, key: int) -> AbstractContextManager[None]:
+        """Hold lock ``key`` against every process on this database while the block
+        runs (the others wait for it)."""
 
     def close(self) -> None: ...
 
@@ -93,6 +99,10 @@ class SQLiteDatabase:
                 return result
             except sqlite3.Error as exc:
                 raise StoreError(str(exc)) from exc
+
+    def exclusive(self, key: int) -> AbstractContextManager[None]:
+        # BEGIN IMMEDIATE already serializes writers; one process serves a SQLite file.
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         with self._lock:

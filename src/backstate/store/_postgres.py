@@ -20,7 +20,8 @@ from the store, which is right either way. The pool reconnects in the background
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -230,6 +231,21 @@ class PostgresDatabase:
             return counts
 
         return self.run(apply)
+
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[None]:
+        # A session lock on a connection of its own: closing it (or the process dying)
+        # releases the lock.
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {self._where}: {exc}") from exc
+        with conn:
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+            yield
 
     def close(self) -> None:
         self._pool.close()
