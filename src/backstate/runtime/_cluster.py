@@ -113,7 +113,7 @@ class Cluster:
         loop = asyncio.get_running_loop()
         self._listener = Listener(
             store.db.conninfo,
-            lambda channel, line: loop.call_soon_threadsafe(self._notified, channel, line),
+            lambda channel, lines: loop.call_soon_threadsafe(self._notified, channel, lines),
             lambda: loop.call_soon_threadsafe(self._sweep_all),
         )
         self._listener.start()
@@ -188,22 +188,30 @@ class Cluster:
 
     # -- notifications ----------------------------------------------------------------------
 
-    def _notified(self, channel: str, line: str) -> None:
+    def _notified(self, channel: str, lines: list[str]) -> None:
+        processor = self.processor
         if channel == STATE_CHANNEL:
-            machine, _, rest = line.partition("/")
-            name, _, seq = rest.rpartition("/")
-            key = (machine, name)
-            processor = self.processor
-            if not self.owns(key) and processor is not None and processor.observes(key, int(seq)):
-                self._refresh.add(key)
-                self._enqueue_load(key)
+            for line in lines:
+                machine, _, rest = line.partition("/")
+                name, _, seq = rest.rpartition("/")
+                key = (machine, name)
+                if (
+                    not self.owns(key)
+                    and processor is not None
+                    and processor.observes(key, int(seq))
+                ):
+                    self._refresh.add(key)
+                    self._enqueue_load(key)
             return
-        machine, _, name = line.partition("/")
-        key = (machine, name)
-        if self.owns(key) and channel in (INBOX_CHANNEL, ADOPT_CHANNEL):
-            if channel == ADOPT_CHANNEL:
-                self._refresh.add(key)
-            self._enqueue_load(key)
+        if channel not in (INBOX_CHANNEL, ADOPT_CHANNEL):
+            return
+        for line in lines:
+            machine, _, name = line.partition("/")
+            key = (machine, name)
+            if self.owns(key):
+                if channel == ADOPT_CHANNEL:
+                    self._refresh.add(key)
+                self._enqueue_load(key)
 
     def _enqueue_load(self, key: InstanceKey | None) -> None:
         """``None``: sweep every owned instance's inbox."""

@@ -117,14 +117,15 @@ class Leases:
 
 
 class Listener:
-    """``LISTEN`` on the channels in a thread; ``deliver(channel, line)`` per line (from
-    that thread) and ``reconnected()`` after a lost connection is back (notifications
-    sent meanwhile are lost: the caller sweeps)."""
+    """``LISTEN`` on the channels in a thread; ``deliver(channel, lines)`` per
+    notification (from that thread: one hand-over to the event loop for all the lines of
+    a commit) and ``reconnected()`` after a lost connection is back (notifications sent
+    meanwhile are lost: the caller sweeps)."""
 
     def __init__(
         self,
         conninfo: str,
-        deliver: Callable[[str, str], object],
+        deliver: Callable[[str, list[str]], object],
         reconnected: Callable[[], object],
     ) -> None:
         self.conninfo = conninfo
@@ -152,8 +153,7 @@ class Listener:
                     first = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            for line in note.payload.split("\n"):
-                                self.deliver(note.channel, line)
+                            self.deliver(note.channel, note.payload.split("\n"))
             except psycopg.Error as exc:
                 first = False
                 logger.warning("LISTEN connection lost (%s); reconnecting", exc)
