@@ -1,6 +1,7 @@
 """Two nodes under load while the PostgreSQL server restarts: requests during the
-outage get a 503 ``store-unavailable`` (never a 500, never a hang), and the nodes carry
-on once it is back. The outage is kept short: other tests share this server."""
+outage get a 503 ``store-unavailable`` (never a 500, never a hang), ``/readyz`` says so
+too while ``/healthz`` stays 200, and the nodes carry on once it is back. The outage is
+kept short: other tests share this server."""
 
 from __future__ import annotations
 
@@ -26,13 +27,19 @@ REQUEST_LIMIT = 20.0  # no answer may take longer (a hang)
 
 
 def _restart_postgres() -> None:
+    """Stop the server, leave it down for 4 s, start it again: longer than /readyz waits
+    for the store (3 s), while requests wait up to 5 s for a connection and may
+    still succeed."""
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    for action in ("stop", "start"):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        if action == "stop":
+            time.sleep(4)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -52,6 +59,20 @@ def test_nodes_answer_503_during_a_restart_and_carry_on(database: str, tmp_path:
     bad: list[str] = []
     ids = itertools.count()
     phase = "before"
+    probes: Counter[tuple[str, str, int, str]] = Counter()
+
+    async def probe(client: httpx.AsyncClient) -> None:
+        while phase != "done":
+            for node in cluster.nodes:
+                for path in ("/healthz", "/readyz"):
+                    asked = phase  # /readyz waits up to 3 s for the store
+                    try:
+                        r = await client.get(f"{node.url}{path}")
+                    except httpx.TimeoutException:
+                        bad.append(f"{asked}: {path} gave no answer within {REQUEST_LIMIT} s")
+                        continue
+                    probes[(asked, path, r.status_code, r.json().get("code", ""))] += 1
+            await asyncio.sleep(0.05)
 
     async def worker(client: httpx.AsyncClient, end: float, w: int) -> None:
         while time.monotonic() < end:
@@ -80,6 +101,7 @@ def test_nodes_answer_503_during_a_restart_and_carry_on(database: str, tmp_path:
     async def load() -> None:
         nonlocal phase
         async with httpx.AsyncClient(timeout=REQUEST_LIMIT) as client:
+            prober = asyncio.create_task(probe(client))
             for w in range(6):
                 r = await client.post(
                     f"{cluster.nodes[0].url}/machines/{MACHINE}",
@@ -109,6 +131,8 @@ def test_nodes_answer_503_during_a_restart_and_carry_on(database: str, tmp_path:
             phase = "after"
             end = time.monotonic() + 2.0
             await asyncio.gather(*(worker(client, end, w) for w in range(6)))
+            phase = "done"
+            await prober
 
     try:
         headers = cluster.headers()
@@ -119,6 +143,13 @@ def test_nodes_answer_503_during_a_restart_and_carry_on(database: str, tmp_path:
     assert statuses[("before", 200)] > 0, statuses
     after = {s: n for (p, s), n in statuses.items() if p == "after"}
     assert after.get(200, 0) > 20 and set(after) == {200}, statuses
+    # Liveness never wavers; readiness reports the outage with the API's code, then recovers.
+    assert {(path, status) for (_, path, status, _) in probes if path == "/healthz"} == {
+        ("/healthz", 200)
+    }, probes
+    assert probes[("outage", "/readyz", 503, "store-unavailable")] > 0, probes
+    ready = {(s, c) for (p, path, s, c) in probes if path == "/readyz" and p in ("before", "after")}
+    assert ready == {(200, "")}, probes
     # Every accepted event is in the history once.
     counts = Counter(json.loads(e).get("id") for (e,) in cluster.rows("SELECT event FROM history"))
     assert all(n == 1 for i, n in counts.items() if i is not None)

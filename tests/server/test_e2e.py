@@ -281,6 +281,15 @@ def test_the_body_limit_is_configured_and_oversize_bodies_are_never_read_whole(
     assert "not a positive whole number: '0'" in refused.value.stderr
 
 
+def test_health_and_readiness_need_no_token(server: Server) -> None:
+    # The outage side of /readyz is in tests/cluster/test_postgres_restart.py.
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert paths["/readyz"]["get"]["security"] == [] == paths["/healthz"]["get"]["security"]
+
+
 def _rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]

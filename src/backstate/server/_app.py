@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError, Conflict
+from backstate.store import StoreError
 
 from . import _gc
 from ._backend import Backend, runtime_name, state_body
@@ -42,6 +43,7 @@ from ._openapi import document
 from ._uploads import Uploads
 
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+READY_TIMEOUT = 3.0  # seconds /readyz waits for the stores
 
 
 def parse_time(value: str, parameter: str) -> int:
@@ -131,6 +133,8 @@ def create_app(backend: Backend, *, tune_gc: bool = False) -> Starlette:
         Route("/logs", api.logs, methods=["GET"]),
         WebSocketRoute("/rt", api.realtime),
         Route("/openapi.json", lambda request: JSONResponse(document()), methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
         *identity_routes(backend),
         *http_api_routes(backend),
     ]
@@ -402,6 +406,19 @@ class _Api(Requests):
         if len(rows) == 100:
             body["cursor"] = rows[-1].name
         return JSONResponse(body)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready when the stores answer: a load balancer stops sending requests that would
+        only get 503 ``store-unavailable`` while they do not."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.backend.check_stores), READY_TIMEOUT)
+        except (StoreError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {READY_TIMEOUT:g} s"
+            return error_response(503, "store-unavailable", f"the store is unavailable: {reason}")
+        return JSONResponse({"status": "ready"})
 
     async def get_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.STATE_READ)

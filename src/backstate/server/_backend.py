@@ -305,6 +305,12 @@ class Backend:
             module.upgrade_context,
         )
 
+    def check_stores(self) -> None:
+        """One read of the control store and one of the instance store (``StoreError``
+        if either fails): what ``/readyz`` asks."""
+        self.control.deployment_ids()
+        self.runtime.store.load_instance(("", ""))
+
     def require_version(self, org_id: str, slug: str, version_id: str | None) -> None:
         machine = self.machine(org_id, slug)
         if version_id is None and machine.current_version is None:

@@ -604,7 +604,26 @@ def _identity_paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "deleted"}, **_errors()},
             },
         },
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "description": "Liveness: the process answers (no token).",
+                "security": [],
+                "responses": {"200": _json(_STATUS)},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "ready",
+                "description": "Readiness: the store answers within 3 s (no token).",
+                "security": [],
+                "responses": {"200": _json(_STATUS), **_errors(503)},
+            }
+        },
     }
+
+
+_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 
 
 def _http_api_path() -> dict[str, Any]:
