@@ -242,11 +242,11 @@ async def bench_backstate(url: str, s: Settings) -> dict[str, Any]:
         tasks = [asyncio.create_task(sender(i)) for i in range(n)]
         await asyncio.sleep(s.warmup)
         timer = _CommitTimer(bs.store)
-        batches0, done0 = bs.processor.batches, sum(counts)
+        batches0, done0 = bs.processor.stats.commits, sum(counts)
         start = time.perf_counter()
         await asyncio.sleep(s.seconds)
         done1, elapsed = sum(counts), time.perf_counter() - start
-        batches = bs.processor.batches - batches0
+        batches = bs.processor.stats.commits - batches0
         timer.restore()
         stop = True
         await asyncio.gather(*tasks)

@@ -43,6 +43,13 @@ def register(commands: Commands) -> None:
         "--deploy", action="append", default=[], type=Path, help="machine file to deploy"
     )
     serve.add_argument(
+        "--metrics-port",
+        type=positive_int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (off by default)",
+    )
+    serve.add_argument("--metrics-host", default="127.0.0.1", help="where the metrics port listens")
+    serve.add_argument(
         "--max-body-bytes",
         type=positive_int,
         metavar="N",
@@ -109,6 +116,11 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             print(f"deployed {path} as machine {slug!r}")
+    if args.metrics_port is not None:
+        from backstate.server import serve_metrics
+
+        serve_metrics(backend, args.metrics_port, args.metrics_host)
+        print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     print(f"backstate API on {api}", flush=True)
     uvicorn.run(create_app(backend, tune_gc=True), **_uvicorn_options(args))
     return 0

@@ -81,6 +81,7 @@ from ._migrations import (
     surviving_timer,
     upgrade_snapshot,
 )
+from ._stats import Stats
 from ._timers import TimerWheel
 
 logger = logging.getLogger("backstate.runtime")
@@ -138,7 +139,7 @@ class Processor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.batches = 0
+        self.stats = Stats()
         clock.on_advance(self._wake.set)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -486,6 +487,7 @@ class Processor:
                 try:
                     result = await done[1]
                 except StoreError as exc:
+                    self.stats.commit_failures += 1
                     logger.error("commit failed, reloading state from the store: %s", exc)
                     self._abandon([done[0], rnd], exc)
                     continue
@@ -493,10 +495,17 @@ class Processor:
             if rnd.batch:
                 pending = (
                     rnd,
-                    asyncio.ensure_future(asyncio.to_thread(self.store.commit, rnd.batch)),
+                    asyncio.ensure_future(asyncio.to_thread(self._commit, rnd.batch)),
                 )
             elif self._closing and not self.ready:
                 return
+
+    def _commit(self, batch: WriteBatch) -> CommitResult:
+        started = time.perf_counter()
+        try:
+            return self.store.commit(batch)
+        finally:
+            self.stats.commit_seconds += time.perf_counter() - started
 
     async def _idle(self, commit: asyncio.Task[CommitResult] | None) -> None:
         """Wait for work, the next due timer or retry, or the commit in flight."""
@@ -567,7 +576,8 @@ class Processor:
 
     def _finish(self, rnd: Round, result: CommitResult) -> None:
         """The round is durable: let its consequences out."""
-        self.batches += 1
+        self.stats.commits += 1
+        self.stats.transitions += len(rnd.batch.history)
         for key in rnd.updates:
             left = self.uncommitted.pop(key, 1) - 1
             if left:
@@ -662,9 +672,11 @@ class Processor:
                 skipped.append(work)
                 continue
             handled += 1
+            self.stats.handled[work.kind] += 1
             try:
                 self._handle(entry, work, rnd, now)
             except BackstateError as exc:
+                self.stats.refused[exc.code] += 1
                 self._failed(entry, work, exc, rnd, now)
             if work.kind == "resume" and skipped:
                 break  # what was held runs first, in order, in the next round

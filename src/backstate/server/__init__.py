@@ -3,5 +3,6 @@ durable runtime, as a Starlette app served by uvicorn."""
 
 from ._app import create_app
 from ._backend import Backend, Credentials
+from ._metrics import serve_metrics
 
-__all__ = ["Backend", "Credentials", "create_app"]
+__all__ = ["Backend", "Credentials", "create_app", "serve_metrics"]
