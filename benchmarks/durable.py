@@ -232,7 +232,7 @@ async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[st
         main_prof = cProfile.Profile() if profile else None
         commit_prof = cProfile.Profile() if profile else None
         timer = _CommitTimer(bs.store, commit_prof)
-        batches0 = getattr(bs.processor, "batches", 0)
+        batches0 = bs.processor.stats.commits
         done0 = sum(counts)
         written0 = _written_bytes()
         if main_prof is not None:
@@ -243,7 +243,7 @@ async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[st
         elapsed = time.perf_counter() - start
         if main_prof is not None:
             main_prof.disable()
-        batches = getattr(bs.processor, "batches", 0) - batches0
+        batches = bs.processor.stats.commits - batches0
         written1 = _written_bytes()
         commit_seconds, commit_calls = timer.seconds, timer.calls
         timer.restore()
