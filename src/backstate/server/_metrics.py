@@ -29,58 +29,60 @@ class RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         processor = self.backend.runtime.processor
         stats = processor.stats
-        yield CounterMetricFamily(
-            "backstate_commits", "Rounds of transitions durably written", value=stats.commits
-        )
-        yield CounterMetricFamily(
-            "backstate_commit_failures",
-            "Rounds the store refused (their callers got 503 store-unavailable)",
-            value=stats.commit_failures,
-        )
-        yield CounterMetricFamily(
-            "backstate_commit_seconds", "Time spent in store commits", value=stats.commit_seconds
-        )
-        yield CounterMetricFamily(
-            "backstate_transitions",
-            "Transitions durably written, creations included",
-            value=stats.transitions,
-        )
-        handled = CounterMetricFamily(
-            "backstate_work",
-            "Work items processed (events, messages, timers, ...)",
-            labels=["kind"],
-        )
-        for kind, count in sorted(stats.handled.items()):
-            handled.add_metric([kind], count)
-        yield handled
-        refused = CounterMetricFamily(
-            "backstate_work_refused", "Work items that failed, by error code", labels=["code"]
-        )
-        for code, count in sorted(stats.refused.items()):
-            refused.add_metric([code], count)
-        yield refused
         entries = list(processor.entries.values())
-        yield GaugeMetricFamily(
-            "backstate_instances_in_memory", "Instances held in memory", value=len(entries)
-        )
-        yield GaugeMetricFamily(
-            "backstate_subscriptions",
-            "Open /rt and in-process subscriptions",
-            value=sum(len(e.subscribers) for e in entries),
-        )
-        yield GaugeMetricFamily("backstate_timers", "Timers armed", value=len(processor.wheel))
-        yield GaugeMetricFamily(
-            "backstate_ready_instances",
-            "Instances with work waiting for the next round",
-            value=len(processor.ready),
-        )
-        cluster = self.backend.cluster
-        if cluster is not None:
-            yield GaugeMetricFamily(
-                "backstate_shards_held",
-                "Shards this node holds the lease of",
-                value=len(cluster.held),
-            )
+        counters: list[tuple[str, str, float]] = [
+            ("backstate_commits", "Rounds of transitions durably written", stats.commits),
+            (
+                "backstate_commit_failures",
+                "Rounds the store refused (their callers got 503 store-unavailable)",
+                stats.commit_failures,
+            ),
+            ("backstate_commit_seconds", "Time spent in store commits", stats.commit_seconds),
+            (
+                "backstate_transitions",
+                "Transitions durably written, creations included",
+                stats.transitions,
+            ),
+        ]
+        gauges: list[tuple[str, str, float]] = [
+            ("backstate_instances_in_memory", "Instances held in memory", len(entries)),
+            (
+                "backstate_subscriptions",
+                "Open /rt and in-process subscriptions",
+                sum(len(e.subscribers) for e in entries),
+            ),
+            ("backstate_timers", "Timers armed", len(processor.wheel)),
+            (
+                "backstate_ready_instances",
+                "Instances with work waiting for the next round",
+                len(processor.ready),
+            ),
+        ]
+        if self.backend.cluster is not None:
+            held = len(self.backend.cluster.held)
+            gauges.append(("backstate_shards_held", "Shards this node holds the lease of", held))
+        for name, documentation, value in counters:
+            yield CounterMetricFamily(name, documentation, value=value)
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(name, documentation, value=value)
+        for name, documentation, label, counts in (
+            (
+                "backstate_work",
+                "Work items processed (events, messages, timers, ...)",
+                "kind",
+                stats.handled,
+            ),
+            (
+                "backstate_work_refused",
+                "Work items that failed, by error code",
+                "code",
+                stats.refused,
+            ),
+        ):
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for key, count in sorted(counts.items()):
+                family.add_metric([key], count)
+            yield family
 
 
 def serve_metrics(backend: Backend, port: int, host: str = "127.0.0.1") -> None:
