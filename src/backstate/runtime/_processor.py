@@ -724,33 +724,13 @@ class Processor:
                 self._send(entry, work.due.to, work.event, rnd, now)
                 rnd.batch.timer_ops.append((entry.key, work.due.timer))
                 return
-        if work.kind == "inbox" and work.sender == "service":
-            # A service's result from the node that created this instance (see _service):
-            # dropped if the instance has left that invocation or started another one.
-            child = work.event["type"].split(".", 3)[3]
-            snap = entry.snapshot
-            if (
-                child in entry.services
-                or child in entry.starting
-                or snap is None
-                or child not in snap.children
-            ):
-                if work.inbox_id is not None:
-                    rnd.batch.inbox_deletes.append(work.inbox_id)
-                return
-        if work.kind == "service":
-            child = work.event["type"].split(".", 3)[3]
-            service = entry.services.get(child)
-            snap = entry.snapshot
-            if (
-                service is None
-                or service.token is not work.token
-                or snap is None
-                or child not in snap.children
-            ):
-                if work.effect_id:
-                    rnd.batch.effect_done.append(work.effect_id)
-                return
+        relayed = work.kind == "inbox" and work.sender == "service"
+        if (work.kind == "service" or relayed) and self._stale_result(entry, work):
+            if relayed and work.inbox_id is not None:
+                rnd.batch.inbox_deletes.append(work.inbox_id)
+            elif work.effect_id:
+                rnd.batch.effect_done.append(work.effect_id)
+            return
         version = self.registry.get(entry.key[0], entry.version)
         if work.auth is not None or (
             work.kind == "inbox" and work.sender not in ("self", "recovery", "service")
@@ -769,6 +749,20 @@ class Processor:
             rnd.after.append(lambda: self._forget_service(entry, child, token))
         if work.future is not None:
             rnd.settle.append((entry, work.future))
+
+    def _stale_result(self, entry: Entry, work: Work) -> bool:
+        """Whether a service's result no longer concerns the instance: it has left that
+        invocation, or started another one with the same id since (a result from here
+        carries its service's token; one relayed by the node that created the instance,
+        see _service, meets a service of this node's own)."""
+        child = work.event["type"].split(".", 3)[3]
+        snap = entry.snapshot
+        if snap is None or child not in snap.children:
+            return True
+        if work.kind == "service":
+            service = entry.services.get(child)
+            return service is None or service.token is not work.token
+        return child in entry.services or child in entry.starting
 
     def _administer(self, entry: Entry, work: Work, rnd: Round) -> None:
         key = entry.key
