@@ -184,19 +184,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     to exceed ``limit`` bytes (by its Content-Length, or while it streams in), so an
     oversize body is never held in memory. Kept as Starlette keeps a body it read, for
     whatever reads it again (forwarding to another node)."""
-    too_large = ApiError(413, "payload-too-large", f"request bodies are limited to {limit} bytes")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     request._body = raw = b"".join(chunks)
     return raw
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload-too-large", f"request bodies are limited to {limit} bytes")
 
 
 def iso(ms: int) -> str:
