@@ -359,18 +359,22 @@ def _more(m: Measure, s: Settings, deadline: float) -> bool:
     return len(m.ms) < s.queries and (time.perf_counter() < deadline or len(m.ms) < MIN_SAMPLES)
 
 
+async def _timed_query(bs: Backstate, m: Measure, kw: dict[str, Any]) -> None:
+    """One query, its time, what it asked and which instances it found, into ``m``."""
+    t0 = time.perf_counter()
+    page = await bs.query(MACHINE, **kw)
+    m.ms.append(1000 * (time.perf_counter() - t0))
+    m.queries.append(_as_query(kw))
+    m.instances.append([h[1] for h in page.hits])
+
+
 async def timed_queries(
     bs: Backstate, m: Measure, s: Settings, params: Callable[[], dict[str, Any]]
 ) -> str:
     """Queries with ``params()`` and ``limit=LIMIT``. Returns a problem, or ''."""
     deadline = time.perf_counter() + s.budget
     while _more(m, s, deadline):
-        kw = {**params(), "limit": LIMIT}
-        t0 = time.perf_counter()
-        page = await bs.query(MACHINE, **kw)
-        m.ms.append(1000 * (time.perf_counter() - t0))
-        m.queries.append(_as_query(kw))
-        m.instances.append([h[1] for h in page.hits])
+        await _timed_query(bs, m, {**params(), "limit": LIMIT})
     return ""
 
 
@@ -450,11 +454,7 @@ async def deep_cursor(bs: Backstate, m: Measure, s: Settings) -> str:
         if probe.cursor is None:
             continue
         kw = {"index": "total", "op": "gte", "value": 0, "limit": LIMIT, "cursor": probe.cursor}
-        t0 = time.perf_counter()
-        page = await bs.query(MACHINE, **kw)
-        m.ms.append(1000 * (time.perf_counter() - t0))
-        m.queries.append(_as_query(kw))
-        m.instances.append([h[1] for h in page.hits])
+        await _timed_query(bs, m, kw)
     return ""
 
 
