@@ -18,15 +18,6 @@ from .conftest import Cluster
 MACHINES = Path(__file__).resolve().parent / "machines"
 
 
-def _deploy(cluster: Cluster, slug: str) -> None:
-    url, headers = cluster.nodes[0].url, cluster.headers()
-    created = httpx.post(f"{url}/machines", json={"slug": slug}, headers=headers, timeout=30)
-    assert created.status_code == 201, created.text
-    source = (MACHINES / f"{slug}.py").read_text()
-    version = httpx.post(f"{url}/machines/{slug}/v", json={"code": source}, headers=headers)
-    assert version.status_code == 200, version.text
-
-
 def _admin(cluster: Cluster, node: int, machine: str, name: str) -> dict[str, Any]:
     r = httpx.get(
         f"{cluster.nodes[node].url}/machines/{machine}/i/{name}/admin",
@@ -44,7 +35,7 @@ def test_a_foreign_childs_first_service_result_reaches_its_owner(
     cluster = Cluster(database, tmp_path, 2)
     try:
         for slug in ("worker", "boss"):
-            _deploy(cluster, slug)
+            cluster.nodes[0].deploy(slug, MACHINES / f"{slug}.py")
         org = cluster.creds["orgId"]
         owner = dict(cluster.rows("SELECT shard, node FROM shard_leases"))
         boss_key = (runtime_name(org, "boss"), "b")

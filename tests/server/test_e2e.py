@@ -83,9 +83,9 @@ class Server:
             self.creds["keyId"], self.creds["secret"], claims, expires_in_s=kw.pop("ttl", 600), **kw
         )
 
-    def deploy(self, slug: str, example: str) -> str:
-        """Create machine ``slug`` with ``examples/<example>`` as its current version;
-        the machine's base URL."""
+    def deploy(self, slug: str, example: str | Path) -> str:
+        """Create machine ``slug`` with ``examples/<example>`` (or the file at an absolute
+        path) as its current version; the machine's base URL."""
         admin = self.headers({"sub": "admin"})
         created = httpx.post(f"{self.url}/machines", json={"slug": slug}, headers=admin)
         assert created.status_code == 201, created.text
