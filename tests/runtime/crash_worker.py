@@ -39,6 +39,11 @@ from backstate.runtime import Backstate, Conflict, current_effect, instance_ref
 
 MACHINE = "node"
 TICK = f"xstate.after.tick.{MACHINE}.timer.armed"
+# Instances that never settle: each re-arms its own timer forever, the same timer id
+# re-armed by the transition it fires ("poll") or two states' timers taking turns
+# ("alternate"). Their timers must survive every kill and restart.
+LOOP = "loop"
+LOOPS = 10
 PEERS = 6  # each instance pings the next PEERS instances: busy pairs, longer backlogs
 PAUSED = 8  # instances paused at a time
 
@@ -104,6 +109,32 @@ async def job(input: dict[str, Any]) -> dict[str, Any]:
     _maybe_die("restart" if str(effect).endswith("/1") else "service")
     await asyncio.sleep(input["ms"] / 1000)
     return {"effect": effect}
+
+
+def loop_names() -> list[str]:
+    return [f"{'poll' if i % 2 == 0 else 'alternate'}{i:02d}" for i in range(LOOPS)]
+
+
+def build_loop() -> Any:
+    tick = assign({"ticks": lambda context, event: context["ticks"] + 1})
+    return setup(delays={"period": lambda context, event: context["period"]}).create_machine(
+        {
+            "id": LOOP,
+            "initial": "start",
+            "context": lambda input: {**input, "ticks": 0},
+            "states": {
+                "start": {
+                    "always": [
+                        {"guard": lambda c, e: c["poll"], "target": "poll"},
+                        {"target": "a"},
+                    ]
+                },
+                "poll": {"after": {"period": {"target": "poll", "reenter": True, "actions": tick}}},
+                "a": {"after": {"period": {"target": "b", "actions": tick}}},
+                "b": {"after": {"period": {"target": "a", "actions": tick}}},
+            },
+        }
+    )
 
 
 def _count_to(peer_of: Any) -> Any:
@@ -272,12 +303,15 @@ async def _pauser(bs: Backstate, names: list[str], tag: str, stop: asyncio.Event
 
 
 def _quiet(db_path: str) -> bool:
+    """No work left: no inbox row, no effect, no timer but the loops' (which never end)."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        return all(
-            db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
-            for table in ("inbox", "timers", "effects")
-        )
+        left = [
+            db.execute("SELECT count(*) FROM inbox").fetchone()[0],
+            db.execute("SELECT count(*) FROM effects").fetchone()[0],
+            db.execute("SELECT count(*) FROM timers WHERE machine = ?", (MACHINE,)).fetchone()[0],
+        ]
+        return left == [0, 0, 0]
     finally:
         db.close()
 
@@ -290,6 +324,7 @@ async def main(config: dict[str, Any]) -> None:
     tag = f"r{config['round']}"
     bs = Backstate(config["db"])
     bs.deploy(MACHINE, build_machine())
+    bs.deploy(LOOP, build_loop())
     _log("epochs", str(bs.clock.now_ms()))
     (directory / f"recovering.{tag}").touch()
     await bs.start()
@@ -300,6 +335,10 @@ async def main(config: dict[str, Any]) -> None:
             await bs.create(MACHINE, name, input=data)
         if config["pause"] and (await bs.get(MACHINE, name)).paused:  # by the last run
             await bs.resume(MACHINE, name)
+    for i, name in enumerate(loop_names()):
+        with contextlib.suppress(Conflict):
+            loop = {"period": 20 + 5 * i, "poll": name.startswith("poll")}  # 20-65 ms
+            await bs.create(LOOP, name, input=loop)
     (directory / f"ready.{tag}").touch()
     SELF_KILL.update(point=config["self_kill"], at=time.monotonic() + config["self_kill_after"])
     stop = asyncio.Event()

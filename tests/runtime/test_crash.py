@@ -90,6 +90,8 @@ class CrashRun:
     effects: list[tuple[str, str]]
     services: list[str]
     epochs: list[int]
+    loops: dict[str, list[Row]]  # the self-re-arming instances' history
+    loop_timers: dict[str, int]  # their timer rows at the end
     notes: list[str] = field(default_factory=list)
 
     def context(self) -> str:
@@ -243,9 +245,24 @@ def _load(directory: Path, db_path: Path, seed: int, kills: list[str]) -> CrashR
                 "SELECT name, seq, snapshot FROM instances WHERE machine = ?", (worker.MACHINE,)
             )
         }
+        loops: dict[str, list[Row]] = defaultdict(list)
+        for name, seq, event, snapshot, ts in db.execute(
+            "SELECT instance, seq, event, snapshot, ts FROM history WHERE machine = ?"
+            " ORDER BY instance, seq",
+            (worker.LOOP,),
+        ):
+            loops[name].append(Row(seq, json.loads(event), json.loads(snapshot), ts))
+        loop_timers = dict(
+            db.execute(
+                "SELECT instance, count(*) FROM timers WHERE machine = ? GROUP BY instance",
+                (worker.LOOP,),
+            ).fetchall()
+        )
         pending = {
-            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("inbox", "timers")
+            "inbox": db.execute("SELECT count(*) FROM inbox").fetchone()[0],
+            "timers": db.execute(
+                "SELECT count(*) FROM timers WHERE machine = ?", (worker.MACHINE,)
+            ).fetchone()[0],
         }
         for kind in ("action", "service"):
             pending[f"{kind} effects"] = db.execute(
@@ -266,6 +283,8 @@ def _load(directory: Path, db_path: Path, seed: int, kills: list[str]) -> CrashR
         effects=[(e[0], e[1]) for e in effects],
         services=_read_lines(directory / "services.log"),
         epochs=[int(line) for line in _read_lines(directory / "epochs.log")],
+        loops=dict(loops),
+        loop_timers=loop_timers,
     )
 
 
@@ -490,6 +509,27 @@ def test_due_timers_fire_after_restarts(run: CrashRun) -> None:
     assert run.pending["timers"] == 0, run.context()
     fired = sum(1 for rows in run.history.values() for r in rows if r.event["type"] == worker.TICK)
     assert fired > 100, run.context()
+
+
+def test_self_re_arming_timers_survive_every_restart(run: CrashRun) -> None:
+    """Timers that the transition they fire re-arms (the same id, or two states taking
+    turns) keep firing in every run that lasted long enough, and each instance ends
+    with exactly one timer row: none was lost by a kill or a clean shutdown."""
+    assert sorted(run.loops) == sorted(worker.loop_names()), run.context()
+    assert run.loop_timers == dict.fromkeys(worker.loop_names(), 1), run.context()
+    ends = [*run.epochs[1:], None]
+    silent = []
+    for epoch, (start, end) in enumerate(zip(run.epochs, ends, strict=True)):
+        if end is not None and end - start < 1000:
+            continue  # killed early (in recovery, or soon after start)
+        for name, rows in run.loops.items():
+            ticks = [r for r in rows if r.ts >= start and (end is None or r.ts < end)]
+            if len([r for r in ticks if r.event["type"].startswith("xstate.after.")]) < 2:
+                silent.append(f"{name} in run {epoch}")
+    assert not silent, f"timers lost: {silent[:SHOW]}; {run.context()}"
+    for name, rows in run.loops.items():
+        kinds = {r.snapshot["value"] for r in rows[1:]}
+        assert kinds == ({"poll"} if name.startswith("poll") else {"a", "b"}), (name, kinds)
 
 
 def test_timers_fire_only_when_due_in_the_state_that_set_them(run: CrashRun) -> None:

@@ -720,9 +720,11 @@ class Processor:
             if not self.wheel.is_current(work.due):
                 return
             self.wheel.cancel(entry.key, work.due.timer)
+            # Its row goes before anything the transition writes: a transition that
+            # re-arms the same timer id writes the new row after this deletion.
+            rnd.batch.timer_ops.append((entry.key, work.due.timer))
             if work.due.to != "#_self":
                 self._send(entry, work.due.to, work.event, rnd, now)
-                rnd.batch.timer_ops.append((entry.key, work.due.timer))
                 return
         relayed = work.kind == "inbox" and work.sender == "service"
         if (work.kind == "service" or relayed) and self._stale_result(entry, work):
@@ -739,9 +741,6 @@ class Processor:
         self._transition(entry, version, work.event, rnd, now, work.event_json)
         if work.kind == "inbox" and work.inbox_id is not None:
             rnd.batch.inbox_deletes.append(work.inbox_id)
-        elif work.kind == "timer":
-            assert work.due is not None
-            rnd.batch.timer_ops.append((entry.key, work.due.timer))
         elif work.kind == "service":
             rnd.batch.effect_done.append(work.effect_id or "")
             child = work.event["type"].split(".", 3)[3]
