@@ -768,7 +768,9 @@ def test_namespaces_keep_orgs_apart(db: Target) -> None:
 
             await eventually(arrived)
             assert (await bs.get("orgB.sink", "x")).context["n"] == 0
-            assert senders == [{"machineName": "source", "machineInstanceName": "s"}]
+            assert senders == [
+                {"machineName": "source", "machineInstanceName": "s", "orgId": "orgA"}
+            ]
             with pytest.raises(InvalidRequest):
                 await bs.create("a.b.c", "x")
 

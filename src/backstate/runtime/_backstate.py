@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-import orjson
 
 from backstate.chart import ExecutionError, Machine, to_event
 from backstate.store import (
@@ -29,8 +26,10 @@ from ._deployments import Authorizer, Registry, Version, check_machine, check_na
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexPage, compile_selectors, index_query
+from ._json import encode
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, replay_upgrade
 from ._processor import Processor
+from ._usercode import user_code
 
 MAX_EVENT_BYTES = 400_000
 
@@ -159,8 +158,8 @@ class Backstate:
         self.registry.get(machine, version)
         if context is not None and not isinstance(context, dict):
             raise InvalidRequest("invalid-json", "context must be a JSON object")
-        _check_json(context, "context")
-        _check_json(input, "input")
+        encode(context, "context")
+        encode(input, "input")
         work = Work(
             "create",
             {},
@@ -180,7 +179,7 @@ class Backstate:
             ev = to_event(event)
         except ExecutionError as exc:
             raise InvalidRequest("invalid-event", exc.message) from exc
-        text = _check_json(ev, "event")
+        text = encode(ev, "event")
         if (len(text) if text.isascii() else len(text.encode())) > MAX_EVENT_BYTES:
             raise InvalidRequest(
                 "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
@@ -197,17 +196,32 @@ class Backstate:
     ) -> InstanceState:
         state = await self.processor.get((check_machine(machine), check_name("instance", name)))
         if auth is not None:
-            check = self.registry.get(machine, state.version).allow_read
-            if check is not None and not check(
+            self.check_read(machine, name, state, auth)
+        return state
+
+    def check_read(
+        self, machine: str, name: str, state: InstanceState, auth: dict[str, Any]
+    ) -> None:
+        """Whether the machine's ``allow_read`` lets ``auth`` read ``state``: raises
+        ``Forbidden`` (``rejected-by-machine-authorizer``, or ``authorizer-failed`` when
+        the authorizer raised) unless it does."""
+        version = self.registry.get(machine, state.version)
+        check = version.allow_read
+        if check is None:
+            return
+        where = f"{machine}@{version.id}/{name}"
+        with (
+            _logs.scope((machine, version.id, name), self.processor.log, self.clock.now_ms),
+            user_code("allow_read", where, "authorizer-failed", Forbidden),
+        ):
+            allowed = check(
                 machine_instance_name=name,
                 auth_context=auth,
                 context=state.context,
                 state=state.value,
-            ):
-                raise Forbidden(
-                    "rejected-by-machine-authorizer", f"{machine}/{name} refused this read"
-                )
-        return state
+            )
+        if not allowed:
+            raise Forbidden("rejected-by-machine-authorizer", f"{machine}/{name} refused this read")
 
     async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
         """The current state, then every committed state after it."""
@@ -330,19 +344,3 @@ class Backstate:
         if not self._started:
             raise Unavailable("not-started", "call `await backstate.start()` first")
         return asyncio.get_running_loop().create_future()
-
-
-def _check_json(value: Any, what: str) -> str:
-    """Compact JSON text of ``value`` (``invalid-json`` unless it is JSON). orjson when
-    its answer is the standard library's: it writes NaN and infinities as ``null`` and
-    refuses non-string keys, so output with a ``null`` and refusals take the slow path."""
-    try:
-        data = orjson.dumps(value)
-    except TypeError:
-        data = b"null"
-    if b"null" not in data:
-        return data.decode()
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("invalid-json", f"{what} must be JSON: {exc}") from exc

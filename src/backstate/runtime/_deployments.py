@@ -41,10 +41,24 @@ def namespace_of(machine: str) -> str | None:
     return machine.partition(".")[0] if "." in machine else None
 
 
-def qualify(machine: str, like: str) -> str:
-    """``machine`` as seen from code of machine ``like``: same namespace unless given."""
-    namespace = namespace_of(like)
-    return f"{namespace}.{machine}" if namespace and "." not in machine else machine
+def address(machine: Any, instance: Any, sender: str) -> tuple[str, str]:
+    """The instance that code of machine ``sender`` names as (``machine``, ``instance``):
+    always one of the sender's own namespace (org). A name qualified by a namespace is
+    refused (``cross-org-address``), so a machine can never reach another org's
+    instances, whatever names its code builds; so is a name that is not valid
+    (``invalid-address``)."""
+    namespace = namespace_of(sender)
+    if namespace is not None and isinstance(machine, str) and "." in machine:
+        raise InvalidRequest(
+            "cross-org-address",
+            f"{machine!r} names another org's machine; machines address only their own org's",
+        )
+    try:
+        local = check_name("machine", machine) if namespace else check_machine(machine)
+        name = check_name("instance", instance)
+    except InvalidRequest as exc:
+        raise InvalidRequest("invalid-address", exc.message) from exc
+    return (f"{namespace}.{local}" if namespace else local, name)
 
 
 def unqualified(machine: str) -> str:

@@ -116,6 +116,9 @@ class Round:
         self.updates: dict[InstanceKey, tuple[int | None, InstanceRow]] = {}
         self.after: list[Callable[[], None]] = []
         self.deliveries: list[tuple[InstanceKey, Work]] = []  # inbox rows, in insert order
-        self.settle: list[tuple[Entry, asyncio.Future[InstanceState]]] = []
+        # Callers to answer once the round commits: with the state right after their
+        # work when the instance was settled then, else (None) once it settles.
+        self.settle: list[tuple[Entry, asyncio.Future[InstanceState], InstanceState | None]] = []
+        self.self_sent: set[InstanceKey] = set()  # instances with events to themselves
         # Callers answered in ``after`` (failed by the round if its commit fails).
         self.deferred: list[asyncio.Future[InstanceState]] = []

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import contextvars
 import heapq
-import inspect
 import itertools
 import json
 import logging
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +61,15 @@ from backstate.store._protocol import ADOPT_CHANNEL, INBOX_CHANNEL, STATE_CHANNE
 from . import _logs
 from ._clock import Clock
 from ._cluster import Ownership, SoleOwner, shard_of
-from ._deployments import Persistent, Registry, Version, parse_ref, qualify, unqualified
+from ._deployments import (
+    Persistent,
+    Registry,
+    Version,
+    address,
+    namespace_of,
+    parse_ref,
+    unqualified,
+)
 from ._entries import Entry, InstanceState, Round, Service, Work
 from ._errors import (
     BackstateError,
@@ -73,6 +81,7 @@ from ._errors import (
     Unavailable,
 )
 from ._indexes import index_entries
+from ._json import encode
 from ._migrations import (
     UPGRADE_EVENT,
     MigrationFailed,
@@ -83,6 +92,7 @@ from ._migrations import (
 )
 from ._stats import Stats
 from ._timers import TimerWheel
+from ._usercode import UserRaised, call, describe, user_code
 
 logger = logging.getLogger("backstate.runtime")
 
@@ -96,8 +106,6 @@ CACHE_SIZE = 10_000
 # How long the ids of applied inbox rows are remembered, so that a read of the inbox
 # that began before they were deleted cannot queue them again (many nodes).
 GONE_SECONDS = 60.0
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_ascii_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "backstate_effect", default=None
@@ -497,7 +505,12 @@ class Processor:
                     rnd,
                     asyncio.ensure_future(asyncio.to_thread(self._commit, rnd.batch)),
                 )
-            elif self._closing and not self.ready:
+                continue
+            if rnd.after or rnd.settle:
+                # Nothing to write, yet callers to answer (a duplicate create, answered
+                # once the first is committed): every earlier round is finished by now.
+                self._finish(rnd, CommitResult([]))
+            if self._closing and not self.ready:
                 return
 
     def _commit(self, batch: WriteBatch) -> CommitResult:
@@ -576,8 +589,9 @@ class Processor:
 
     def _finish(self, rnd: Round, result: CommitResult) -> None:
         """The round is durable: let its consequences out."""
-        self.stats.commits += 1
-        self.stats.transitions += len(rnd.batch.history)
+        if rnd.batch:
+            self.stats.commits += 1
+            self.stats.transitions += len(rnd.batch.history)
         for key in rnd.updates:
             left = self.uncommitted.pop(key, 1) - 1
             if left:
@@ -596,9 +610,12 @@ class Processor:
             action()
         if self.foreign:
             self._hand_over()
-        for entry, future in rnd.settle:
-            self._await_settle(entry, future)
-        for entry in [e for e in self.waiting if e.settled]:
+        for entry, future, state in rnd.settle:
+            if state is not None:
+                _resolve(future, state)
+            else:
+                self._await_settle(entry, future)
+        for entry in [e for e in self.waiting if self._settled(e)]:
             self._release(entry)
         self._evict()
 
@@ -625,7 +642,7 @@ class Processor:
         """A failed commit wrote nothing (and the round built on it is dropped too):
         forget in-memory state and answer callers."""
         error = Unavailable("store-unavailable", f"the store failed: {exc}")
-        futures = [f for rnd in rounds for _, f in rnd.settle]
+        futures = [f for rnd in rounds for _, f, _ in rnd.settle]
         futures.extend(f for rnd in rounds for f in rnd.deferred)
         for entry in self.entries.values():
             futures.extend(w.future for w in entry.queue if w.future is not None)
@@ -747,7 +764,7 @@ class Processor:
             token = work.token
             rnd.after.append(lambda: self._forget_service(entry, child, token))
         if work.future is not None:
-            rnd.settle.append((entry, work.future))
+            self._answer(entry, work.future, rnd)
 
     def _stale_result(self, entry: Entry, work: Work) -> bool:
         """Whether a service's result no longer concerns the instance: it has left that
@@ -797,7 +814,7 @@ class Processor:
             if failure is not None:
                 raise failure  # logged and cleared in this round, and answered
         if work.future is not None:
-            rnd.settle.append((entry, work.future))
+            self._answer(entry, work.future, rnd)
         state = self.state(entry)
         rnd.after.append(lambda: self._publish(entry, state))
 
@@ -812,7 +829,12 @@ class Processor:
         try:
             target = self.registry.get(key[0], target_id)
             chain = find_path(self.registry.migrations(key[0]), source_id, target_id)
-            with self._user_code(entry, target):
+            with (
+                self._user_code(entry, target),
+                user_code(
+                    "a migration", self._where(entry, target), "migration-failed", MigrationFailed
+                ),
+            ):
                 data = upgrade_snapshot(
                     entry.snapshot.to_json(), chain, source.machine, target.machine
                 )
@@ -932,6 +954,14 @@ class Processor:
             "%s/%s: %s after %d attempts; moved to dead letters", *entry.key, exc.message, attempts
         )
 
+    def log(self, row: LogRow) -> None:
+        """Keep a log line of user code run outside a round (it goes into the next)."""
+        self.pending_logs.append(row)
+        self._wake.set()
+
+    def _where(self, entry: Entry, version: Version) -> str:
+        return f"{entry.key[0]}@{version.id}/{entry.key[1]}"
+
     def _user_code(self, entry: Entry, version: Version) -> _logs.scope:
         """Where print() and logging of this instance's user code go."""
         return _logs.scope(
@@ -949,14 +979,17 @@ class Processor:
         auth = work.auth
         if auth is None and work.kind == "inbox":
             machine, _, name = work.sender.partition("/")
-            auth = {
-                "stateBackedSender": {
-                    "machineName": unqualified(machine),
-                    "machineInstanceName": name,
-                }
-            }
+            sender = {"machineName": unqualified(machine), "machineInstanceName": name}
+            namespace = namespace_of(machine)
+            if namespace is not None:
+                sender["orgId"] = namespace  # always the receiver's own (see address)
+            auth = {"stateBackedSender": sender}
         snap = entry.snapshot
-        with self._user_code(entry, version):
+        where = self._where(entry, version)
+        with (
+            self._user_code(entry, version),
+            user_code("allow_write", where, "authorizer-failed", Forbidden),
+        ):
             allowed = check(
                 machine_instance_name=entry.key[1],
                 auth_context=auth or {},
@@ -997,10 +1030,16 @@ class Processor:
         entry.created_at = now
         with self._user_code(entry, version):
             try:
-                snap, effects = version.machine.initial_transition(
-                    opts.get("input"),
-                    **({"context": opts["context"]} if opts.get("context") is not None else {}),
-                )
+                with user_code(
+                    "the initial transition",
+                    self._where(entry, version),
+                    "event-rejected",
+                    EventRejected,
+                ):
+                    snap, effects = version.machine.initial_transition(
+                        opts.get("input"),
+                        **({"context": opts["context"]} if opts.get("context") is not None else {}),
+                    )
             except ExecutionError as exc:
                 raise EventRejected(
                     "event-rejected",
@@ -1017,7 +1056,7 @@ class Processor:
             created=True,
         )
         if work.future is not None:
-            rnd.settle.append((entry, work.future))
+            self._answer(entry, work.future, rnd)
 
     def _transition(
         self,
@@ -1030,7 +1069,13 @@ class Processor:
     ) -> None:
         with self._user_code(entry, version):
             try:
-                snap, effects = version.machine.transition(entry.snapshot, event)  # type: ignore[arg-type]
+                with user_code(
+                    f"the transition on {event.get('type')!r}",
+                    self._where(entry, version),
+                    "event-rejected",
+                    EventRejected,
+                ):
+                    snap, effects = version.machine.transition(entry.snapshot, event)  # type: ignore[arg-type]
             except ExecutionError as exc:
                 raise EventRejected(
                     "event-rejected",
@@ -1053,14 +1098,15 @@ class Processor:
         event_json: RawJson | None = None,
     ) -> None:
         data = snap.to_json()
-        try:
-            # ASCII-escaped JSON is never shorter than the UTF-8 JSON of any part of it,
-            # so the exact context size is needed only for large snapshots.
-            text = RawJson(_ascii_dumps(data))
-            event_text = event_json or RawJson(_ascii_dumps(event))
-            size = len(_dumps(data["context"]).encode()) if len(text) > MAX_CONTEXT_BYTES else 0
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("invalid-json", f"context and events must be JSON: {exc}") from exc
+        text = RawJson(encode(data, "the context"))
+        event_text = event_json or RawJson(encode(event, "the event"))
+        # A snapshot is never shorter than its context: the exact context size is
+        # needed only for large snapshots.
+        size = (
+            len(encode(data["context"], "the context").encode())
+            if len(text) > MAX_CONTEXT_BYTES
+            else 0
+        )
         if size > MAX_CONTEXT_BYTES:
             raise InvalidRequest(
                 "context-too-large",
@@ -1156,13 +1202,18 @@ class Processor:
         target: InstanceKey | None
         if to == "#_self":
             target, sender = entry.key, "self"
+            rnd.self_sent.add(entry.key)
         elif to == "#_parent":
             target = entry.parent
         else:
             target = entry.children.get(to)
             ref = parse_ref(to) if target is None else None
             if ref is not None:
-                target = (qualify(ref[0], entry.key[0]), ref[1])
+                try:
+                    target = address(ref[0], ref[1], entry.key[0])
+                except InvalidRequest as exc:
+                    self._refuse_effect(entry, f"send_to({to!r})", exc, rnd, now)
+                    return
         if target is None:
             rnd.batch.dead_letters.append(
                 DeadLetterRow(
@@ -1197,10 +1248,22 @@ class Processor:
     ) -> None:
         logic = effect.logic
         if isinstance(logic, Persistent):
-            child_key = (
-                qualify(logic.machine, entry.key[0]),
-                logic.name_for(entry.key[1], effect.id, effect.input),
-            )
+            try:
+                with (
+                    self._user_code(entry, version),
+                    user_code(
+                        f"the name of persistent({logic.machine!r})",
+                        self._where(entry, version),
+                        "invalid-address",
+                        InvalidRequest,
+                    ),
+                ):
+                    name = logic.name_for(entry.key[1], effect.id, effect.input)
+                child_key = address(logic.machine, name, entry.key[0])
+            except InvalidRequest as exc:
+                self._refuse_effect(entry, f"persistent({logic.machine!r})", exc, rnd, now)
+                self._actor_failed(entry, effect.id, exc.code, exc.message, rnd, now)
+                return
             entry.children[effect.id] = child_key
             child = self._entry(child_key, create=True)
             assert child is not None
@@ -1227,6 +1290,23 @@ class Processor:
         entry.starting[effect.id] = effect_id
         rnd.after.append(lambda: self._start_service(entry, version, effect, effect_id))
 
+    def _refuse_effect(
+        self, entry: Entry, what: str, exc: BackstateError, rnd: Round, now: int
+    ) -> None:
+        """An effect that must not happen (an address outside the sender's org, an
+        invalid one) is dropped where it was produced, with a line in the sender's logs."""
+        self.stats.refused[exc.code] += 1
+        rnd.batch.logs.append(
+            LogRow(
+                now,
+                entry.key[0],
+                entry.version,
+                entry.key[1],
+                "error",
+                f"{what} refused: {exc.message} ({exc.code})",
+            )
+        )
+
     def _actor_failed(
         self, entry: Entry, child: str, name: str, message: str, rnd: Round, now: int
     ) -> None:
@@ -1244,10 +1324,9 @@ class Processor:
             with self._user_code(entry, version):
                 try:
                     effect.run()
-                except Exception as exc:
-                    _logs.capture(
-                        "error", f"action {effect.name!r} raised {type(exc).__name__}: {exc}"
-                    )
+                except BaseException as exc:  # user code: whatever it raises is its own
+                    _logs.capture("error", f"action {effect.name!r} raised {describe(exc)}")
+                    traceback.clear_frames(exc.__traceback__)
         finally:
             current_effect_id.reset(token)
         self.pending_done.append(effect_id)
@@ -1272,36 +1351,31 @@ class Processor:
         event: dict[str, Any]
         try:
             with self._user_code(entry, version):
-                if inspect.iscoroutinefunction(effect.logic):
-                    result = await asyncio.wait_for(effect.logic(effect.input), self.step_timeout)
-                else:
-                    result = await asyncio.wait_for(
-                        asyncio.to_thread(effect.logic, effect.input), self.step_timeout
-                    )
-                    if inspect.isawaitable(result):
-                        result = await asyncio.wait_for(result, self.step_timeout)
-            _dumps(result)
+                result = await asyncio.wait_for(call(effect.logic, effect.input), self.step_timeout)
             event = {"type": f"xstate.done.actor.{effect.id}", "output": result}
-        except asyncio.CancelledError:
-            # Stopped by a transition (finished in that transition's commit), or by a
-            # shutdown or failed commit (then it was interrupted: recovery reports it).
-            return
+            encode(result, "the service's result")
+        except InvalidRequest as exc:  # from encode: the result is no JSON to store
+            event = {
+                "type": f"xstate.error.actor.{effect.id}",
+                "error": {"name": "InvalidOutput", "message": exc.message},
+            }
+        except UserRaised as exc:
+            raised = exc.raised
+            event = {
+                "type": f"xstate.error.actor.{effect.id}",
+                "error": {"name": type(raised).__name__, "message": str(raised)},
+            }
+            traceback.clear_frames(raised.__traceback__)
         except TimeoutError:
             error = {
                 "name": "Timeout",
                 "message": f"stopped after the {self.step_timeout:g} s step timeout",
             }
             event = {"type": f"xstate.error.actor.{effect.id}", "error": error}
-        except (TypeError, ValueError) as exc:
-            event = {
-                "type": f"xstate.error.actor.{effect.id}",
-                "error": {"name": "InvalidOutput", "message": str(exc)},
-            }
-        except Exception as exc:
-            event = {
-                "type": f"xstate.error.actor.{effect.id}",
-                "error": {"name": type(exc).__name__, "message": str(exc)},
-            }
+        except asyncio.CancelledError:
+            # Stopped by a transition (finished in that transition's commit), or by a
+            # shutdown or failed commit (then it was interrupted: recovery reports it).
+            raise
         if self.entries.get(entry.key) is not entry or self._closing:
             return
         if not self.ownership.owns(entry.key):
@@ -1337,10 +1411,21 @@ class Processor:
 
     # -- settling -----------------------------------------------------------------------------
 
+    def _answer(self, entry: Entry, future: asyncio.Future[InstanceState], rnd: Round) -> None:
+        """Answer ``future`` once ``rnd`` commits, with the state right after the work
+        just done if that left the instance settled; else once it has settled."""
+        settled = entry.settled and entry.key not in rnd.self_sent
+        rnd.settle.append((entry, future, self.state(entry) if settled else None))
+
+    def _settled(self, entry: Entry) -> bool:
+        """Settled as of its last commit: what runs ahead in a round being built or
+        committed (a self-sent event taken from the queue) counts as not yet settled."""
+        return entry.settled and entry.key not in self.uncommitted
+
     def _await_settle(self, entry: Entry, future: asyncio.Future[InstanceState]) -> None:
         if future.done():
             return
-        if entry.settled:
+        if self._settled(entry):
             future.set_result(entry.committed or self.state(entry))
             return
         handle = asyncio.get_running_loop().call_later(

@@ -1,0 +1,113 @@
+"""The boundary around every call into user code (guards, actions, context factories,
+authorizers, migrations, services, persistent-child names).
+
+Whatever such a call raises, ``BaseException`` included (``SystemExit``,
+``KeyboardInterrupt``, a ``CancelledError`` it raised itself, ``RecursionError``,
+``MemoryError``), becomes the one ``BackstateError`` that its caller chose, for the work
+that made the call and no other; the server's own cancellation of an awaiting task is
+the only exception that passes. The traceback goes to the server's log with the
+machine, version and instance, and the message (with the exception's type) to the
+caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from backstate.chart import ChartError
+
+from ._errors import BackstateError
+
+logger = logging.getLogger("backstate.usercode")
+
+ErrorFactory = Callable[[str, str], BackstateError]  # (code, message) -> error
+
+
+def cancelled_by_us(exc: BaseException) -> bool:
+    """Whether ``exc`` is this task being cancelled (by the runtime or the server),
+    rather than a ``CancelledError`` that user code raised itself."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: a thread, where nothing cancels us
+        return False
+    return task is not None and task.cancelling() > 0
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def user_code(
+    what: str, where: str, code: str, error: ErrorFactory = BackstateError
+) -> Iterator[None]:
+    """Run the block as a call into user code: ``what`` names the code (``allow_write``,
+    ``the context factory``), ``where`` the machine, version and instance; a failure is
+    raised as ``error(code, message)``. Errors of the runtime and the engine raised in
+    the block (already coded) pass unchanged."""
+    try:
+        yield
+    except (BackstateError, ChartError):
+        raise
+    except BaseException as exc:
+        if cancelled_by_us(exc):
+            raise
+        logger.warning(
+            "%s: %s raised %s\n%s",
+            where,
+            what,
+            describe(exc),
+            "".join(traceback.format_exception(exc)).rstrip(),
+        )
+        failure = error(code, f"{what} raised {describe(exc)}")
+        # The frames hold the work and its future, which would hold the error.
+        traceback.clear_frames(exc.__traceback__)
+        raise failure from None
+
+
+class UserRaised(Exception):
+    """What user code raised, carried across a task or thread boundary as an ordinary
+    exception: asyncio re-raises a ``SystemExit`` or ``KeyboardInterrupt`` that leaves
+    a task out of the event loop, which would stop the server."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(describe(raised))
+        self.raised = raised
+
+
+async def call(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """``fn(arg)`` of user code: awaited when it is async, else run in a thread (it may
+    block); whatever it raises comes out as ``UserRaised`` (but our own cancellation)."""
+    if inspect.iscoroutinefunction(fn):
+        return await _guarded(fn(arg))
+    ok, value = await asyncio.to_thread(_catching, fn, arg)
+    if not ok:
+        raise UserRaised(value)
+    if inspect.isawaitable(value):
+        return await _guarded(value)
+    return value
+
+
+def _catching(fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+    try:
+        return True, fn(arg)
+    except BaseException as exc:  # user code: carried out of the thread as a value
+        return False, exc
+
+
+async def _guarded(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except BaseException as exc:
+        if cancelled_by_us(exc):
+            raise
+        raise UserRaised(exc) from None
