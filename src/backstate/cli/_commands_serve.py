@@ -21,6 +21,7 @@ from ._files import machine_file, machine_slug
 from ._output import Output
 
 DEFAULT_PORT = 8780
+DEFAULT_GRACE = 10.0  # backstate.server.DEFAULT_GRACE, without importing the server
 DEV_DB = "backstate-dev.db"
 DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
 
@@ -61,6 +62,7 @@ def register(commands: Commands) -> None:
         default=default_credentials_path(),
         help="where the first start writes the admin key",
     )
+    _add_process_options(serve)
 
     dev = commands.top(
         "dev",
@@ -79,16 +81,38 @@ def register(commands: Commands) -> None:
         default=default_credentials_path(),
         help="where to write the API's address and admin key (other commands read it)",
     )
+    _add_process_options(dev)
+
+
+def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the server's own log lines to standard error from this level (default info);"
+        " what machine code prints or logs goes to its instances' logs",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="at SIGTERM, how long requests in flight may finish before the ones still"
+        f" waiting get 503 shutting-down (default {DEFAULT_GRACE:g})",
+    )
 
 
 # -- serve -----------------------------------------------------------------------------------------
 
 
 def run_serve(context: Context, args: argparse.Namespace) -> int:
-    import uvicorn
 
     from backstate.machine import MachineModuleError
-    from backstate.server import Backend, create_app
+    from backstate.runtime import log_to_stderr
+    from backstate.server import Backend, Serving
+
+    _check_grace(args.shutdown_grace)
+    log_to_stderr(args.log_level)
 
     api = f"http://{args.host}:{args.port}"
     limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
@@ -122,8 +146,22 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         serve_metrics(backend, args.metrics_port, args.metrics_host)
         print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     print(f"backstate API on {api}", flush=True)
-    uvicorn.run(create_app(backend, tune_gc=True), **_uvicorn_options(args))
+    Serving(_uvicorn_config(backend, args), backend, args.shutdown_grace).run()
     return 0
+
+
+def _check_grace(grace: float) -> None:
+    if not 0 <= grace <= 3600:
+        raise CliError("--shutdown-grace must be between 0 and 3600 seconds", "invalid-option")
+
+
+def _uvicorn_config(backend: Any, args: argparse.Namespace) -> Any:
+    import uvicorn
+
+    from backstate.server import create_app, uvicorn_options
+
+    options = uvicorn_options(args.host, args.port, args.shutdown_grace)
+    return uvicorn.Config(create_app(backend, tune_gc=True), **options)
 
 
 def _write_credentials(path: Path, api: str, org_id: str, key_id: str, secret: str) -> None:
@@ -138,10 +176,11 @@ def _write_credentials(path: Path, api: str, org_id: str, key_id: str, secret: s
 
 
 def run_dev(context: Context, args: argparse.Namespace) -> int:
-    import uvicorn
+    from backstate.runtime import log_to_stderr
+    from backstate.server import Backend, Serving
 
-    from backstate.server import Backend, create_app
-
+    _check_grace(args.shutdown_grace)
+    log_to_stderr(args.log_level)
     folder = Path(args.folder)
     if not folder.is_dir():
         raise CliError(f"{folder} is not a folder", "not-a-folder")
@@ -149,9 +188,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     backend = Backend(args.db or folder / DEV_DB)
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(backend, tune_gc=True), **_uvicorn_options(args))
-    )
+    server = Serving(_uvicorn_config(backend, args), backend, args.shutdown_grace)
     dev = Dev(context.output, folder, api, key_id, secret)
     asyncio.run(dev.run(server, args.credentials))
     return 0
@@ -289,16 +326,3 @@ class Dev:
             return
         verb = "redeployed" if changed else "deployed"
         self.output.line(f"{verb} {path} as {slug} (version {version})")
-
-
-def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
-    """uvicorn's settings for ``serve`` and ``dev``: errors only in its log, no access
-    log, and no proxy or server headers (per-request work on the hot path)."""
-    return {
-        "host": args.host,
-        "port": args.port,
-        "log_level": "warning",
-        "access_log": False,
-        "proxy_headers": False,
-        "server_header": False,
-    }

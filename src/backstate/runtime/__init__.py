@@ -18,6 +18,7 @@ from ._errors import (
     Unavailable,
 )
 from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
+from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
 from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, current_effect_id
 
@@ -53,5 +54,6 @@ __all__ = [
     "compile_selectors",
     "current_effect",
     "instance_ref",
+    "log_to_stderr",
     "persistent",
 ]

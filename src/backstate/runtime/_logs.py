@@ -1,8 +1,10 @@
 """Capture of print() and logging from user code, per machine, version and instance.
 
 User code runs inside ``scope(...)``; while a scope is set in the current context,
-writes to ``sys.stdout``/``sys.stderr`` and records reaching the root logger are
-collected for the store instead of (for print) going to the terminal.
+writes to ``sys.stdout``/``sys.stderr`` and records of its loggers reaching the root
+logger are collected for the store instead of going to the terminal. The server's own
+records (loggers ``backstate.*``, ``uvicorn.*``, ``asyncio``) are never captured: they go
+to standard error (``log_to_stderr``, or Python's last resort when nothing is set up).
 """
 
 from __future__ import annotations
@@ -106,19 +108,64 @@ class _Stream(io.TextIOBase):
         return getattr(self._real, name)
 
 
+# Loggers of the server itself: their records are the operator's, even when written
+# while user code runs (the runtime reporting that code's failure).
+_SERVER_LOGGERS = ("backstate", "uvicorn", "asyncio")
+
+
+def user_record(record: logging.LogRecord) -> bool:
+    """Whether ``record`` was logged by user code: while a scope is set, by a logger
+    that is not one of the server's own."""
+    if _scope.get() is None:
+        return False
+    name = record.name
+    return not any(name == own or name.startswith(own + ".") for own in _SERVER_LOGGERS)
+
+
 class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        if _scope.get() is not None:
+        if user_record(record):
             capture(record.levelname.lower(), self.format(record))
+            return
+        # Python writes records to stderr when no handler is configured ("last
+        # resort"); this handler must not count as one, or the server's own go nowhere.
+        last = logging.lastResort
+        if (
+            last is not None
+            and record.levelno >= last.level
+            and logging.getLogger().handlers == [self]
+        ):
+            last.handle(record)
 
 
 _installed = False
 
 
 def install() -> None:
-    """Route logging through the capture (idempotent); streams are wrapped per scope."""
+    """Route user code's logging through the capture (idempotent); streams are wrapped
+    per scope."""
     global _installed
     if _installed:
         return
     _installed = True
     logging.getLogger().addHandler(_Handler())
+
+
+def _servers_own(record: logging.LogRecord) -> bool:
+    # httpx writes a line per request at info (the server's forwarding, dev's client).
+    quiet = record.name.startswith("httpx") and record.levelno < logging.WARNING
+    return not quiet and not user_record(record)
+
+
+def log_to_stderr(level: str) -> None:
+    """The server's own records at ``level`` and above to standard error, one line each
+    (user code's records go to its instances' logs only)."""
+    install()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_servers_own)
+    handler.setLevel(level.upper())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    # User code's info records are captured whatever the server's own level is.
+    root.setLevel(min(logging.INFO, handler.level))

@@ -184,6 +184,31 @@ class Processor:
                         Unavailable("shutting-down", "the runtime is shutting down")
                     )
 
+    def refuse_waiting(self) -> None:
+        """Shutting down: answer every caller still waiting (for an event's services
+        to settle, or for work not yet applied, which is dropped) with 503
+        ``shutting-down``, and take no new work. Durable work (messages, timers) stays
+        for the next start."""
+        self._closing = True
+        error = Unavailable("shutting-down", "the server is shutting down")
+        for entry in self.entries.values():
+            for future, handle in entry.waiters:
+                handle.cancel()
+                if not future.done():
+                    future.set_exception(error)
+            entry.waiters = []
+            for work in [w for w in entry.queue if w.future is not None]:
+                entry.queue.remove(work)
+                self._reject(work, error)
+        self.waiting.clear()
+        parked, self.parked = self.parked, []
+        for key, work in parked:
+            if work.future is None:
+                self.parked.append((key, work))
+            else:
+                self._reject(work, error)
+        self._wake.set()
+
     async def _recover(self, keep: Callable[[InstanceKey], bool] | None = None) -> None:
         """Effects that were started but never finished get an error event (they are
         not run again); then queued messages and timers are picked up. Only of the

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from backstate.auth import AuthError, Principal, Scope, require_scope
 from backstate.runtime import BackstateError, Conflict
 from backstate.store import StoreError
 
-from . import _gc
+from . import _gc, _serving
 from ._backend import Backend, runtime_name, state_body
 from ._forward import Forwarder
 from ._hot import HotRoutes
@@ -42,6 +43,7 @@ from ._identity import identity_routes
 from ._openapi import document
 from ._uploads import Uploads
 
+logger = logging.getLogger("backstate.server")
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 READY_TIMEOUT = 3.0  # seconds /readyz waits for the stores
 
@@ -106,7 +108,10 @@ def create_app(backend: Backend, *, tune_gc: bool = False) -> Starlette:
             _gc.tune_gc()
         yield
         await api.forwarder.close()
-        await backend.close()
+        try:
+            await asyncio.wait_for(backend.close(), _serving.CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.error("the runtime did not close within %g s", _serving.CLOSE_TIMEOUT)
 
     routes = [
         Route("/machines/{machine}/i/{instance}/events", api.send_event, methods=["POST"]),
