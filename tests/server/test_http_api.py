@@ -60,6 +60,10 @@ def handler(request: dict[str, Any]) -> dict[str, Any]:
         raise Teapot("short and stout")
     if "bad" in query:
         return {"event": "seen"}
+    if "exit" in query:
+        raise SystemExit(1)
+    if "interrupt" in query:
+        raise KeyboardInterrupt
     result = {
         "machineInstanceName": query.get("name", "probe-1"),
         "event": {"type": query.get("event", "seen"), "request": request},
@@ -216,7 +220,10 @@ def test_handler_raising_creates_and_sends_nothing(server: Server) -> None:
     r = httpx.post(_api(server, "probe", "echo") + "?name=h1&create=1&teapot=1", timeout=10)
     assert (r.status_code, r.json()["code"]) == (418, "http-api-handler-failed")
     r = httpx.post(_api(server, "probe", "echo") + "?bad=1", timeout=10)
-    assert (r.status_code, r.json()["code"]) == (500, "http-api-handler-invalid")
+    assert (r.status_code, r.json()["code"]) == (422, "http-api-handler-invalid")
+    for raised in ("exit", "interrupt"):  # the handler's own: the server goes on
+        r = httpx.post(_api(server, "probe", "echo") + f"?name=h1&create=1&{raised}=1", timeout=10)
+        assert (r.status_code, r.json()["code"]) == (400, "http-api-handler-failed"), r.text
     assert _instance(server, "probe", "h1").status_code == 404
 
 

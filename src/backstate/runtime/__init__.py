@@ -21,6 +21,8 @@ from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
 from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, current_effect_id
+from ._usercode import UserRaised
+from ._usercode import call as call_user_code
 
 
 def current_effect() -> str | None:
@@ -51,6 +53,8 @@ __all__ = [
     "SystemClock",
     "Unavailable",
     "UpgradeReport",
+    "UserRaised",
+    "call_user_code",
     "compile_selectors",
     "current_effect",
     "instance_ref",

@@ -30,18 +30,16 @@ that raises (or returns nothing usable) gives 200 ``{"ok": true}``.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backstate.runtime import Conflict, NotFound
+from backstate.runtime import Conflict, NotFound, UserRaised, call_user_code
 
 from ._backend import Backend, runtime_name
 from ._http import ApiError, JSONResponse, read_body
@@ -80,14 +78,12 @@ class _HttpApi:
             "query": dict(request.query_params),
         }
         try:
-            returned = await _call(handler, http_request)
-        except Exception as exc:
-            status = getattr(exc, "status_code", None)
+            returned = await call_user_code(handler, http_request)
+        except UserRaised as exc:
+            status = getattr(exc.raised, "status_code", None)
             if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status < 600:
                 status = 400
-            raise ApiError(
-                status, "http-api-handler-failed", f"{type(exc).__name__}: {exc}"
-            ) from exc
+            raise ApiError(status, "http-api-handler-failed", str(exc)) from None
         name, event, auth, initial = _handler_result(returned)
 
         machine = runtime_name(org, slug)
@@ -111,8 +107,8 @@ class _HttpApi:
             "result": state.snapshot.output if state.done else None,
         }
         try:
-            return _response(await _call(mapper, mapper_input))
-        except Exception:
+            return _response(await call_user_code(mapper, mapper_input))
+        except (UserRaised, TypeError, ValueError):
             logger.warning(
                 "http api %s/%s/%s: the response mapper failed",
                 org,
@@ -157,19 +153,9 @@ async def _body(request: Request, limit: int) -> Any:
         return raw.decode("utf-8", errors="replace")
 
 
-async def _call(fn: Callable[..., Any], arg: Any) -> Any:
-    """User code: awaited when async, otherwise in a thread (it may block)."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(arg)
-    result = await asyncio.to_thread(fn, arg)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 def _handler_result(value: Any) -> tuple[str, Any, dict[str, Any], dict[str, Any] | None]:
     def invalid(message: str) -> ApiError:
-        return ApiError(500, "http-api-handler-invalid", f"the handler's result {message}")
+        return ApiError(422, "http-api-handler-invalid", f"the handler's result {message}")
 
     if not isinstance(value, Mapping):
         raise invalid(f"must be a dict, not {type(value).__name__}")
