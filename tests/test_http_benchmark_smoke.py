@@ -1,4 +1,4 @@
-"""Keeps benchmarks/http.py from rotting: a quick run against a real server must succeed."""
+"""Keeps benchmarks/http_api.py from rotting: a quick run against a real server must succeed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .benchmark_runs import quick
 
 
 def test_http_benchmark_quick() -> None:
-    out = quick("http.py", timeout=60)
+    out = quick("http_api.py", timeout=60)
     num = r"-?[\d,.]+"
     for label in ("send-event", "get", "peer: no-op uvicorn"):
         assert re.search(rf"^{label}\s+{num}\s+{num}\s+{num}\s+{num}\s+0$", out, re.M), out

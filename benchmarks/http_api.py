@@ -20,23 +20,14 @@ then runs the load generator in a separate process (multiprocessing, ``spawn``):
 
 Usage::
 
-    .venv/bin/python benchmarks/http.py            # full run (~40 s)
-    .venv/bin/python benchmarks/http.py --quick    # smoke run (a few seconds)
+    .venv/bin/python benchmarks/http_api.py            # full run (~40 s)
+    .venv/bin/python benchmarks/http_api.py --quick    # smoke run (a few seconds)
 
 The server and the load generator share the machine's cores; the numbers are a lower
 bound for the server alone.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named like the stdlib's ``http`` package (which httpx imports): keep its
-# own directory off the import path, here and in the spawned load generator.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p and Path(p).resolve().as_posix() != _HERE]
 
 import argparse
 import asyncio
@@ -48,8 +39,10 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
