@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
-from .benchmark_runs import BENCHMARKS, quick
+from .benchmark_runs import BENCHMARKS, broken_package, quick, run_quick
 
 # The packages the peers import (DBOS, the Python statechart libraries, Restate's SDK).
 PEER_PACKAGES = {"dbos", "transitions", "statemachine", "sismic", "restate", "hypercorn"}
@@ -28,3 +29,11 @@ def test_engine_benchmark_quick_backstate_only() -> None:
         # a table row: the machine name, then a measured rate (not "n/a")
         assert re.search(rf"^\W*{machine}\W+[\d,]+\b", out, re.MULTILINE), out
     assert "machines constructed/s" in out
+
+
+def test_engine_benchmark_fails_when_a_peer_fails(tmp_path: Path) -> None:
+    proc = run_quick(
+        "engine.py", "--only", "backstate,sismic", env=broken_package(tmp_path, "sismic")
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"^FAILED peer sismic: cannot import", proc.stderr, re.M), proc.stderr
