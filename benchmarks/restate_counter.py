@@ -1,4 +1,4 @@
-"""The Restate service of ``http_api.py``'s Restate peer: a Virtual Object whose
+"""The Restate service of ``serve_http.py``'s Restate peer: a Virtual Object whose
 exclusive handler adds to its durable state (one object per key, its handlers run one
 at a time per key), the shape of a backstate instance taking an event.
 

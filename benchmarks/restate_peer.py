@@ -1,4 +1,4 @@
-"""The Restate peer of ``http_api.py``: Restate's server and a Virtual Object
+"""The Restate peer of ``serve_http.py``: Restate's server and a Virtual Object
 (``restate_counter.py``) served by Restate's Python SDK on hypercorn, which is what a
 user would run instead of backstate for keyed durable state over HTTP.
 

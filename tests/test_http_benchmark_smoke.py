@@ -1,4 +1,4 @@
-"""Keeps benchmarks/http_api.py from rotting: a quick run against a real server and its
+"""Keeps benchmarks/serve_http.py from rotting: a quick run against a real server and its
 peers must succeed, and a run whose Restate peer cannot start must fail and say so."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ FIRST_INSTALL = 600
 
 
 def test_http_benchmark_quick() -> None:
-    out = quick("http_api.py", timeout=FIRST_INSTALL)
+    out = quick("serve_http.py", timeout=FIRST_INSTALL)
     for label in ("send-event", "get", "peer: Restate counter/add", "peer: no-op uvicorn"):
         row = rf"^{label}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+0$"
         assert re.search(row, out, re.M), (label, out)
@@ -29,7 +29,9 @@ def test_http_benchmark_quick() -> None:
 
 
 def test_http_benchmark_fails_when_restate_fails(tmp_path: Path) -> None:
-    proc = run_quick("http_api.py", env=broken_program(tmp_path, "unshare"), timeout=FIRST_INSTALL)
+    proc = run_quick(
+        "serve_http.py", env=broken_program(tmp_path, "unshare"), timeout=FIRST_INSTALL
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert re.search(r"^peer: Restate counter/add\s+failed: ", proc.stdout, re.M), proc.stdout
     assert re.search(r"^FAILED:\n  peer Restate: ", proc.stdout, re.M), proc.stdout

@@ -28,8 +28,8 @@ then runs the load generator in a separate process (multiprocessing, ``spawn``):
 
 Usage::
 
-    .venv/bin/python benchmarks/http_api.py            # full run (about a minute)
-    .venv/bin/python benchmarks/http_api.py --quick    # smoke run (several seconds)
+    .venv/bin/python benchmarks/serve_http.py            # full run (about a minute)
+    .venv/bin/python benchmarks/serve_http.py --quick    # smoke run (several seconds)
 
 The servers and the load generator share the machine's cores; the numbers are a lower
 bound for the server alone. Exits 1 on any non-200 response, a missing /rt update, or a
