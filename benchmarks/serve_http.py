@@ -647,11 +647,13 @@ def main() -> int:
             f"(one durable, keyed state change per request in both)"
         )
         print(
-            f"Restate: {adds:,} adds answered, the objects' counts sum to {restate_total}"
+            f"Restate: {adds:,} adds answered, the objects' counts sum to"
+            f" {'n/a' if restate_total is None else f'{restate_total:,}'}"
             f" (at most {slack} more: in flight at a phase's end): verified={restate_verified}"
         )
         if not restate_verified:
-            failed.append(f"peer Restate: counts {restate_total} for {adds} adds ({restate_error})")
+            why = restate_error or f"counts sum to {restate_total} for {adds} adds"
+            failed.append(f"peer Restate: not verified: {why}")
     elif not a.skip_restate:
         failed.append(f"peer Restate: {restate_error}")
     p99 = send["p99"] * ms
