@@ -21,7 +21,8 @@ Usage::
     .venv/bin/python benchmarks/durable.py --profile        # (b) under cProfile
 
 Database files live in a temporary directory (``--dir`` picks its parent, default the
-system temp dir) that is removed afterwards.
+system temp dir) that is removed afterwards. Exits 1 if a verification fails or a peer
+(DBOS, or any one of its configurations) fails, naming it; not when a bar is missed.
 """
 
 from __future__ import annotations
@@ -688,8 +689,6 @@ def print_report(res: Results, s: Settings, directory: str) -> None:
         print(f"{'b/c (backstate / best DBOS)':<48} {'n/a':>14}")
     if b and b.get("problems"):
         print("backstate verification problems:", *b["problems"], sep="\n  ")
-    for err in res.errors:
-        print("error:", err)
     if b and "profile" in b:
         print(b["profile"])
 
@@ -757,7 +756,8 @@ def main(argv: list[str] | None = None) -> int:
             version = _dbos_version()
             if version is None:
                 res.errors.append(
-                    "dbos is not installed: .venv/bin/pip install -e '.[bench]' (or --skip-dbos)"
+                    "peer DBOS: dbos is not installed: .venv/bin/pip install -e '.[bench]'"
+                    " (or --skip-dbos)"
                 )
             else:
                 print(f"(c) DBOS Transact {version}: {', '.join(s.dbos_configs)} ...", flush=True)
@@ -776,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res.rows, indent=2, default=str))
 
-    failed = []
+    failed = list(res.errors)
     if not all(res.rows[k].get("verified") for k in RAW_RUNS if k in res.rows):
         failed.append("raw SQLite row count")
     if not res.rows.get("backstate", {}).get("verified"):
@@ -785,10 +785,12 @@ def main(argv: list[str] | None = None) -> int:
     if idle.get("timers_fired") != idle.get("timers"):
         failed.append("timers did not all fire")
     for d in res.rows.get("dbos") or []:
-        if "rate" in d and not d.get("verified"):
-            failed.append(f"DBOS {d['config']} step count")
+        if "rate" not in d:
+            failed.append(f"peer DBOS {d['config']} failed: {d['error'][:300]}")
+        elif not d.get("verified"):
+            failed.append(f"peer DBOS {d['config']}: step count not verified")
     if failed:
-        print("VERIFICATION FAILED:", ", ".join(failed))
+        print("FAILED:", *failed, sep="\n  ")
         return 1
     return 0
 

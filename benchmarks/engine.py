@@ -17,6 +17,8 @@ Usage::
 
 Python peers run in this process; XState runs as a Node subprocess
 (``benchmarks/engine_xstate.mjs``), installed on first use into ``benchmarks/.node/``.
+Exits 1 if an engine that was asked for (``--only``; all by default) could not be
+measured or gave a wrong result, naming it.
 """
 
 from __future__ import annotations
@@ -436,6 +438,10 @@ class Results:
     failures: list[str] = field(default_factory=list)
 
 
+def _who(engine: str) -> str:
+    return engine if engine == "backstate" else f"peer {engine}"
+
+
 def bench_python(engine: str, target_s: float, repeats: int, res: Results) -> None:
     factory = FACTORIES[engine]
     res.eps[engine] = {}
@@ -446,13 +452,11 @@ def bench_python(engine: str, target_s: float, repeats: int, res: Results) -> No
             rate = measure(case.send, target_s, repeats)
         except ImportError as exc:
             res.na[engine] = {m: f"cannot import ({exc})" for m in MACHINES}
-            if engine == "backstate":  # ours must work; a missing peer is only n/a
-                res.failures.append(f"backstate: {exc}")
+            res.failures.append(f"{_who(engine)}: cannot import ({exc})")
             return
         except Exception as exc:
             res.na[engine][machine] = f"error: {type(exc).__name__}: {exc}"
-            if engine == "backstate":
-                res.failures.append(f"backstate/{machine}: {type(exc).__name__}: {exc}")
+            res.failures.append(f"{_who(engine)}/{machine}: {type(exc).__name__}: {exc}")
             continue
         leaves, count = case.probe()
         want = expected_leaves(machine, case.sent)
@@ -460,7 +464,7 @@ def bench_python(engine: str, target_s: float, repeats: int, res: Results) -> No
         if leaves != want or count != want_count:
             msg = f"wrong result: {leaves} count={count}, expected {want} count={want_count}"
             res.na[engine][machine] = msg
-            res.failures.append(f"{engine}/{machine}: {msg}")
+            res.failures.append(f"{_who(engine)}/{machine}: {msg}")
             continue
         res.eps[engine][machine] = rate
 
@@ -533,13 +537,14 @@ def bench_xstate(target_s: float, repeats: int, res: Results) -> None:
         out: dict[str, Any] = json.loads(proc.stdout)
     except (RuntimeError, OSError, subprocess.CalledProcessError, ValueError) as exc:
         res.xstate_error = str(exc)
+        res.failures.append(f"peer xstate: {exc}")
         return
     for variant, checks in out["checks"].items():
         for machine, got in checks.items():
             want = expected_leaves(machine, got["sent"])
             want_count = got["sent"] if machine == "deep" else None
             if got["leaves"] != want or got["count"] != want_count:
-                res.failures.append(f"xstate {variant}/{machine}: wrong result {got}")
+                res.failures.append(f"peer xstate {variant}/{machine}: wrong result {got}")
                 out["eps"][variant].pop(machine, None)
     res.xstate = out
 
