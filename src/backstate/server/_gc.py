@@ -18,7 +18,7 @@ none), so:
   instead of every 10 (minutes apart under load, still bounded), while the young
   generations keep their defaults, so short-lived cycles are found as soon as before.
 
-``benchmarks/http.py`` measures the effect (see benchmarks/README.md).
+``benchmarks/serve_http.py`` measures the effect (see benchmarks/README.md).
 """
 
 from __future__ import annotations
