@@ -286,6 +286,33 @@ def test_delayed_send_and_cancel() -> None:
     assert actor.snapshot.atomic_ids == ["b"]  # "late" was cancelled
 
 
+def test_delayexpr_is_read_when_the_send_runs() -> None:
+    machine = machine_from_scxml(
+        doc(
+            """
+            <datamodel><data id="wait" expr="'1s'"/></datamodel>
+            <state id="a">
+              <onentry>
+                <assign location="wait" expr="'2s'"/>
+                <send event="late" delayexpr="wait"/>
+                <send event="soon" delayexpr="'.5s'"/>
+              </onentry>
+              <transition event="soon" target="b"/>
+            </state>
+            <state id="b"><transition event="late" target="c"/></state>
+            <state id="c"/>
+            """
+        )
+    )
+    actor = Actor(machine)
+    actor.advance(500)
+    assert actor.snapshot.atomic_ids == ["b"]
+    actor.advance(1499)
+    assert actor.snapshot.atomic_ids == ["b"]
+    actor.advance(1)
+    assert actor.snapshot.atomic_ids == ["c"]
+
+
 def test_invoked_child_document() -> None:
     machine = machine_from_scxml(
         doc(

@@ -6,10 +6,11 @@ Supported: ``<scxml>`` (``initial`` attribute or first child), ``<state>``, ``<p
 SCXML prefix matching as ``foo.*``, ``*``, eventless as ``always``, external transitions
 as ``reenter: true``, targetless, multiple targets), ``<onentry>``/``<onexit>`` with
 ``<raise>``, ``<send>`` (no target: the external queue ``#_self``; ``#_internal``,
-``#_parent``, ``#_<invokeid>``; literal ``delay`` and ``id``), ``<cancel sendid>``,
-``<log>``, ``<if>/<elseif>/<else>``, ``<datamodel>``/``<data>``, ``<assign>``, ``<script>``
-of plain assignments, ``<invoke>`` of an inline ``<content><scxml>`` child machine, and
-``done.state.X``/``done.invoke.X`` (``xstate.done.state.X``/``xstate.done.actor.X``).
+``#_parent``, ``#_<invokeid>``; ``delay`` or ``delayexpr``, a literal ``id``),
+``<cancel sendid>``, ``<log>``, ``<if>/<elseif>/<else>``, ``<datamodel>``/``<data>``,
+``<assign>``, ``<script>`` of plain assignments, ``<invoke>`` of an inline
+``<content><scxml>`` child machine, and ``done.state.X``/``done.invoke.X``
+(``xstate.done.state.X``/``xstate.done.actor.X``).
 Ids are sanitised: ``.`` becomes ``$``.
 
 Expressions (``cond``, ``expr``) are read as a small ECMAScript subset: number, string,
@@ -52,7 +53,7 @@ _FUNCTIONS |= {f"Math.{f.__name__}": f for f in (math.pow, math.floor, math.ceil
 _COMPARE = {"<": lt, "<=": le, ">": gt, ">=": ge}
 _ARITHMETIC = {"+": add, "-": sub, "*": mul, "/": truediv, "%": math.fmod}
 _DONE = {"done.state": "xstate.done.state", "done.invoke": "xstate.done.actor"}
-_SEND_EXPRS = ("eventexpr", "targetexpr", "typeexpr", "delayexpr", "idlocation", "namelist")
+_SEND_EXPRS = ("eventexpr", "targetexpr", "typeexpr", "idlocation", "namelist")
 _STATEMENT = re.compile(r"([A-Za-z_$][\w$]*)\s*(?:([-+*/%]?)=(?!=)\s*(.+)|(\+\+|--))", re.S)
 
 Node = tuple[Any, ...]
@@ -445,6 +446,14 @@ class _Converter:
             raise _unsupported("send", f"target {target!r}")
         if el.get("delay") is not None:
             action["delay"] = _delay_ms(el.get("delay", ""))
+        elif (expr := el.get("delayexpr")) is not None:
+            node = self.parse(expr, "send")
+            if node[0] == "lit":  # a constant is read (and checked) when loading
+                action["delay"] = _delay_ms(_js_str(node[1]))
+            else:
+                action["delay"] = lambda context, event: _delay_ms(
+                    _js_str(_evaluate(node, context))
+                )
         if el.get("id") is not None:
             action["id"] = el.get("id")
         return action
