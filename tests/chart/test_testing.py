@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from backstate.chart import assign, send_to, setup
@@ -46,3 +47,24 @@ def test_the_result_of_a_replaced_invocation_is_dropped() -> None:
     actor = Actor(machine)
     assert (actor.snapshot.value, actor.snapshot.context) == ("b", {"n": 1, "result": 1})
     assert actor.children == {}
+
+
+def test_a_restored_child_machine_reports_its_result() -> None:
+    child = setup().create_machine(
+        {"initial": "w", "states": {"w": {"on": {"FINISH": "f"}}, "f": {"type": "final"}}}
+    )
+    machine = setup(actors={"child": child}).create_machine(
+        {
+            "initial": "a",
+            "states": {
+                "a": {
+                    "invoke": {"id": "c", "src": "child", "onDone": "b"},
+                    "on": {"FIN": {"actions": [send_to("c", {"type": "FINISH"})]}},
+                },
+                "b": {},
+            },
+        }
+    )
+    actor = Actor.restore(machine, json.loads(json.dumps(Actor(machine).persist())))
+    actor.send("FIN")
+    assert (actor.snapshot.value, actor.children) == ("b", {})
