@@ -344,6 +344,8 @@ def _simplifications(case: Case) -> Iterator[Case]:
         for event, ts in node.get("on", {}).items():
             for j, t in enumerate(ts):
                 yield _edit(config, path, _drop_transition, event, j), sequence
+                if isinstance(t, str):
+                    continue
                 for key in ("target", "reenter", "guard", "actions"):
                     if key in t:
                         yield _edit(config, path, _drop_in_transition, event, j, key), sequence
