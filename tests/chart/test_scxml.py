@@ -324,6 +324,16 @@ def test_every_problem_of_a_document_is_reported() -> None:
     ]
 
 
+def test_a_state_with_only_history_children_has_no_initial() -> None:
+    # The importer leaves 'initial' out (it used to crash); the engine names the problem.
+    assert (
+        "initial" not in load_scxml(doc('<state id="s"><history id="h"/></state>'))["states"]["s"]
+    )
+    with pytest.raises(DefinitionError) as info:
+        machine_from_scxml(doc('<state id="s"><history id="h"/></state>'))
+    assert info.value.code == "missing-initial"
+
+
 def test_eventexpr_and_sendidexpr_are_read_when_they_run() -> None:
     machine = machine_from_scxml(
         doc(
