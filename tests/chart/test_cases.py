@@ -2,6 +2,8 @@
 
 One JSON file per case under cases/<group>/; the format is described in
 cases/README.md. Known failures are listed with reasons in cases/known_failures.json.
+Every snapshot that any machine of a case reaches (the case's own and its child
+machines') must have a legal configuration.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 
 from backstate.chart import DefinitionError, Machine, setup
 from backstate.testing import Actor
+
+from .legality import illegal
 
 CASES = Path(__file__).parent / "cases"
 KNOWN_FAILURES: dict[str, str] = json.loads((CASES / "known_failures.json").read_text())
@@ -89,6 +93,22 @@ def check(actor: Actor, expect: dict[str, Any], log: list[Any], step: int) -> No
         assert actor.emitted == expect["emitted"], where
 
 
+@pytest.fixture
+def legal_configurations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks the configuration of every snapshot a machine returns while the test runs."""
+    for name in ("initial_transition", "transition"):
+        original = getattr(Machine, name)
+
+        def checked(self: Machine, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            snapshot, effects = _original(self, *args, **kwargs)
+            reason = illegal(snapshot)
+            assert reason is None, f"{self.id}: {reason} in {snapshot.active_ids}"
+            return snapshot, effects
+
+        monkeypatch.setattr(Machine, name, checked)
+
+
+@pytest.mark.usefixtures("legal_configurations")
 @pytest.mark.parametrize("path", _case_ids())
 def test_case(path: Path) -> None:
     case = json.loads(path.read_text())

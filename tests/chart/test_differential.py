@@ -54,6 +54,7 @@ from hypothesis import strategies as st
 
 from backstate.chart import DefinitionError, ExecutionError, _macrostep
 
+from .legality import illegal
 from .random_charts import EVENTS, build, charts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,25 +141,9 @@ def _backstate(config: dict[str, Any], sequence: list[str]) -> Steps | None:
 
 def _observe(snapshot: Any) -> dict[str, Any]:
     step = {"value": snapshot.value, "context": snapshot.context, "status": snapshot.status}
-    nodes = snapshot.configuration.nodes
-    if not _legal(set(nodes)):
-        step["illegal"] = [node.id for node in nodes]
+    if illegal(snapshot) is not None:
+        step["illegal"] = [node.id for node in snapshot.configuration.nodes]
     return dict(json.loads(json.dumps(step)))
-
-
-def _legal(active: set[Any]) -> bool:
-    """As in test_properties: parents active, one child of a compound state, all regions
-    of a parallel state, no history state."""
-    for node in active:
-        kids = [c for c in node.children.values() if c.type != "history"]
-        if (
-            node.type == "history"
-            or (node.parent is not None and node.parent not in active)
-            or (node.type == "compound" and sum(c in active for c in kids) != 1)
-            or (node.type == "parallel" and not all(c in active for c in kids))
-        ):
-            return False
-    return True
 
 
 # -- comparison ------------------------------------------------------------------------
@@ -359,6 +344,8 @@ def _simplifications(case: Case) -> Iterator[Case]:
         for event, ts in node.get("on", {}).items():
             for j, t in enumerate(ts):
                 yield _edit(config, path, _drop_transition, event, j), sequence
+                if isinstance(t, str):
+                    continue
                 for key in ("target", "reenter", "guard", "actions"):
                     if key in t:
                         yield _edit(config, path, _drop_in_transition, event, j, key), sequence

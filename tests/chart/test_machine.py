@@ -282,6 +282,95 @@ def test_builtin_effects_in_order() -> None:
     assert s.children == {}
 
 
+def _actor_effects(effects: list[Any]) -> list[tuple[str, str]]:
+    return [
+        (type(e).__name__, e.to if isinstance(e, SendEvent | ScheduleEvent) else e.id)
+        for e in effects
+        if isinstance(e, StartActor | StopActor | SendEvent | ScheduleEvent)
+    ]
+
+
+def test_an_actor_stopped_in_the_macrostep_that_started_it_is_never_started() -> None:
+    # XState defers starts to the end of the macrostep and skips actors stopped by
+    # then: the runner must not see the start, nor what was sent to the actor.
+    m = setup(actors={"worker": lambda i: i}).create_machine(
+        {
+            "initial": "a",
+            "states": {
+                "a": {
+                    "entry": [send_to("x", {"type": "PING"}, delay=10)],
+                    "invoke": {"id": "x", "src": "worker"},
+                    "exit": [send_to("x", {"type": "BYE"})],
+                    "always": "b",
+                },
+                "b": {
+                    "entry": [spawn_child("worker", id="w"), send_to("w", {"type": "PING"})],
+                    "always": {"target": "c", "actions": [stop_child("w")]},
+                },
+                "c": {},
+            },
+        }
+    )
+    s, effects = m.initial_transition()
+    assert (s.value, s.children, _actor_effects(effects)) == ("c", {}, [])
+
+
+def test_an_invocation_restarted_within_a_macrostep_starts_once() -> None:
+    m = setup(actors={"worker": lambda i: i}).create_machine(
+        {
+            "initial": "a",
+            "context": {"n": 0},
+            "states": {
+                "a": {
+                    "invoke": {"id": "x", "src": "worker", "input": lambda c, e: c["n"]},
+                    "always": {
+                        "guard": lambda c, e: c["n"] == 0,
+                        "target": "b",
+                        "actions": [assign({"n": 1})],
+                    },
+                },
+                "b": {"always": "a"},
+            },
+        }
+    )
+    s, effects = m.initial_transition()
+    starts = [e for e in effects if isinstance(e, StartActor)]
+    assert (s.value, list(s.children), _actor_effects(effects)) == (
+        "a",
+        ["x"],
+        [("StartActor", "x")],
+    )
+    assert starts[0].input == 1
+
+
+def test_sends_to_a_running_actor_survive_a_restart_that_never_starts() -> None:
+    # x runs before the macrostep, gets BYE and stops; the x started next is stopped
+    # in the same macrostep, which cancels only what concerns that second x.
+    m = setup(actors={"worker": lambda i: i}).create_machine(
+        {
+            "initial": "a",
+            "states": {
+                "a": {
+                    "invoke": {"id": "x", "src": "worker"},
+                    "exit": [send_to("x", {"type": "BYE"})],
+                    "on": {"GO": "b"},
+                },
+                "b": {
+                    "entry": [send_to("x", {"type": "PING"})],
+                    "invoke": {"id": "x", "src": "worker"},
+                    "always": "c",
+                },
+                "c": {},
+            },
+        }
+    )
+    s, _ = m.initial_transition()
+    s, effects = m.transition(s, "GO")
+    assert (s.value, s.children) == ("c", {})
+    assert _actor_effects(effects) == [("SendEvent", "x"), ("StopActor", "x")]
+    assert effects[0] == SendEvent("x", {"type": "BYE"})
+
+
 def test_done_and_error_events_from_actors() -> None:
     m = setup(actors={"fetch": lambda i: i}).create_machine(
         {

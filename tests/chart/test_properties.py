@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from backstate.chart import DefinitionError, ExecutionError, Machine, Snapshot
 
+from .legality import illegal
 from .random_charts import build, charts, events
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -32,15 +33,8 @@ def _step(machine: Machine, snapshot: Snapshot | dict[str, Any], event: str) -> 
 
 
 def _assert_legal(snapshot: Snapshot) -> None:
-    active = set(snapshot.configuration.nodes)
-    for node in active:
-        assert node.parent is None or node.parent in active, f"{node.id} active without its parent"
-        kids = [c for c in node.children.values() if c.type != "history"]
-        if node.type == "compound":
-            assert sum(c in active for c in kids) == 1, f"{node.id} needs exactly one active child"
-        if node.type == "parallel":
-            assert all(c in active for c in kids), f"{node.id} needs all regions active"
-    assert not any(n.type == "history" for n in active)
+    reason = illegal(snapshot)
+    assert reason is None, reason
 
 
 @SETTINGS

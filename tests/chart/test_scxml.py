@@ -193,7 +193,10 @@ def test_history_and_initial_element() -> None:
     [
         ('<state id="a"><onentry><script src="x.js"/></onentry></state>', "script"),
         ('<state id="a"><onentry><foreach array="a" item="i"/></onentry></state>', "foreach"),
-        ('<state id="a"><onentry><send eventexpr="\'e\'"/></onentry></state>', "send"),
+        (
+            '<state id="a"><onentry><send targetexpr="\'#_internal\'" event="e"/></onentry></state>',
+            "send",
+        ),
         ('<state id="a"><transition event="t" cond="_event.data.x"/></state>', "transition"),
         ('<state id="a"><onentry><assign location="nope" expr="1"/></onentry></state>', "assign"),
         ('<datamodel><data id="o" expr="{a: 1}"/></datamodel><state id="a"/>', "data"),
@@ -284,6 +287,104 @@ def test_delayed_send_and_cancel() -> None:
     assert actor.snapshot.atomic_ids == ["b"]
     actor.advance(2000)
     assert actor.snapshot.atomic_ids == ["b"]  # "late" was cancelled
+
+
+def test_every_problem_of_a_document_is_reported() -> None:
+    with pytest.raises(DefinitionError) as info:
+        load_scxml(
+            doc(
+                """
+                <datamodel><data id="x" src="file:x.json"/></datamodel>
+                <state id="a">
+                  <onentry><foreach array="x" item="i"/><assign location="y" expr="1"/></onentry>
+                  <transition event="t" cond="_event.name" target="b"/>
+                  <invoke type="scxml" autoforward="true"><content><scxml {NS}>
+                    <state id="k"><onentry><send event="e" target="baz"/></onentry></state>
+                  </scxml></content></invoke>
+                </state>
+                <state id="b" initial="b2">
+                  <history id="h"><transition target="b1"><raise event="r"/></transition></history>
+                  <state id="b1"><state id="b2"/></state>
+                </state>
+                """.replace("{NS}", NS)
+            )
+        )
+    assert info.value.code == "unsupported-scxml"
+    assert info.value.message.split("; ") == [
+        "<data>: src (a value in another document) is not loaded",
+        "<foreach>: executable content needs an ECMAScript datamodel",
+        "<assign>: 'y' is not declared by a <data> (SCXML raises error.execution)",
+        "<transition>: needs an ECMAScript datamodel for '_event.name'",
+        "<invoke>: autoforward (XState v5 has none), in the invoked document: <send>: target "
+        "'baz' is not #_internal, #_parent or #_<invokeid> (SCXML raises error.execution)",
+        "<history>: executable content in a default transition (XState v5 history states "
+        "have no transition actions)",
+        "<initial>: 'b2' is not a child of #b (XState v5 allows only one direct child as the "
+        "initial state)",
+    ]
+
+
+def test_a_state_with_only_history_children_has_no_initial() -> None:
+    # The importer leaves 'initial' out (it used to crash); the engine names the problem.
+    assert (
+        "initial" not in load_scxml(doc('<state id="s"><history id="h"/></state>'))["states"]["s"]
+    )
+    with pytest.raises(DefinitionError) as info:
+        machine_from_scxml(doc('<state id="s"><history id="h"/></state>'))
+    assert info.value.code == "missing-initial"
+
+
+def test_eventexpr_and_sendidexpr_are_read_when_they_run() -> None:
+    machine = machine_from_scxml(
+        doc(
+            """
+            <datamodel><data id="name" expr="'wrong'"/><data id="which" expr="'none'"/></datamodel>
+            <state id="a">
+              <onentry>
+                <send id="first" event="late" delay="1s"/>
+                <assign location="name" expr="'go'"/>
+                <assign location="which" expr="'first'"/>
+                <send eventexpr="name"/>
+                <cancel sendidexpr="which"/>
+              </onentry>
+              <transition event="go" target="b"/>
+            </state>
+            <state id="b"><transition event="late" target="c"/></state>
+            <state id="c"/>
+            """
+        )
+    )
+    actor = Actor(machine)
+    assert actor.snapshot.atomic_ids == ["b"]
+    actor.advance(2000)
+    assert actor.snapshot.atomic_ids == ["b"]  # "late" was cancelled through sendidexpr
+
+
+def test_delayexpr_is_read_when_the_send_runs() -> None:
+    machine = machine_from_scxml(
+        doc(
+            """
+            <datamodel><data id="wait" expr="'1s'"/></datamodel>
+            <state id="a">
+              <onentry>
+                <assign location="wait" expr="'2s'"/>
+                <send event="late" delayexpr="wait"/>
+                <send event="soon" delayexpr="'.5s'"/>
+              </onentry>
+              <transition event="soon" target="b"/>
+            </state>
+            <state id="b"><transition event="late" target="c"/></state>
+            <state id="c"/>
+            """
+        )
+    )
+    actor = Actor(machine)
+    actor.advance(500)
+    assert actor.snapshot.atomic_ids == ["b"]
+    actor.advance(1499)
+    assert actor.snapshot.atomic_ids == ["b"]
+    actor.advance(1)
+    assert actor.snapshot.atomic_ids == ["c"]
 
 
 def test_invoked_child_document() -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._actions import Action, as_fn3
 from ._algorithm import eventless, plan, selection
-from ._effects import Effect, StartActor, StopActor
+from ._effects import Effect, ScheduleEvent, SendEvent, StartActor, StopActor
 from ._errors import ExecutionError
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class Run:
         "path",
         "queue",
         "status",
+        "unstarted",
     )
 
     def __init__(
@@ -62,6 +63,8 @@ class Run:
         self.output: Any = None
         self.error: Any = None
         self.path = ""
+        # Actors started in this macrostep: their starts only take effect once it ends.
+        self.unstarted: dict[str, StartActor] = {}
 
     def execute(self, action: Action) -> None:
         action.execute(self)
@@ -90,12 +93,33 @@ class Run:
         self, id: str, src: str, logic: Any, input: Any, system_id: str | None, kind: Any
     ) -> None:
         self.children = {**self.children, id: {"src": src, "kind": kind}}
-        self.effects.append(StartActor(id, src, input, system_id, kind, logic))
+        start = StartActor(id, src, input, system_id, kind, logic)
+        self.unstarted[id] = start
+        self.effects.append(start)
 
     def stop_child(self, id: str) -> None:
-        if id in self.children:
-            self.children = {k: v for k, v in self.children.items() if k != id}
+        if id not in self.children:
+            return
+        self.children = {k: v for k, v in self.children.items() if k != id}
+        start = self.unstarted.pop(id, None)
+        if start is None:
             self.effects.append(StopActor(id))
+            return
+        # Stopped in the macrostep that started it: as in XState (which defers starts to
+        # the end of the macrostep and skips actors stopped by then) the actor never
+        # runs, so neither its start nor anything sent to it takes effect. Sends to it
+        # since the last start or stop of that id before this start awaited this start.
+        effects = self.effects
+        first = len(effects) - 1
+        while effects[first] is not start:
+            first -= 1
+        while first > 0 and not _starts_or_stops(effects[first - 1], id):
+            first -= 1
+        effects[first:] = [
+            e
+            for e in effects[first:]
+            if e is not start and not (isinstance(e, SendEvent | ScheduleEvent) and e.to == id)
+        ]
 
     def finish(self, completion: StateNode) -> None:
         self.status = "done"
@@ -182,3 +206,7 @@ class Run:
         if self.status != "active":
             for child in list(self.children):
                 self.stop_child(child)
+
+
+def _starts_or_stops(effect: Effect, id: str) -> bool:
+    return isinstance(effect, StartActor | StopActor) and effect.id == id

@@ -352,9 +352,9 @@ class TreeBuilder:
         self, node: StateNode, event_type: str | None, tconfig: Any
     ) -> list[Transition]:
         out: list[Transition] = []
+        # A list holds alternative transitions, strings among them each one target
+        # (XState's toTransitionConfigArray); several targets are {"target": [...]}.
         items = tconfig if isinstance(tconfig, list) else [tconfig]
-        if isinstance(tconfig, list) and tconfig and all(isinstance(i, str) for i in tconfig):
-            items = [{"target": tconfig}]
         for item in items:
             if item is None or isinstance(item, str):
                 item = {"target": item}

@@ -6,17 +6,20 @@ Supported: ``<scxml>`` (``initial`` attribute or first child), ``<state>``, ``<p
 SCXML prefix matching as ``foo.*``, ``*``, eventless as ``always``, external transitions
 as ``reenter: true``, targetless, multiple targets), ``<onentry>``/``<onexit>`` with
 ``<raise>``, ``<send>`` (no target: the external queue ``#_self``; ``#_internal``,
-``#_parent``, ``#_<invokeid>``; literal ``delay`` and ``id``), ``<cancel sendid>``,
-``<log>``, ``<if>/<elseif>/<else>``, ``<datamodel>``/``<data>``, ``<assign>``, ``<script>``
-of plain assignments, ``<invoke>`` of an inline ``<content><scxml>`` child machine, and
-``done.state.X``/``done.invoke.X`` (``xstate.done.state.X``/``xstate.done.actor.X``).
+``#_parent``, ``#_<invokeid>``; ``event`` or ``eventexpr``, ``delay`` or ``delayexpr``,
+a literal ``id``), ``<cancel sendid|sendidexpr>``, ``<log>``, ``<if>/<elseif>/<else>``,
+``<datamodel>``/``<data>``, ``<assign>``, ``<script>`` of plain assignments, ``<invoke>``
+of an inline ``<content><scxml>`` child machine, and ``done.state.X``/``done.invoke.X``
+(``xstate.done.state.X``/``xstate.done.actor.X``).
 Ids are sanitised: ``.`` becomes ``$``.
 
 Expressions (``cond``, ``expr``) are read as a small ECMAScript subset: number, string,
 ``true/false/null/undefined`` literals, ``<data>`` ids, ``In('id')``, a few ``Math``
 functions, unary ``! - +``, ``* / % + -``, ``< <= > >=``, ``=== !== == !=`` (``==`` is
 treated as ``===``), ``&& ||`` and parentheses. Anything else, and any construct not
-listed above, raises ``DefinitionError("unsupported-scxml")`` naming the element.
+listed above, raises ``DefinitionError("unsupported-scxml")``; its message names every
+such construct of the document (``"<send>: ...; <assign>: ..."``), and says why where the
+document uses it on purpose to raise an SCXML error event (which XState has not).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from operator import add, ge, gt, le, lt, mul, sub, truediv
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import DefinitionError
 
@@ -40,6 +43,7 @@ STATE_TAGS = ("state", "parallel", "final", "history")
 _STATE_CHILDREN = (*STATE_TAGS, "onentry", "onexit", "transition", "invoke", "initial", "datamodel")
 _SCXML_TYPES = (None, "scxml", "http://www.w3.org/TR/scxml/", "http://www.w3.org/TR/scxml")
 _SEND_TYPES = (None, "scxml", "http://www.w3.org/TR/scxml/#SCXMLEventProcessor")
+_BASIC_HTTP = "http://www.w3.org/TR/scxml/#BasicHTTPEventProcessor"
 _TOKEN = re.compile(
     r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
     r"|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)|(===|!==|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*/%<>!(),]))"
@@ -52,11 +56,17 @@ _FUNCTIONS |= {f"Math.{f.__name__}": f for f in (math.pow, math.floor, math.ceil
 _COMPARE = {"<": lt, "<=": le, ">": gt, ">=": ge}
 _ARITHMETIC = {"+": add, "-": sub, "*": mul, "/": truediv, "%": math.fmod}
 _DONE = {"done.state": "xstate.done.state", "done.invoke": "xstate.done.actor"}
-_SEND_EXPRS = ("eventexpr", "targetexpr", "typeexpr", "delayexpr", "idlocation", "namelist")
+_SEND_EXPRS = ("targetexpr", "typeexpr", "idlocation", "namelist")
+_INVOKE_EXPRS = ("srcexpr", "typeexpr", "idlocation", "namelist")
+_SYSTEM_VARIABLES = ("_event", "_sessionid", "_name", "_ioprocessors", "_x")
 _STATEMENT = re.compile(r"([A-Za-z_$][\w$]*)\s*(?:([-+*/%]?)=(?!=)\s*(.+)|(\+\+|--))", re.S)
 
 Node = tuple[Any, ...]
 Fn = Callable[[Any, Any], Any]
+T = TypeVar("T")
+# Why SCXML documents test these on purpose: their errors are events there, and XState
+# (like backstate) has no error events.
+_ERROR_EXECUTION = "SCXML raises error.execution"
 
 
 def sanitize_id(state_id: str) -> str:
@@ -247,6 +257,16 @@ class _Converter:
         self.data = [d for d in self._walk(root) if _local(d) == "data"]
         self.names = {d.get("id", "") for d in self.data}
         self.anonymous = 0
+        self.problems: dict[str, None] = {}  # every construct rejected, in document order
+
+    def attempt(self, fallback: T, convert: Callable[..., T], *args: Any) -> T:
+        """``convert(*args)``, or ``fallback`` once its problem is noted: a document's
+        every problem is reported at once, not just the first."""
+        try:
+            return convert(*args)
+        except DefinitionError as exc:
+            self.problems[exc.message] = None
+            return fallback
 
     def _walk(self, el: ET.Element) -> Iterator[ET.Element]:
         """Pre-order over this document, not descending into invoked documents."""
@@ -258,15 +278,21 @@ class _Converter:
     def machine(self) -> dict[str, Any]:
         context: dict[str, Any] = {}
         for data in self.data:  # early binding: every <data>, in document order
-            if data.get("src") is not None or (data.text or "").strip() or len(data):
-                raise _unsupported("data", f"src or inline content {NEEDS_DATAMODEL}")
-            expr = data.get("expr")
-            value = None if expr is None else _evaluate(self.parse(expr, "data"), context)
-            context[data.get("id", "")] = value
+            context[data.get("id", "")] = self.attempt(None, self.datum, data, context)
         config = self.node(self.root, sanitize_id(self.root.get("name") or "(machine)"))
+        if self.problems:
+            raise DefinitionError("unsupported-scxml", "", "; ".join(self.problems))
         if context:
             config["context"] = context
         return config
+
+    def datum(self, data: ET.Element, context: dict[str, Any]) -> Any:
+        if data.get("src") is not None:
+            raise _unsupported("data", "src (a value in another document) is not loaded")
+        if (data.text or "").strip() or len(data):
+            raise _unsupported("data", f"inline content {NEEDS_DATAMODEL}")
+        expr = data.get("expr")
+        return None if expr is None else _evaluate(self.parse(expr, "data"), context)
 
     def parse(self, source: str, where: str, allow_in: bool = False) -> Node:
         node = _Parser(source, self.names, where).parse()
@@ -308,7 +334,8 @@ class _Converter:
             return self.history(el, config)
         for name in (_local(child) for child in el if _local(child) not in _STATE_CHILDREN):
             datamodel = name in ("script", "donedata")
-            raise _unsupported(name, NEEDS_DATAMODEL if datamodel else f"not supported in <{tag}>")
+            why = NEEDS_DATAMODEL if datamodel else f"not supported in <{tag}>"
+            self.problems[f"<{name}>: {why}"] = None
         if tag in ("final", "parallel"):
             config["type"] = tag
         children = _kids(el, *STATE_TAGS)
@@ -316,12 +343,15 @@ class _Converter:
             config["states"] = {self.state_id(c): c for c in children}
             config["states"] = {k: self.node(c, k) for k, c in config["states"].items()}
             if tag in ("state", "scxml"):
-                config["initial"] = self.initial(el, children, state_id)
+                initial = self.attempt(None, self.initial, el, children, state_id)
+                if initial is not None:
+                    config["initial"] = initial
         for name, key in (("onentry", "entry"), ("onexit", "exit")):
             if actions := [a for block in _kids(el, name) for a in self.actions(block)]:
                 config[key] = actions
         self.transitions(el, config, compound=tag == "state" and bool(children))
-        if invokes := [self.invoke(inv) for inv in _kids(el, "invoke")]:
+        invokes = [self.attempt(None, self.invoke, inv) for inv in _kids(el, "invoke")]
+        if invokes := [inv for inv in invokes if inv is not None]:
             config["invoke"] = invokes
         return config
 
@@ -330,10 +360,11 @@ class _Converter:
         transition = next(iter(_kids(elements[0], "transition")), None) if elements else None
         target = transition.get("target") if transition is not None else el.get("initial")
         if target is None:
-            return next(self.state_id(c) for c in children if _local(c) != "history")
+            return next((self.state_id(c) for c in children if _local(c) != "history"), None)
         keys = [self.state_id(c) for c in children]
         if len(target.split()) != 1 or sanitize_id(target.strip()) not in keys:
-            raise _unsupported("initial", f"{target!r} is not a child of #{state_id}")
+            why = "XState v5 allows only one direct child as the initial state"
+            raise _unsupported("initial", f"{target!r} is not a child of #{state_id} ({why})")
         actions = self.actions(transition) if transition is not None else []
         key = sanitize_id(target.strip())
         return {"target": key, "actions": actions} if actions else key
@@ -341,8 +372,11 @@ class _Converter:
     def history(self, el: ET.Element, config: dict[str, Any]) -> dict[str, Any]:
         config.update(type="history", history=el.get("type", "shallow"))
         for transition in _kids(el, "transition"):
-            if self.actions(transition):
-                raise _unsupported("history", "executable content in a default transition")
+            if len(transition):
+                why = "XState v5 history states have no transition actions"
+                self.problems[f"<history>: executable content in a default transition ({why})"] = (
+                    None
+                )
             if targets := [f"#{sanitize_id(t)}" for t in (transition.get("target") or "").split()]:
                 config["target"] = targets[0] if len(targets) == 1 else targets
         return config
@@ -361,7 +395,9 @@ class _Converter:
                 if not (t.get("type") == "internal" and compound and below.issuperset(targets)):
                     transition["reenter"] = True
             if t.get("cond") is not None:
-                transition["guard"] = self.guard(t.get("cond", ""), "transition")
+                transition["guard"] = self.attempt(
+                    None, self.guard, t.get("cond", ""), "transition"
+                )
             if actions := self.actions(t):
                 transition["actions"] = actions
             events = (t.get("event") or "").split()
@@ -388,18 +424,36 @@ class _Converter:
         return [f"{base}.*"]
 
     def invoke(self, el: ET.Element) -> dict[str, Any]:
-        if [a for a in ("srcexpr", "typeexpr", "idlocation", "namelist") if el.get(a)]:
-            raise _unsupported("invoke", f"expression attributes {NEEDS_DATAMODEL}")
-        if el.get("src") or el.get("type") not in _SCXML_TYPES or el.get("autoforward") == "true":
-            raise _unsupported("invoke", "src, a type other than scxml, or autoforward")
+        problems: list[str] = []
+        if names := [a for a in _INVOKE_EXPRS if el.get(a)]:
+            problems.append(f"{'/'.join(names)} {NEEDS_DATAMODEL}")
+        if el.get("src"):
+            problems.append("src (another document) is not loaded")
+        if el.get("type") not in _SCXML_TYPES:
+            problems.append(f"type {el.get('type')!r} is not SCXML")
+        if el.get("autoforward") == "true":
+            problems.append("autoforward (XState v5 has none)")
+        if _kids(el, "param"):
+            problems.append(f"<param> {NEEDS_DATAMODEL}")
+        if _kids(el, "finalize"):
+            problems.append("<finalize> (XState v5 has none)")
         contents = _kids(el, "content")
         documents = _kids(contents[0], "scxml") if contents else []
-        if len(el) != 1 or len(documents) != 1:
-            why = "<param>, <finalize> or <content> other than one <scxml>"
-            raise _unsupported("invoke", f"{why} {NEEDS_DATAMODEL}")
+        if contents and len(documents) != 1:
+            problems.append(f"<content> other than one inline <scxml> {NEEDS_DATAMODEL}")
+        elif not contents and not el.get("src") and not names:
+            problems.append("no <content>")
         from . import create_machine
 
-        invoke: dict[str, Any] = {"src": create_machine(_Converter(documents[0]).machine())}
+        child = None
+        try:
+            if len(documents) == 1:
+                child = create_machine(_Converter(documents[0]).machine())
+        except DefinitionError as exc:
+            problems.append(f"in the invoked document: {exc.message}")
+        if problems or child is None:
+            raise _unsupported("invoke", ", ".join(problems))
+        invoke: dict[str, Any] = {"src": child}
         if el.get("id"):
             invoke["id"] = el.get("id")
         return invoke
@@ -410,41 +464,97 @@ class _Converter:
         return [action for el in block for action in self.action(el)]
 
     def action(self, el: ET.Element) -> list[Any]:
+        return self.attempt([], self._action, el)
+
+    def _action(self, el: ET.Element) -> list[Any]:
         tag = _local(el)
-        if tag == "raise" and el.get("event"):
+        if tag == "raise":
+            if not el.get("event"):
+                raise _unsupported(tag, "no event")
             return [{"type": "xstate.raise", "event": {"type": el.get("event")}}]
         if tag == "send":
             return [self.send(el)]
-        if tag == "cancel" and el.get("sendid") is not None:
-            return [{"type": "xstate.cancel", "sendId": el.get("sendid")}]
+        if tag == "cancel":
+            return [self.cancel(el)]
         if tag == "log":
             return [self.log(el)]
-        if tag == "assign" and el.get("location") in self.names and el.get("expr") is not None:
-            assignment = {el.get("location"): self.value(el.get("expr", ""), tag)}
-            return [{"type": "xstate.assign", "assignment": assignment}]
-        if tag == "script" and el.get("src") is None:
+        if tag == "assign":
+            return [self.assign(el)]
+        if tag == "script":
+            if el.get("src") is not None:
+                raise _unsupported(tag, f"a script in another document {NEEDS_DATAMODEL}")
             return self.script(el)
         if tag == "if":
             return [self.if_(el)]
         raise _unsupported(tag, f"executable content {NEEDS_DATAMODEL}")
 
+    def assign(self, el: ET.Element) -> dict[str, Any]:
+        location = el.get("location") or ""
+        base = re.split(r"[.\[]", location.strip(), maxsplit=1)[0]
+        if el.get("expr") is None:
+            raise _unsupported("assign", f"a value other than expr {NEEDS_DATAMODEL}")
+        if location in self.names:
+            assignment = {location: self.value(el.get("expr", ""), "assign")}
+            return {"type": "xstate.assign", "assignment": assignment}
+        if base in self.names:
+            raise _unsupported("assign", f"location {location!r} {NEEDS_DATAMODEL}")
+        if base in _SYSTEM_VARIABLES:
+            why = f"{location!r} is a system variable"
+        else:
+            why = f"{location!r} is not declared by a <data>"
+        raise _unsupported("assign", f"{why} ({_ERROR_EXECUTION})")
+
+    def cancel(self, el: ET.Element) -> dict[str, Any]:
+        if (send_id := el.get("sendid")) is not None:
+            return {"type": "xstate.cancel", "sendId": send_id}
+        if (expr := el.get("sendidexpr")) is not None:
+            return {"type": "xstate.cancel", "sendId": self.value(expr, "cancel")}
+        raise _unsupported("cancel", "no sendid")
+
     def send(self, el: ET.Element) -> dict[str, Any]:
-        if [a for a in _SEND_EXPRS if el.get(a) is not None] or len(el) or not el.get("event"):
-            raise _unsupported("send", f"expressions or <param>/<content> {NEEDS_DATAMODEL}")
-        if el.get("type") not in _SEND_TYPES:
-            raise _unsupported("send", f"type {el.get('type')!r}")
+        problems: list[str] = []
+        if names := [a for a in _SEND_EXPRS if el.get(a) is not None]:
+            problems.append(f"{'/'.join(names)} {NEEDS_DATAMODEL}")
+        if len(el):
+            data = "/".join(dict.fromkeys(f"<{_local(c)}>" for c in el))
+            problems.append(f"{data} (event data) {NEEDS_DATAMODEL}")
+        kind = el.get("type")
+        if kind == _BASIC_HTTP:
+            problems.append("the Basic HTTP Event I/O Processor is not supported")
+        elif kind not in _SEND_TYPES and "typeexpr" not in names:
+            problems.append(f"type {kind!r} is not an event processor ({_ERROR_EXECUTION})")
         target = el.get("target")
-        action: dict[str, Any] = {"type": "xstate.sendTo", "event": {"type": el.get("event")}}
+        action: dict[str, Any] = {"type": "xstate.sendTo"}
         if target == "#_internal":
             action["type"] = "xstate.raise"
         elif target is None or target == "#_parent":
             action["to"] = target or "#_self"
-        elif target.startswith("#_") and not target.startswith("#_scxml_"):
+        elif target.startswith("#_scxml_"):
+            why = "sessions are not addressed by id"
+            problems.append(f"target {target!r}: {why} (SCXML raises error.communication)")
+        elif target.startswith("#_"):
             action["to"] = target[2:]
         else:
-            raise _unsupported("send", f"target {target!r}")
+            why = "is not #_internal, #_parent or #_<invokeid>"
+            problems.append(f"target {target!r} {why} ({_ERROR_EXECUTION})")
+        if el.get("event"):
+            action["event"] = {"type": el.get("event")}
+        elif (expr := el.get("eventexpr")) is not None:
+            action["event"] = _event_name(self.parse(expr, "send"))
+        else:
+            problems.append("no event")
+        if problems:
+            raise _unsupported("send", ", ".join(problems))
         if el.get("delay") is not None:
             action["delay"] = _delay_ms(el.get("delay", ""))
+        elif (expr := el.get("delayexpr")) is not None:
+            node = self.parse(expr, "send")
+            if node[0] == "lit":  # a constant is read (and checked) when loading
+                action["delay"] = _delay_ms(_js_str(node[1]))
+            else:
+                action["delay"] = lambda context, event: _delay_ms(
+                    _js_str(_evaluate(node, context))
+                )
         if el.get("id") is not None:
             action["id"] = el.get("id")
         return action
@@ -496,3 +606,7 @@ class _Converter:
 
 def _function(node: Node) -> Fn:
     return lambda context, event: _evaluate(node, context)
+
+
+def _event_name(node: Node) -> Fn:
+    return lambda context, event: _js_str(_evaluate(node, context))

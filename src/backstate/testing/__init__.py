@@ -86,8 +86,8 @@ class Actor:
         self.emitted: list[dict[str, Any]] = []
         self.logs: list[tuple[str | None, Any]] = []
         self.listeners: list[Callable[[Snapshot], None]] = []
-        self._inbox: deque[tuple[dict[str, Any], object | None]] = deque()
-        self._live_children: set[object] = set()
+        # Each event with, if it is a child's result, (that child's id, that child).
+        self._inbox: deque[tuple[dict[str, Any], tuple[str, object] | None]] = deque()
         self._busy = False
         self._started = False
         self.stopped = False
@@ -131,7 +131,7 @@ class Actor:
 
     def stop(self) -> None:
         self.stopped = True
-        self._system.timers = [t for t in self._system.timers if t.actor is not self]
+        self._cancel_timers()
         for child in list(self.children.values()):
             if isinstance(child, Actor):
                 child.stop()
@@ -178,14 +178,20 @@ class Actor:
         self._busy = True
         try:
             while self._inbox:
-                event, token = self._inbox.popleft()
+                event, result_of = self._inbox.popleft()
                 if self.stopped or self.snapshot.status != "active":
                     continue
-                if token is not None:
-                    if token not in self._live_children:
+                if result_of is not None:
+                    child_id, child = result_of
+                    held = self.children.get(child_id)
+                    if held is child:
+                        del self.children[child_id]
+                    elif held is not None:
+                        # The machine would read it as the result of the invocation
+                        # that has replaced this one under the same id.
                         continue
-                    self._live_children.discard(token)
-                    self.children = {k: c for k, c in self.children.items() if c is not token}
+                    # Otherwise the child was stopped after its result was queued; as in
+                    # XState and SCXML, events already queued are still processed.
                 self.snapshot, effects = self.machine.transition(self.snapshot, event)
                 self._carry_out(effects)
         finally:
@@ -231,9 +237,12 @@ class Actor:
                     t for t in self._system.timers if not (t.actor is self and t.to == effect.id)
                 ]
                 child = self.children.pop(effect.id, None)
-                self._live_children.discard(child)
                 if isinstance(child, Actor):
                     child.stop()
+        if self.snapshot.status != "active":
+            # A finished actor sends nothing more, not even what it scheduled (XState
+            # cancels a done actor's delayed events; SCXML, W3C test 187).
+            self._cancel_timers()
         for listener in self.listeners:
             listener(self.snapshot)
         if (
@@ -260,8 +269,11 @@ class Actor:
                 "actorId": self.id,
             }
         self.stopped = True
-        parent._inbox.append((event, self))
+        parent._inbox.append((event, (self.id, self)))
         parent._drain()
+
+    def _cancel_timers(self) -> None:
+        self._system.timers = [t for t in self._system.timers if t.actor is not self]
 
     def _deliver(self, to: str, event: dict[str, Any]) -> None:
         if to == "#_self":
@@ -289,13 +301,11 @@ class Actor:
                 logic, input=effect.input, id=effect.id, parent=self, _system=self._system
             )
             self.children[effect.id] = child
-            self._live_children.add(child)
             if child.snapshot.status in ("done", "error") and not child.stopped:
                 child._report_to_parent()
             return
         token = object()
         self.children[effect.id] = token
-        self._live_children.add(token)
         try:
             result = logic(effect.input) if callable(logic) else logic
             if inspect.isawaitable(result):
@@ -311,7 +321,7 @@ class Actor:
                 "error": error_payload(exc),
                 "actorId": effect.id,
             }
-        self._inbox.append((event, token))
+        self._inbox.append((event, (effect.id, token)))
 
 
 def _run_coroutine(awaitable: Any) -> Any:
