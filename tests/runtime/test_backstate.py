@@ -784,16 +784,16 @@ def test_a_processor_bug_fails_callers_instead_of_hanging(db: Target) -> None:
         async with Backstate(db.open()) as bs:
             bs.deploy("counter", counter())
             await bs.create("counter", "c")
-            original = bs.processor._process
+            original = bs.processor.steps.process
             calls = {"n": 0}
 
-            def broken(entry: Any, rnd: Any) -> None:
+            async def broken(entry: Any, rnd: Any) -> None:
                 calls["n"] += 1
                 if calls["n"] == 1:
                     raise RuntimeError("a bug")
-                original(entry, rnd)
+                await original(entry, rnd)
 
-            bs.processor._process = broken  # type: ignore[method-assign]
+            bs.processor.steps.process = broken  # type: ignore[method-assign]
             with pytest.raises(Unavailable):
                 await asyncio.wait_for(bs.send("counter", "c", "inc"), 5)
             assert (await asyncio.wait_for(bs.send("counter", "c", "inc"), 5)).context == {"n": 1}

@@ -7,6 +7,7 @@ from ._backstate import Backstate
 from ._clock import Clock, SimulatedClock, SystemClock
 from ._cluster import Cluster
 from ._deployments import Persistent, instance_ref, persistent
+from ._effect_runner import current_effect_id
 from ._entries import InstanceState
 from ._errors import (
     BackstateError,
@@ -20,7 +21,7 @@ from ._errors import (
 from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
-from ._processor import MAX_ATTEMPTS, MAX_CONTEXT_BYTES, current_effect_id
+from ._steps import MAX_ATTEMPTS, MAX_CONTEXT_BYTES
 from ._usercode import UserRaised
 from ._usercode import call as call_user_code
 

@@ -22,14 +22,14 @@ from backstate.store import (
 from . import _logs
 from ._clock import Clock, SystemClock
 from ._cluster import Cluster
+from ._code import UserCode
 from ._deployments import Authorizer, Registry, Version, check_machine, check_name
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
-from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, replay_upgrade
+from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
 from ._processor import Processor
-from ._usercode import user_code
 
 MAX_EVENT_BYTES = 400_000
 
@@ -51,16 +51,20 @@ class Backstate:
         step_timeout: float = 90.0,
         synchronous: str = "FULL",
         cluster: Cluster | None = None,
+        code: UserCode | None = None,
     ) -> None:
         """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
-        _cluster); without it this process runs every instance of the store."""
+        _cluster); without it this process runs every instance of the store. ``code``:
+        where machine code runs (``backstate.sandbox``); by default in this process."""
         self.store: Store = (
             open_store(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
         self.clock = clock or SystemClock()
         self.registry = Registry()
         self.cluster = cluster
-        self.processor = Processor(self.store, self.registry, self.clock, step_timeout, cluster)
+        self.processor = Processor(
+            self.store, self.registry, self.clock, step_timeout, cluster, code
+        )
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -196,37 +200,23 @@ class Backstate:
     ) -> InstanceState:
         state = await self.processor.get((check_machine(machine), check_name("instance", name)))
         if auth is not None:
-            self.check_read(machine, name, state, auth)
+            await self.check_read(machine, name, state, auth)
         return state
 
-    def check_read(
+    async def check_read(
         self, machine: str, name: str, state: InstanceState, auth: dict[str, Any]
     ) -> None:
         """Whether the machine's ``allow_read`` lets ``auth`` read ``state``: raises
         ``Forbidden`` (``rejected-by-machine-authorizer``, or ``authorizer-failed`` when
         the authorizer raised) unless it does."""
         version = self.registry.get(machine, state.version)
-        check = version.allow_read
-        if check is None:
-            return
-        where = f"{machine}@{version.id}/{name}"
-        with (
-            _logs.scope((machine, version.id, name), self.processor.log, self.clock.now_ms),
-            user_code("allow_read", where, "authorizer-failed", Forbidden),
-        ):
-            allowed = check(
-                machine_instance_name=name,
-                auth_context=auth,
-                context=state.context,
-                state=state.value,
-            )
-        if not allowed:
+        if not await self.processor.code.may_read(version, name, state, auth):
             raise Forbidden("rejected-by-machine-authorizer", f"{machine}/{name} refused this read")
 
     async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
         """The current state, then every committed state after it."""
         key = (check_machine(machine), check_name("instance", name))
-        entry = self.processor._entry(key)
+        entry = self.processor.entry(key)
         if entry is None or entry.committed is None:
             raise NotFound("instance-not-found", f"no instance {machine}/{name}")
         queue: asyncio.Queue[InstanceState] = asyncio.Queue()
@@ -295,7 +285,10 @@ class Backstate:
             rows.extend(page)
             if len(page) < 1000:
                 break
-        return replay_upgrade(self.registry, state, rows, version)
+        source = self.registry.get(machine, state.version)
+        target = self.registry.get(machine, version)
+        chain = find_path(self.registry.migrations(machine), source.id, target.id)
+        return await self.processor.code.dry_run(source, target, chain, name, rows)
 
     async def query(
         self,

@@ -5,6 +5,7 @@ in memory), ``Work`` (one thing for it to do), ``InstanceState`` (what callers s
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,41 @@ class Entry:
     desired: str | None = None  # the version to upgrade to at the next settled event
     indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
 
+    def mark(self) -> tuple[Any, ...]:
+        """What a step may change of the entry, to undo it (see Steps.section)."""
+        return (
+            self.exists,
+            self.version,
+            self.seq,
+            self.snapshot,
+            self.paused,
+            self.parent,
+            dict(self.children),
+            self.created_at,
+            self.updated_at,
+            dict(self.services),
+            dict(self.starting),
+            self.desired,
+            self.indexed,
+        )
+
+    def restore(self, mark: tuple[Any, ...]) -> None:
+        (
+            self.exists,
+            self.version,
+            self.seq,
+            self.snapshot,
+            self.paused,
+            self.parent,
+            self.children,
+            self.created_at,
+            self.updated_at,
+            self.services,
+            self.starting,
+            self.desired,
+            self.indexed,
+        ) = mark
+
     @property
     def idle(self) -> bool:
         return not (
@@ -108,6 +144,11 @@ class Entry:
         )
 
 
+_BATCH_LISTS = operator.attrgetter(
+    *(name for name, f in WriteBatch.__dataclass_fields__.items() if name != "fence")
+)
+
+
 class Round:
     """What one batch writes, plus what to do once it is committed."""
 
@@ -119,6 +160,36 @@ class Round:
         # Callers to answer once the round commits: with the state right after their
         # work when the instance was settled then, else (None) once it settles.
         self.settle: list[tuple[Entry, asyncio.Future[InstanceState], InstanceState | None]] = []
-        self.self_sent: set[InstanceKey] = set()  # instances with events to themselves
         # Callers answered in ``after`` (failed by the round if its commit fails).
         self.deferred: list[asyncio.Future[InstanceState]] = []
+        self.self_sent: set[InstanceKey] = set()  # instances with events to themselves
+        self.creating: set[InstanceKey] = set()  # instances whose creation is under way
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        return (*_BATCH_LISTS(self.batch), self.after, self.deliveries, self.settle, self.deferred)
+
+    def mark(self, keys: list[InstanceKey]) -> tuple[Any, ...]:
+        """What a section may change here, for the instances ``keys``, to undo it."""
+        return (
+            tuple(map(len, self._lists())),
+            len(self.updates),
+            {k: self.updates.get(k) for k in keys},
+            {k: k in self.self_sent for k in keys},
+            {k: k in self.creating for k in keys},
+        )
+
+    def rollback(self, mark: tuple[Any, ...]) -> None:
+        lengths, count, updates, self_sent, creating = mark
+        for items, length in zip(self._lists(), lengths, strict=True):
+            del items[length:]
+        for key in list(self.updates)[count:]:  # added since (rare: only on failures)
+            del self.updates[key]
+        for key, update in updates.items():
+            if update is not None:
+                self.updates[key] = update
+        for flags, members in ((self_sent, self.self_sent), (creating, self.creating)):
+            for key, member in flags.items():
+                if member:
+                    members.add(key)
+                else:
+                    members.discard(key)

@@ -25,7 +25,7 @@ from backstate.chart import ExecutionError, Machine
 from ._errors import BackstateError, InvalidRequest
 
 if TYPE_CHECKING:
-    from ._deployments import Registry
+    from ._deployments import Version
 
 StatePath = list[str]
 UpgradeState = Callable[[StatePath, Any], StatePath]
@@ -247,13 +247,9 @@ class UpgradeReport:
 
 
 def replay_upgrade(
-    registry: Registry, state: Any, rows: list[Any], target_version: str
+    source: Version, target: Version, chain: list[Migration], rows: list[Any]
 ) -> UpgradeReport:
     """See ``Backstate.dry_run_upgrade``. ``rows`` are the instance's history rows."""
-    machine = state.machine
-    source = registry.get(machine, state.version)
-    target = registry.get(machine, target_version)
-    chain = find_path(registry.migrations(machine), source.id, target.id)
     report = UpgradeReport(source.id, target.id, [m.id for m in chain])
     start = 0  # the history since the instance reached its current version
     for index, row in enumerate(rows):

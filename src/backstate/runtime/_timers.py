@@ -30,6 +30,28 @@ class TimerWheel:
         self._heap: list[tuple[int, int, Due]] = []
         self._current: dict[tuple[InstanceKey, str], int] = {}
         self._gen = itertools.count(1)
+        # While a step writes (Steps.section): each timer's generation before the step
+        # changed it, to undo the step.
+        self._journal: dict[tuple[InstanceKey, str], int | None] | None = None
+
+    def journal(self) -> dict[tuple[InstanceKey, str], int | None]:
+        self._journal = {}
+        return self._journal
+
+    def rollback(self, journal: dict[tuple[InstanceKey, str], int | None]) -> None:
+        for timer, generation in journal.items():
+            if generation is None:
+                self._current.pop(timer, None)
+            else:
+                self._current[timer] = generation
+
+    def close(self, journal: dict[tuple[InstanceKey, str], int | None]) -> None:
+        if self._journal is journal:
+            self._journal = None
+
+    def _record(self, timer: tuple[InstanceKey, str]) -> None:
+        if self._journal is not None and timer not in self._journal:
+            self._journal[timer] = self._current.get(timer)
 
     def add(
         self,
@@ -41,12 +63,14 @@ class TimerWheel:
         attempts: int = 0,
     ) -> None:
         generation = next(self._gen)
+        self._record((key, timer))
         self._current[(key, timer)] = generation
         heapq.heappush(
             self._heap, (due_ms, generation, Due(key, timer, event, to, attempts, generation))
         )
 
     def cancel(self, key: InstanceKey, timer: str) -> None:
+        self._record((key, timer))
         self._current.pop((key, timer), None)
 
     def forget_instance(self, key: InstanceKey) -> None:

@@ -16,8 +16,8 @@ import asyncio
 import inspect
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 from backstate.chart import ChartError
@@ -46,31 +46,45 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-@contextmanager
-def user_code(
-    what: str, where: str, code: str, error: ErrorFactory = BackstateError
-) -> Iterator[None]:
+class user_code:
     """Run the block as a call into user code: ``what`` names the code (``allow_write``,
-    ``the context factory``), ``where`` the machine, version and instance; a failure is
-    raised as ``error(code, message)``. Errors of the runtime and the engine raised in
-    the block (already coded) pass unchanged."""
-    try:
-        yield
-    except (BackstateError, ChartError):
-        raise
-    except BaseException as exc:
-        if cancelled_by_us(exc):
-            raise
+    ``machine code``), ``where`` the machine, version and instance; a failure is raised
+    as ``error(code, message)``. Errors of the runtime and the engine raised in the
+    block (already coded) pass unchanged. (A class, not a generator: it wraps every
+    transition.)"""
+
+    __slots__ = ("code", "error", "what", "where")
+
+    def __init__(
+        self,
+        what: str,
+        where: tuple[str, str, str],
+        code: str,
+        error: ErrorFactory = BackstateError,
+    ) -> None:
+        self.what = what
+        self.where = where
+        self.code = code
+        self.error = error
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(exc, BackstateError | ChartError) or cancelled_by_us(exc):
+            return
         logger.warning(
-            "%s: %s raised %s\n%s",
-            where,
-            what,
+            "%s@%s/%s: %s raised %s\n%s",
+            *self.where,
+            self.what,
             describe(exc),
             "".join(traceback.format_exception(exc)).rstrip(),
         )
-        failure = error(code, f"{what} raised {describe(exc)}")
+        failure = self.error(self.code, f"{self.what} raised {describe(exc)}")
         # The frames hold the work and its future, which would hold the error.
-        traceback.clear_frames(exc.__traceback__)
+        traceback.clear_frames(tb)
         raise failure from None
 
 

@@ -1,0 +1,363 @@
+"""The one seam through which the runtime runs user code: ``UserCode``.
+
+Everything a machine file defines (guards, ``assign`` functions, context factories,
+delays, custom actions, services, authorizers, persistent-child names, migrations) is
+reached through these calls, with a version of the registry and plain data in and
+out. ``TrustedCode`` runs it in this process; ``backstate.sandbox`` runs it in
+sandboxed worker processes, one set per org. Either way, a call's failure is raised as
+the ``BackstateError`` named below for the work that made it, and what the code prints
+or logs reaches the runtime's log sink for that machine, version and instance.
+
+``Step``: a transition's result. Its ``effects`` are the engine's, with the logic of an
+actor resolved: a ``Persistent`` child with its instance name already computed, a
+``RefusedChild`` when computing it failed, ``None`` for an actor the durable runtime
+cannot run, or what the code's ``run_service`` takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from backstate.chart import Effect, ExecutionError, RunAction, Snapshot, StartActor
+from backstate.store import LogRow
+
+from . import _logs
+from ._deployments import Persistent
+from ._errors import EventRejected, Forbidden, InvalidRequest
+from ._json import encode_state
+from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
+from ._usercode import call, describe, user_code
+
+if TYPE_CHECKING:
+    from ._deployments import Version
+    from ._entries import InstanceState
+
+LogSink = Callable[[LogRow], None]
+
+
+class Step(NamedTuple):
+    snapshot: Snapshot
+    effects: list[Effect]
+
+
+class RefusedChild(NamedTuple):
+    """A persistent child that cannot be started: its name could not be computed."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCheck:
+    """What ``allow_write`` is asked about, besides the instance's own context and state
+    (for an initialization: the context the caller gave)."""
+
+    auth_context: dict[str, Any]
+    write_type: str  # "initialization" | "event"
+
+
+class UserCode(Protocol):
+    """User code of deployed versions. ``synchronous``: every call but ``run_service``
+    and ``run_action`` completes without suspending (the runtime then builds its rounds
+    without tasks)."""
+
+    synchronous: bool
+
+    def bind(self, log: LogSink, now_ms: Callable[[], int]) -> None:
+        """Where log lines of user code go, and the clock that stamps them."""
+
+    async def initial(
+        self,
+        version: Version,
+        instance: str,
+        input: Any,
+        context: dict[str, Any] | None,
+        check: WriteCheck | None,
+    ) -> Step:
+        """The first snapshot (``context`` shallow-merged over the machine's); raises
+        ``Forbidden`` or ``EventRejected``."""
+        ...
+
+    async def transition(
+        self,
+        version: Version,
+        instance: str,
+        snapshot: Snapshot,
+        event: dict[str, Any],
+        check: WriteCheck | None,
+    ) -> Step:
+        """``allow_write`` (when ``check``), then the transition; raises ``Forbidden`` or
+        ``EventRejected``."""
+        ...
+
+    async def may_read(
+        self, version: Version, instance: str, state: InstanceState, auth: dict[str, Any]
+    ) -> bool:
+        """``allow_read``; raises ``Forbidden`` (``authorizer-failed``) when it fails."""
+        ...
+
+    async def upgrade(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        snapshot: Snapshot,
+    ) -> Snapshot:
+        """The snapshot migrated along ``chain``; raises ``MigrationFailed``."""
+        ...
+
+    async def dry_run(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        rows: list[Any],
+    ) -> UpgradeReport: ...
+
+    async def run_action(
+        self, version: Version, instance: str, effect: RunAction, effect_id: str
+    ) -> None:
+        """A custom action, after its transition committed; failures are logged."""
+        ...
+
+    async def run_service(
+        self, version: Version, instance: str, effect: StartActor, effect_id: str, timeout: float
+    ) -> Any:
+        """A service's result; raises ``UserRaised``, ``TimeoutError`` or
+        ``InvalidRequest`` (a result that is no JSON)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TrustedCode:
+    """User code imported into this process (trusted mode, and the ``Backstate`` library
+    embedded in a program): it runs on the runtime's event loop, services in tasks and
+    threads. Nothing contains it; the boundary only turns what it raises into errors."""
+
+    synchronous = True
+
+    def __init__(self) -> None:
+        self._log: LogSink = lambda row: None
+        self._now_ms: Callable[[], int] = lambda: 0
+
+    def bind(self, log: LogSink, now_ms: Callable[[], int]) -> None:
+        self._log = log
+        self._now_ms = now_ms
+        _logs.install()
+
+    def _scope(self, version: Version, instance: str) -> _logs.scope:
+        return _logs.scope((version.machine_name, version.id, instance), self._log, self._now_ms)
+
+    def _authorize(
+        self,
+        version: Version,
+        instance: str,
+        check: WriteCheck,
+        context: Any,
+        state: Any,
+        event: dict[str, Any] | None,
+    ) -> None:
+        authorizer = version.allow_write
+        if authorizer is None:
+            return
+        with user_code(
+            "allow_write",
+            (version.machine_name, version.id, instance),
+            "authorizer-failed",
+            Forbidden,
+        ):
+            allowed = authorizer(
+                machine_instance_name=instance,
+                auth_context=check.auth_context,
+                context=context,
+                state=state,
+                event=event,
+                write_type=check.write_type,
+            )
+        if not allowed:
+            raise Forbidden(
+                "rejected-by-machine-authorizer",
+                f"{version.machine_name}/{instance} refused this {check.write_type}",
+            )
+
+    async def initial(
+        self,
+        version: Version,
+        instance: str,
+        input: Any,
+        context: dict[str, Any] | None,
+        check: WriteCheck | None,
+    ) -> Step:
+        with self._scope(version, instance):
+            if check is not None:
+                self._authorize(version, instance, check, context, None, None)
+            given = {"context": context} if context is not None else {}
+            step = self._step(
+                version,
+                instance,
+                "machine code",
+                lambda: version.machine.initial_transition(input, **given),
+                lambda message: f"creating {version.machine_name}/{instance} failed: {message}",
+            )
+            return self._resolved(version, instance, step)
+
+    async def transition(
+        self,
+        version: Version,
+        instance: str,
+        snapshot: Snapshot,
+        event: dict[str, Any],
+        check: WriteCheck | None,
+    ) -> Step:
+        with self._scope(version, instance):
+            if check is not None:
+                self._authorize(version, instance, check, snapshot.context, snapshot.value, event)
+            step = self._step(
+                version,
+                instance,
+                "machine code",
+                lambda: version.machine.transition(snapshot, event),
+                lambda message: (
+                    f"{version.machine_name}/{instance} rejected {event.get('type')!r}: {message}"
+                ),
+            )
+            return self._resolved(version, instance, step)
+
+    def _step(
+        self,
+        version: Version,
+        instance: str,
+        what: str,
+        run: Callable[[], tuple[Snapshot, list[Effect]]],
+        rejected: Callable[[str], str],
+    ) -> Step:
+        try:
+            with user_code(
+                what,
+                (version.machine_name, version.id, instance),
+                "event-rejected",
+                EventRejected,
+            ):
+                snap, effects = run()
+        except ExecutionError as exc:
+            raise EventRejected("event-rejected", rejected(exc.message)) from exc
+        except EventRejected as exc:
+            raise EventRejected("event-rejected", rejected(exc.message)) from None
+        return Step(snap, effects)
+
+    def _resolved(self, version: Version, instance: str, step: Step) -> Step:
+        """Actors' logic as ``Step`` promises: persistent children named (user code:
+        the name may be a function of the input), what cannot run marked."""
+        for effect in step.effects:
+            if not isinstance(effect, StartActor):
+                continue
+            logic = effect.logic
+            if isinstance(logic, Persistent):
+                try:
+                    with user_code(
+                        f"the name of persistent({logic.machine!r})",
+                        (version.machine_name, version.id, instance),
+                        "invalid-address",
+                        InvalidRequest,
+                    ):
+                        name = logic.name_for(instance, effect.id, effect.input)
+                    effect.logic = Persistent(logic.machine, name)
+                except InvalidRequest as exc:
+                    effect.logic = RefusedChild(exc.code, exc.message)
+            elif not callable(logic):
+                effect.logic = None
+        return step
+
+    async def may_read(
+        self, version: Version, instance: str, state: InstanceState, auth: dict[str, Any]
+    ) -> bool:
+        authorizer = version.allow_read
+        if authorizer is None:
+            return True
+        with (
+            self._scope(version, instance),
+            user_code(
+                "allow_read",
+                (version.machine_name, version.id, instance),
+                "authorizer-failed",
+                Forbidden,
+            ),
+        ):
+            return bool(
+                authorizer(
+                    machine_instance_name=instance,
+                    auth_context=auth,
+                    context=state.context,
+                    state=state.value,
+                )
+            )
+
+    async def upgrade(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        snapshot: Snapshot,
+    ) -> Snapshot:
+        with (
+            self._scope(target, instance),
+            user_code(
+                "a migration",
+                (target.machine_name, target.id, instance),
+                "migration-failed",
+                MigrationFailed,
+            ),
+        ):
+            data = upgrade_snapshot(snapshot.to_json(), chain, source.machine, target.machine)
+        try:
+            return target.machine.resolve_snapshot(data)
+        except ExecutionError as exc:
+            raise MigrationFailed("migration-failed", exc.message) from exc
+
+    async def dry_run(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        rows: list[Any],
+    ) -> UpgradeReport:
+        with (
+            self._scope(target, instance),
+            user_code(
+                "the dry run",
+                (target.machine_name, target.id, instance),
+                "migration-failed",
+                MigrationFailed,
+            ),
+        ):
+            return replay_upgrade(source, target, chain, rows)
+
+    async def run_action(
+        self, version: Version, instance: str, effect: RunAction, effect_id: str
+    ) -> None:
+        with self._scope(version, instance):
+            try:
+                effect.run()
+            except BaseException as exc:  # user code: whatever it raises is its own
+                _logs.capture("error", f"action {effect.name!r} raised {describe(exc)}")
+                traceback.clear_frames(exc.__traceback__)
+
+    async def run_service(
+        self, version: Version, instance: str, effect: StartActor, effect_id: str, timeout: float
+    ) -> Any:
+        with self._scope(version, instance):
+            result = await asyncio.wait_for(call(effect.logic, effect.input), timeout)
+        encode_state(result, "the service's result")
+        return result
+
+    async def close(self) -> None:
+        pass

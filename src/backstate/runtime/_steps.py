@@ -1,0 +1,771 @@
+"""Steps: what one unit of work does to one instance, written into the round being built.
+
+A unit of work (an API event, a message, a timer, a service's result, a creation, an
+administrative change) runs in two phases. First whatever user code it needs, through
+``UserCode`` (the authorizer and the transition, a migration, the initial transitions
+of persistent children it starts); that may suspend while the code runs in a sandbox
+worker, and other instances' work proceeds meanwhile. Then, without suspending, its
+writes: the new snapshot, its history row, timers, messages, effects and index entries
+(a ``section``). A failure of the first phase writes nothing. A failure inside a
+section (a bug) is undone, in the round and in memory, so that it fails only that work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from backstate.chart import (
+    CancelEvent,
+    EmitEvent,
+    LogMessage,
+    RunAction,
+    ScheduleEvent,
+    SendEvent,
+    StartActor,
+    StopActor,
+)
+from backstate.store import (
+    DeadLetterRow,
+    EffectRow,
+    HistoryRow,
+    InboxRow,
+    InstanceKey,
+    InstanceRow,
+    LogRow,
+    RawJson,
+    TimerRow,
+)
+
+from ._code import RefusedChild, Step, WriteCheck
+from ._deployments import Persistent, Version, address, namespace_of, parse_ref, unqualified
+from ._entries import Entry, InstanceState, Round, Work
+from ._errors import BackstateError, Conflict, InvalidRequest, NotFound
+from ._indexes import IndexEntry, index_entries
+from ._json import encode_state
+from ._migrations import (
+    UPGRADE_EVENT,
+    MigrationFailed,
+    NoMigrationPath,
+    find_path,
+    surviving_timer,
+)
+from ._timers import TimerWheel
+
+if TYPE_CHECKING:
+    from ._processor import Processor
+
+logger = logging.getLogger("backstate.runtime")
+
+MAX_CONTEXT_BYTES = 400_000
+MAX_ATTEMPTS = 5
+BATCH_PER_INSTANCE = 16
+# Persistent children created by one step, each possibly creating its own: how deep.
+MAX_CHILD_DEPTH = 16
+# Work that waits while an instance is paused or its sender is backing off; API calls
+# and administration are answered at once.
+HELD_WHILE_PAUSED = ("inbox", "timer", "service")
+
+
+class Prepared:
+    """A persistent child that a step starts, made ready before the step's section:
+    ``created`` (its initial step, and its own children, to write with the parent's),
+    ``linked`` (it exists already) or ``refused`` (an error for the parent)."""
+
+    __slots__ = ("children", "entry", "error", "key", "step", "version")
+
+    def __init__(
+        self,
+        key: InstanceKey,
+        entry: Entry | None = None,
+        version: Version | None = None,
+        step: Step | None = None,
+        children: dict[str, Prepared] | None = None,
+        error: BackstateError | None = None,
+    ) -> None:
+        self.key = key
+        self.entry = entry
+        self.version = version
+        self.step = step
+        self.children = children or {}
+        self.error = error
+
+
+class Section:
+    """See ``Steps.section``. (A class, not a generator: it wraps every transition.)"""
+
+    __slots__ = ("entries", "journal", "mark", "rnd", "states", "wheel")
+
+    def __init__(self, wheel: TimerWheel, rnd: Round, entries: list[Entry]) -> None:
+        self.wheel = wheel
+        self.rnd = rnd
+        self.entries = entries
+
+    def __enter__(self) -> None:
+        self.mark = self.rnd.mark([e.key for e in self.entries])
+        self.states = [e.mark() for e in self.entries]
+        self.journal = self.wheel.journal()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self.rnd.rollback(self.mark)
+            for entry, state in zip(self.entries, self.states, strict=True):
+                entry.restore(state)
+            self.wheel.rollback(self.journal)
+        self.wheel.close(self.journal)
+
+
+class Steps:
+    def __init__(self, processor: Processor) -> None:
+        self.p = processor
+
+    # -- one instance's queue ---------------------------------------------------------------
+
+    async def process(self, entry: Entry, rnd: Round) -> None:
+        """Up to ``BATCH_PER_INSTANCE`` units of the instance's queued work, in order;
+        work held back (paused, or its sender backing off) keeps its place."""
+        p = self.p
+        now = p.clock.now_ms()
+        handled = 0
+        skipped: list[Work] = []
+        held: set[str] = set()  # senders with held work: their later work waits too
+        while entry.queue and handled < BATCH_PER_INSTANCE:
+            work = entry.queue.popleft()
+            if work.kind in HELD_WHILE_PAUSED and (
+                entry.paused or work.sender in held or entry.blocked.get(work.sender, 0) > now
+            ):
+                held.add(work.sender)
+                skipped.append(work)
+                continue
+            handled += 1
+            p.stats.handled[work.kind] += 1
+            try:
+                await self.handle(entry, work, rnd, now)
+            except BackstateError as exc:
+                p.stats.refused[exc.code] += 1
+                with self.section(entry, rnd):
+                    self.failed(entry, work, exc, rnd, now)
+            except Exception as exc:  # a bug of ours, undone by its section: only this work fails
+                logger.exception("%s/%s: %s failed", *entry.key, work.kind)
+                error = BackstateError("internal-error", f"internal error: {type(exc).__name__}")
+                p.stats.refused[error.code] += 1
+                with self.section(entry, rnd):
+                    self.failed(entry, work, error, rnd, now)
+            if work.kind == "resume" and skipped:
+                break  # what was held runs first, in order, in the next round
+        entry.queue.extendleft(reversed(skipped))
+        if entry.queue and (
+            handled == BATCH_PER_INSTANCE or (skipped and not entry.paused and not entry.blocked)
+        ):
+            p.ready[entry.key] = entry
+        elif skipped and not entry.paused:
+            retry = min(entry.blocked.get(w.sender, now) for w in skipped)
+            p.retry_later(entry, retry)
+
+    def section(
+        self, entry: Entry, rnd: Round, children: dict[str, Prepared] | None = None
+    ) -> Section:
+        """Writes that must happen whole or not at all (never suspending inside): to the
+        round, the entry, the ``children`` it creates, and the timer wheel."""
+        return Section(self.p.wheel, rnd, [entry, *_created(children)] if children else [entry])
+
+    async def handle(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+        p = self.p
+        if work.kind == "create":
+            await self.create(entry, work, rnd, now)
+            return
+        if not entry.exists:
+            raise NotFound("instance-not-found", f"no instance {entry.key[0]}/{entry.key[1]}")
+        if work.kind in ("pause", "resume", "delete"):
+            with self.section(entry, rnd):
+                self.administer(entry, work, rnd)
+            return
+        if work.kind == "desire":
+            await self.desire(entry, work, rnd, now)
+            return
+        if entry.desired is not None and entry.settled and work.kind in ("api", "inbox", "timer"):
+            await self.upgrade(entry, rnd, now)
+        if work.kind == "api" and entry.paused:
+            raise Conflict("invalid-state", f"{entry.key[0]}/{entry.key[1]} is paused")
+        if work.kind == "timer":
+            due = work.due
+            assert due is not None
+            if not p.wheel.is_current(due):
+                return
+            with self.section(entry, rnd):
+                p.wheel.cancel(entry.key, due.timer)
+                # Its row goes before anything the transition writes: a transition that
+                # re-arms the same timer id writes the new row after this deletion.
+                rnd.batch.timer_ops.append((entry.key, due.timer))
+                if due.to != "#_self":
+                    self.send(entry, due.to, work.event, rnd, now)
+                    return
+        relayed = work.kind == "inbox" and work.sender == "service"
+        if (work.kind == "service" or relayed) and self.stale_result(entry, work):
+            with self.section(entry, rnd):
+                if relayed and work.inbox_id is not None:
+                    rnd.batch.inbox_deletes.append(work.inbox_id)
+                elif work.effect_id:
+                    rnd.batch.effect_done.append(work.effect_id)
+            return
+        version = p.registry.get(entry.key[0], entry.version)
+        check = self.write_check(work)
+        assert entry.snapshot is not None
+        step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
+        children = await self.prepare_children(entry, version, step, rnd, 0)
+        with self.section(entry, rnd, children):
+            state = self.commit_transition(
+                entry, version, work.event, step, rnd, now, children, event_json=work.event_json
+            )
+            if work.kind == "inbox" and work.inbox_id is not None:
+                rnd.batch.inbox_deletes.append(work.inbox_id)
+            elif work.kind == "service":
+                rnd.batch.effect_done.append(work.effect_id or "")
+                child = work.event["type"].split(".", 3)[3]
+                token = work.token
+                rnd.after.append(lambda: p.effects.forget_service(entry, child, token))
+            if work.future is not None:
+                p.answer(entry, work.future, rnd, state)
+
+    def write_check(self, work: Work) -> WriteCheck | None:
+        """What ``allow_write`` sees of the work's sender: the caller's auth context, or,
+        for a message from another instance, that instance with its org (always the
+        receiver's own: see ``address``); nothing for the runtime's own events."""
+        if work.auth is not None:
+            return WriteCheck(work.auth, "event")
+        if work.kind != "inbox" or work.sender in ("self", "recovery", "service"):
+            return None
+        machine, _, name = work.sender.partition("/")
+        sender = {"machineName": unqualified(machine), "machineInstanceName": name}
+        namespace = namespace_of(machine)
+        if namespace is not None:
+            sender["orgId"] = namespace
+        return WriteCheck({"stateBackedSender": sender}, "event")
+
+    def stale_result(self, entry: Entry, work: Work) -> bool:
+        """Whether a service's result no longer concerns the instance: it has left that
+        invocation, or started another one with the same id since (a result from here
+        carries its service's token; one relayed by the node that created the instance,
+        see EffectRunner.service, meets a service of this node's own)."""
+        child = work.event["type"].split(".", 3)[3]
+        snap = entry.snapshot
+        if snap is None or child not in snap.children:
+            return True
+        if work.kind == "service":
+            service = entry.services.get(child)
+            return service is None or service.token is not work.token
+        return child in entry.services or child in entry.starting
+
+    # -- creation -------------------------------------------------------------------------
+
+    async def create(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+        p = self.p
+        if entry.exists or entry.key in rnd.creating:
+            exc = Conflict(
+                "instance-exists", f"instance {entry.key[0]}/{entry.key[1]} already exists"
+            )
+            if entry.committed is None:
+                # Its creation is not committed yet: answer once it is, so a caller that
+                # reads it next (State Backed's get-or-create) finds it.
+                with self.section(entry, rnd):
+                    rnd.after.append(lambda: p.reject(work, exc))
+                    if work.future is not None:
+                        rnd.deferred.append(work.future)
+                return
+            raise exc
+        opts = work.create or {}
+        version = p.registry.get(entry.key[0], opts.get("version"))
+        check = WriteCheck(work.auth, "initialization") if work.auth is not None else None
+        rnd.creating.add(entry.key)  # no other creation of it while this one runs
+        try:
+            step = await p.code.initial(
+                version, entry.key[1], opts.get("input"), opts.get("context"), check
+            )
+            children = await self.prepare_children(entry, version, step, rnd, 0)
+        except BaseException:
+            rnd.creating.discard(entry.key)
+            raise
+        with self.section(entry, rnd, children):
+            state = self.commit_creation(entry, version, opts, step, rnd, now, children)
+            if work.future is not None:
+                p.answer(entry, work.future, rnd, state)
+
+    def commit_creation(
+        self,
+        entry: Entry,
+        version: Version,
+        opts: dict[str, Any],
+        step: Step,
+        rnd: Round,
+        now: int,
+        children: dict[str, Prepared],
+    ) -> InstanceState:
+        entry.version = version.id
+        entry.parent = opts.get("parent")
+        entry.created_at = now
+        event = {"type": "xstate.init", "input": opts.get("input")}
+        return self.commit_transition(entry, version, event, step, rnd, now, children, created=True)
+
+    async def prepare_children(
+        self, entry: Entry, version: Version, step: Step, rnd: Round, depth: int
+    ) -> dict[str, Prepared]:
+        """Ready the persistent children that ``step`` starts (by actor id): their
+        initial transitions run now, before the parent's section writes them."""
+        prepared: dict[str, Prepared] = {}
+        for effect in step.effects:
+            if not isinstance(effect, StartActor) or not isinstance(effect.logic, Persistent):
+                continue
+            logic = effect.logic
+            try:
+                key = address(logic.machine, logic.instance, entry.key[0])
+            except InvalidRequest as exc:
+                prepared[effect.id] = Prepared(entry.key, error=exc)
+                continue
+            child = self.p.entry(key, create=True)
+            assert child is not None
+            if child.exists or key in rnd.creating or key in rnd.updates:
+                prepared[effect.id] = Prepared(key)
+                continue
+            if depth >= MAX_CHILD_DEPTH:
+                error = InvalidRequest(
+                    "too-deep", f"persistent children nest deeper than {MAX_CHILD_DEPTH}"
+                )
+                prepared[effect.id] = Prepared(key, error=error)
+                continue
+            rnd.creating.add(key)
+            try:
+                child_version = self.p.registry.get(key[0])
+                child_step = await self.p.code.initial(
+                    child_version, key[1], effect.input, None, None
+                )
+                grandchildren = await self.prepare_children(
+                    child, child_version, child_step, rnd, depth + 1
+                )
+            except BackstateError as exc:
+                rnd.creating.discard(key)
+                prepared[effect.id] = Prepared(key, error=exc)
+                continue
+            except BaseException:
+                rnd.creating.discard(key)
+                raise
+            prepared[effect.id] = Prepared(key, child, child_version, child_step, grandchildren)
+        return prepared
+
+    # -- writing a transition ---------------------------------------------------------------
+
+    def commit_transition(
+        self,
+        entry: Entry,
+        version: Version,
+        event: dict[str, Any],
+        step: Step,
+        rnd: Round,
+        now: int,
+        children: dict[str, Prepared] | None = None,
+        created: bool = False,
+        event_json: RawJson | None = None,
+    ) -> InstanceState:
+        """Write the step as the instance's next transition; its new state."""
+        snap = step.snapshot
+        data = snap.to_json()
+        # What can fail is done before anything changes.
+        text = RawJson(encode_state(data, "the context"))
+        event_text = event_json or RawJson(encode_state(event, "the event"))
+        # A snapshot is never shorter than its context: the exact size of the context
+        # is needed only for large snapshots.
+        if len(text) > MAX_CONTEXT_BYTES:
+            size = len(encode_state(data["context"], "the context").encode())
+            if size > MAX_CONTEXT_BYTES:
+                raise InvalidRequest(
+                    "context-too-large",
+                    f"context would be {size} bytes of JSON; the limit is {MAX_CONTEXT_BYTES}",
+                )
+        indexed: tuple[frozenset[IndexEntry], list[str]] | None = None
+        if version.indexes or entry.indexed:
+            indexed = index_entries(version.indexes, snap.context, snap.state_strings)
+        seq = 0 if created else entry.seq + 1
+        expected = None if created else entry.seq
+        entry.exists = True
+        entry.seq = seq
+        entry.snapshot = snap
+        entry.updated_at = now
+        key = entry.key
+        prefix = f"{key[0]}/{key[1]}/{seq}"
+        for index, effect in enumerate(step.effects):
+            self.effect(entry, version, effect, f"{prefix}/{index}", rnd, now, children or {})
+        if snap.status in ("done", "error") and entry.parent is not None:
+            self.report_to_parent(entry, snap.status, snap.output, snap.error, rnd, now)
+        previous = rnd.updates.get(key)
+        if previous is not None:
+            expected = previous[0]
+        rnd.updates[key] = (
+            expected,
+            InstanceRow(
+                key[0],
+                key[1],
+                entry.version,
+                seq,
+                text,
+                "paused" if entry.paused else "running",
+                entry.parent,
+                entry.created_at,
+                now,
+                dict(entry.children),
+                entry.desired,
+            ),
+        )
+        rnd.batch.history.append((key, HistoryRow(seq, event_text, text, now)))
+        if indexed is not None:
+            self.index(entry, version, indexed, rnd, now)
+        state = self.p.state(entry)
+        p = self.p
+        rnd.after.append(lambda: p.publish(entry, state))
+        return state
+
+    def effect(
+        self,
+        entry: Entry,
+        version: Version,
+        effect: Any,
+        effect_id: str,
+        rnd: Round,
+        now: int,
+        children: dict[str, Prepared],
+    ) -> None:
+        key = entry.key
+        p = self.p
+        if isinstance(effect, RunAction):
+            rnd.batch.effect_inserts.append(
+                EffectRow(effect_id, key[0], key[1], "action", effect.name, None)
+            )
+            rnd.after.append(lambda: p.effects.run_action(entry, version, effect, effect_id))
+        elif isinstance(effect, ScheduleEvent):
+            timer = effect.id if effect.id is not None else f"auto:{effect_id}"
+            due = now + effect.delay_ms
+            rnd.batch.timer_ops.append(
+                TimerRow(key[0], key[1], timer, effect.event, due, effect.to, 0)
+            )
+            # The wheel is in-memory state like the snapshot: it changes at once, so a
+            # later event of this batch sees the timer replaced (a failed commit resets it).
+            p.wheel.add(key, timer, due, effect.event, effect.to)
+        elif isinstance(effect, CancelEvent):
+            rnd.batch.timer_ops.append((key, effect.id))
+            p.wheel.cancel(key, effect.id)
+        elif isinstance(effect, SendEvent):
+            self.send(entry, effect.to, effect.event, rnd, now)
+        elif isinstance(effect, StartActor):
+            self.start_actor(entry, effect, effect_id, rnd, now, children.get(effect.id))
+        elif isinstance(effect, StopActor):
+            entry.children.pop(effect.id, None)
+            # Stopped now, so a result it already queued is dropped even in this batch,
+            # and finished in the same commit as the transition that stopped it.
+            unstarted = entry.starting.pop(effect.id, None)
+            if unstarted is not None:
+                rnd.batch.effect_done.append(unstarted)
+            stopped = entry.services.pop(effect.id, None)
+            if stopped is not None:
+                rnd.batch.effect_done.append(stopped.effect_id)
+                task = stopped.task
+                rnd.after.append(lambda: _cancel(task))
+        elif isinstance(effect, EmitEvent):
+            rnd.after.append(lambda: p.emit(key, effect.event))
+        elif isinstance(effect, LogMessage):
+            message = (
+                effect.value
+                if isinstance(effect.value, str)
+                else json.dumps(effect.value, default=str)
+            )
+            label = f"{effect.label}: " if effect.label else ""
+            rnd.batch.logs.append(LogRow(now, key[0], version.id, key[1], "info", label + message))
+
+    def send(self, entry: Entry, to: str, event: dict[str, Any], rnd: Round, now: int) -> None:
+        sender = f"{entry.key[0]}/{entry.key[1]}"
+        target: InstanceKey | None
+        if to == "#_self":
+            target, sender = entry.key, "self"
+            rnd.self_sent.add(entry.key)
+        elif to == "#_parent":
+            target = entry.parent
+        else:
+            target = entry.children.get(to)
+            ref = parse_ref(to) if target is None else None
+            if ref is not None:
+                try:
+                    target = address(ref[0], ref[1], entry.key[0])
+                except InvalidRequest as exc:
+                    self.refuse_effect(entry, f"send_to({to!r})", exc, rnd, now)
+                    return
+        if target is None:
+            rnd.batch.dead_letters.append(
+                DeadLetterRow(
+                    0, entry.key[0], entry.key[1], event, sender, f"unknown-target: {to!r}", 0, now
+                )
+            )
+            return
+        rnd.batch.inbox_inserts.append(InboxRow(0, target[0], target[1], event, sender, 1, 0, now))
+        rnd.deliveries.append((target, Work("inbox", event, sender=sender)))
+
+    def report_to_parent(
+        self, entry: Entry, status: str, output: Any, error: Any, rnd: Round, now: int
+    ) -> None:
+        parent = self.p.entry(entry.parent) if entry.parent else None
+        child_id = next(
+            (cid for cid, k in (parent.children.items() if parent else []) if k == entry.key), None
+        )
+        if child_id is None:
+            return
+        if status == "done":
+            event = {"type": f"xstate.done.actor.{child_id}", "output": output}
+        else:
+            event = {"type": f"xstate.error.actor.{child_id}", "error": error}
+        self.send(entry, "#_parent", event, rnd, now)
+
+    def start_actor(
+        self,
+        entry: Entry,
+        effect: StartActor,
+        effect_id: str,
+        rnd: Round,
+        now: int,
+        prepared: Prepared | None,
+    ) -> None:
+        logic = effect.logic
+        if isinstance(logic, Persistent):
+            assert prepared is not None
+            if prepared.error is not None:
+                exc = prepared.error
+                self.refuse_effect(entry, f"persistent({logic.machine!r})", exc, rnd, now)
+                self.actor_failed(entry, effect.id, exc.code, exc.message, rnd, now)
+                return
+            entry.children[effect.id] = prepared.key
+            if prepared.entry is None or prepared.entry.exists:
+                return
+            assert prepared.version is not None and prepared.step is not None
+            opts = {"input": effect.input, "parent": entry.key}
+            self.commit_creation(
+                prepared.entry, prepared.version, opts, prepared.step, rnd, now, prepared.children
+            )
+            return
+        if isinstance(logic, RefusedChild):
+            error = InvalidRequest(logic.code, logic.message)
+            self.refuse_effect(entry, f"actor {effect.src!r}", error, rnd, now)
+            self.actor_failed(entry, effect.id, logic.code, logic.message, rnd, now)
+            return
+        if logic is None:
+            message = f"actor {effect.src!r} cannot run in the durable runtime"
+            self.actor_failed(entry, effect.id, "unsupported-actor", message, rnd, now)
+            return
+        rnd.batch.effect_inserts.append(
+            EffectRow(effect_id, entry.key[0], entry.key[1], "service", effect.src, effect.id)
+        )
+        entry.starting[effect.id] = effect_id
+        p = self.p
+        version = p.registry.get(entry.key[0], entry.version)
+        rnd.after.append(lambda: p.effects.start_service(entry, version, effect, effect_id))
+
+    def refuse_effect(
+        self, entry: Entry, what: str, exc: BackstateError, rnd: Round, now: int
+    ) -> None:
+        """An effect that must not happen (an address outside the sender's org, an
+        invalid one) is dropped where it was produced, with a line in the sender's logs."""
+        self.p.stats.refused[exc.code] += 1
+        rnd.batch.logs.append(
+            LogRow(
+                now,
+                entry.key[0],
+                entry.version,
+                entry.key[1],
+                "error",
+                f"{what} refused: {exc.message} ({exc.code})",
+            )
+        )
+
+    def actor_failed(
+        self, entry: Entry, child: str, name: str, message: str, rnd: Round, now: int
+    ) -> None:
+        """The instance learns (through its own inbox) that an actor could not start."""
+        event = {"type": f"xstate.error.actor.{child}", "error": {"name": name, "message": message}}
+        self.send(entry, "#_self", event, rnd, now)
+
+    def index(
+        self,
+        entry: Entry,
+        version: Version,
+        indexed: tuple[frozenset[IndexEntry], list[str]],
+        rnd: Round,
+        now: int,
+    ) -> None:
+        """Rewrite the instance's index entries, in this transition's commit, if they
+        changed; values that cannot be indexed are skipped and logged."""
+        entries, skipped = indexed
+        if entries == entry.indexed:
+            return
+        entry.indexed = entries
+        rnd.batch.index_puts.append((entry.key, entries))
+        for message in skipped:
+            rnd.batch.logs.append(
+                LogRow(now, entry.key[0], version.id, entry.key[1], "warning", message)
+            )
+
+    # -- administration, upgrades -------------------------------------------------------------
+
+    def administer(self, entry: Entry, work: Work, rnd: Round) -> None:
+        p = self.p
+        key = entry.key
+        if work.kind == "delete":
+            rnd.batch.instance_deletes.append(key)
+            entry.exists = False
+            rnd.after.append(lambda: p.forget_instance(entry))
+        else:
+            entry.paused = work.kind == "pause"
+            rnd.batch.status_updates.append((key, "paused" if entry.paused else "running"))
+            if not entry.paused:
+                entry.blocked.clear()
+                rnd.after.append(lambda: p.requeue(entry))
+        future = work.future
+        if future is not None:
+            state = p.state(entry)
+            rnd.after.append(lambda: _resolve(future, state))
+        if work.kind != "delete":
+            rnd.after.append(lambda: p.publish(entry, p.state(entry)))
+
+    async def desire(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+        """Record the version an instance upgrades to at its next settled event (or at
+        once, if asked and settled). Refused unless migrations lead there."""
+        p = self.p
+        target = (work.create or {})["version"]
+        p.registry.get(entry.key[0], target)
+        find_path(p.registry.migrations(entry.key[0]), entry.version, target)
+        with self.section(entry, rnd):
+            entry.desired = None if target == entry.version else target
+            rnd.batch.desired_updates.append((entry.key, entry.desired))
+        if (work.create or {}).get("now") and entry.desired is not None and entry.settled:
+            failure = await self.upgrade(entry, rnd, now)
+            if failure is not None:
+                raise failure  # logged and cleared in this round, and answered
+        with self.section(entry, rnd):
+            if work.future is not None:
+                p.answer(entry, work.future, rnd)
+            state = p.state(entry)
+            rnd.after.append(lambda: p.publish(entry, state))
+
+    async def upgrade(self, entry: Entry, rnd: Round, now: int) -> BackstateError | None:
+        """Migrate the instance to its desired version, recorded as a transition. If the
+        migration fails, the instance stays as it was, the failure is logged and
+        returned."""
+        p = self.p
+        key, source_id, target_id = entry.key, entry.version, entry.desired
+        assert target_id is not None and entry.snapshot is not None
+        source = p.registry.get(key[0], source_id)
+        try:
+            target = p.registry.get(key[0], target_id)
+            chain = find_path(p.registry.migrations(key[0]), source_id, target_id)
+            snap = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
+        except (MigrationFailed, NoMigrationPath, NotFound) as exc:
+            with self.section(entry, rnd):
+                entry.desired = None
+                rnd.batch.desired_updates.append((key, None))
+                rnd.batch.logs.append(
+                    LogRow(
+                        now,
+                        key[0],
+                        source_id,
+                        key[1],
+                        "error",
+                        f"upgrade from {source_id} to {target_id} failed; the instance stays "
+                        f"on {source_id}: {exc.message}",
+                    )
+                )
+            return exc
+        with self.section(entry, rnd):
+            entry.desired = None
+            active = set(snap.active_ids)
+            for due in p.wheel.timers_of(key):
+                if not surviving_timer(due.event.get("type", ""), active):
+                    rnd.batch.timer_ops.append((key, due.timer))
+                    p.wheel.cancel(key, due.timer)
+            entry.version = target_id
+            entry.indexed = None  # the target's selectors may differ: rewrite the entries
+            event = {
+                "type": UPGRADE_EVENT,
+                "fromMachineVersionId": source_id,
+                "toMachineVersionId": target_id,
+                "migrationPath": [m.id for m in chain],
+            }
+            self.commit_transition(entry, target, event, Step(snap, []), rnd, now)
+            if entry.indexed is None:  # the target indexes nothing: drop the source's entries
+                entry.indexed = frozenset()
+                rnd.batch.index_puts.append((key, entry.indexed))
+        return None
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def failed(self, entry: Entry, work: Work, exc: BackstateError, rnd: Round, now: int) -> None:
+        p = self.p
+        if work.future is not None:
+            p.reject(work, exc)
+            return
+        if (
+            isinstance(exc, NotFound)
+            and exc.code == "instance-not-found"
+            and work.kind in ("timer", "service")
+        ):
+            return
+        attempts = work.attempts + 1
+        if attempts < MAX_ATTEMPTS and (work.kind == "inbox" or not isinstance(exc, NotFound)):
+            retry_at = now + 1000 * 2 ** (attempts - 1)
+            if work.kind == "inbox" and work.inbox_id is not None:
+                rnd.batch.inbox_retries.append((work.inbox_id, attempts, retry_at))
+            elif work.kind == "timer" and work.due is not None:
+                d = work.due
+                rnd.batch.timer_ops.append(
+                    TimerRow(entry.key[0], entry.key[1], d.timer, d.event, retry_at, d.to, attempts)
+                )
+                p.wheel.add(entry.key, d.timer, retry_at, d.event, d.to, attempts)
+                return
+            work.attempts = attempts
+            entry.blocked[work.sender] = retry_at
+            entry.queue.appendleft(work)
+            p.retry_later(entry, retry_at)
+            logger.warning("%s/%s: %s (attempt %d, retrying)", *entry.key, exc.message, attempts)
+            return
+        rnd.batch.dead_letters.append(
+            DeadLetterRow(
+                0,
+                entry.key[0],
+                entry.key[1],
+                work.event,
+                work.sender,
+                f"{exc.code}: {exc.message}",
+                attempts,
+                now,
+            )
+        )
+        if work.kind == "inbox" and work.inbox_id is not None:
+            rnd.batch.inbox_deletes.append(work.inbox_id)
+        elif work.kind == "timer" and work.due is not None:
+            rnd.batch.timer_ops.append((entry.key, work.due.timer))
+        elif work.kind == "service" and work.effect_id:
+            rnd.batch.effect_done.append(work.effect_id)
+        entry.blocked.pop(work.sender, None)
+        logger.error(
+            "%s/%s: %s after %d attempts; moved to dead letters", *entry.key, exc.message, attempts
+        )
+
+
+def _created(children: dict[str, Prepared]) -> Iterator[Entry]:
+    for prepared in children.values():
+        if prepared.entry is not None and prepared.step is not None:
+            yield prepared.entry
+            yield from _created(prepared.children)
+
+
+def _cancel(task: Any) -> None:
+    task.cancel()
+
+
+def _resolve(future: Any, state: Any) -> None:
+    if not future.done():
+        future.set_result(state)
