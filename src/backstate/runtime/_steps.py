@@ -245,18 +245,18 @@ class Steps:
         return WriteCheck({"stateBackedSender": sender}, "event")
 
     def stale_result(self, entry: Entry, work: Work) -> bool:
-        """Whether a service's result no longer concerns the instance: it has left that
-        invocation, or started another one with the same id since (a result from here
-        carries its service's token; one relayed by the node that created the instance,
-        see EffectRunner.service, meets a service of this node's own)."""
+        """Whether a service's result is dropped: only when another invocation with the
+        same id has started since (a result from here carries its service's token; one
+        relayed by the node that created the instance, see EffectRunner.service, meets a
+        service of this node's own). A result already queued when its invoking state
+        was left is delivered, as XState and SCXML deliver events already queued."""
         child = work.event["type"].split(".", 3)[3]
-        snap = entry.snapshot
-        if snap is None or child not in snap.children:
+        if child in entry.starting:
             return True
+        service = entry.services.get(child)
         if work.kind == "service":
-            service = entry.services.get(child)
-            return service is None or service.token is not work.token
-        return child in entry.services or child in entry.starting
+            return service is not None and service.token is not work.token
+        return service is not None
 
     # -- creation -------------------------------------------------------------------------
 
@@ -387,6 +387,7 @@ class Steps:
             indexed = index_entries(version.indexes, snap.context, snap.state_strings)
         seq = 0 if created else entry.seq + 1
         expected = None if created else entry.seq
+        was_active = created or (entry.snapshot is not None and entry.snapshot.status == "active")
         entry.exists = True
         entry.seq = seq
         entry.snapshot = snap
@@ -395,8 +396,14 @@ class Steps:
         prefix = f"{key[0]}/{key[1]}/{seq}"
         for index, effect in enumerate(step.effects):
             self.effect(entry, version, effect, f"{prefix}/{index}", rnd, now, children or {})
-        if snap.status in ("done", "error") and entry.parent is not None:
-            self.report_to_parent(entry, snap.status, snap.output, snap.error, rnd, now)
+        if snap.status in ("done", "error") and was_active:
+            # A finished actor's delayed events are cancelled (XState, SCXML), those
+            # this very step scheduled included.
+            for due in self.p.wheel.timers_of(key):
+                rnd.batch.timer_ops.append((key, due.timer))
+                self.p.wheel.cancel(key, due.timer)
+            if entry.parent is not None:
+                self.report_to_parent(entry, snap.status, snap.output, snap.error, rnd, now)
         previous = rnd.updates.get(key)
         if previous is not None:
             expected = previous[0]
