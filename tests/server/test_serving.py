@@ -88,3 +88,30 @@ def test_sigterm_answers_waiting_requests_and_exits_within_the_grace(tmp_path: P
         assert exited < 5, exited
     finally:
         server.stop()
+
+
+def test_two_racing_creates_are_both_answered(tmp_path: Path) -> None:
+    """Two clients create the same instance at once (State Backed's React hook does on
+    every mount): one gets the instance, the other 409 invalid-state, never silence."""
+    import concurrent.futures
+
+    server = Server(tmp_path)
+    try:
+        headers = {"sid": ""}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for i in range(30):
+                name = f"race-{i}"
+                headers = server.headers({"sid": name})
+
+                def create(name: str = name, headers: dict[str, str] = headers) -> httpx.Response:
+                    return httpx.post(
+                        f"{server.url}/machines/toggler",
+                        json={"slug": name},
+                        headers=headers,
+                        timeout=5,
+                    )
+
+                answers = sorted(r.status_code for r in pool.map(lambda _: create(), range(2)))
+                assert answers == [200, 409], (name, answers)
+    finally:
+        server.stop()
