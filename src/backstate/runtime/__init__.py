@@ -17,6 +17,8 @@ from ._errors import (
     InvalidRequest,
     NotFound,
     Unavailable,
+    UserCodeFailed,
+    UserCodeTimeout,
 )
 from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
@@ -54,6 +56,8 @@ __all__ = [
     "SystemClock",
     "Unavailable",
     "UpgradeReport",
+    "UserCodeFailed",
+    "UserCodeTimeout",
     "UserRaised",
     "call_user_code",
     "compile_selectors",

@@ -210,7 +210,7 @@ class Backstate:
         ``Forbidden`` (``rejected-by-machine-authorizer``, or ``authorizer-failed`` when
         the authorizer raised) unless it does."""
         version = self.registry.get(machine, state.version)
-        if not await self.processor.code.may_read(version, name, state, auth):
+        if not await self.processor.code.may_read(version, name, state.context, state.value, auth):
             raise Forbidden("rejected-by-machine-authorizer", f"{machine}/{name} refused this read")
 
     async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:

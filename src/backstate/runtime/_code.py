@@ -34,7 +34,6 @@ from ._usercode import call, describe, user_code
 
 if TYPE_CHECKING:
     from ._deployments import Version
-    from ._entries import InstanceState
 
 LogSink = Callable[[LogRow], None]
 
@@ -95,9 +94,15 @@ class UserCode(Protocol):
         ...
 
     async def may_read(
-        self, version: Version, instance: str, state: InstanceState, auth: dict[str, Any]
+        self, version: Version, instance: str, context: Any, value: Any, auth: dict[str, Any]
     ) -> bool:
-        """``allow_read``; raises ``Forbidden`` (``authorizer-failed``) when it fails."""
+        """``allow_read`` of a state (its context and value); raises ``Forbidden``
+        (``authorizer-failed``) when it fails."""
+        ...
+
+    async def http_api(self, version: Version, slug: str, which: str, arg: Any) -> Any:
+        """The ``handler`` or ``response_mapper`` (``which``) of an HTTP-API slug of the
+        version; raises ``UserRaised``."""
         ...
 
     async def upgrade(
@@ -276,7 +281,7 @@ class TrustedCode:
         return step
 
     async def may_read(
-        self, version: Version, instance: str, state: InstanceState, auth: dict[str, Any]
+        self, version: Version, instance: str, context: Any, value: Any, auth: dict[str, Any]
     ) -> bool:
         authorizer = version.allow_read
         if authorizer is None:
@@ -294,10 +299,14 @@ class TrustedCode:
                 authorizer(
                     machine_instance_name=instance,
                     auth_context=auth,
-                    context=state.context,
-                    state=state.value,
+                    context=context,
+                    state=value,
                 )
             )
+
+    async def http_api(self, version: Version, slug: str, which: str, arg: Any) -> Any:
+        with self._scope(version, slug):
+            return await call(version.http_api[slug][which], arg)
 
     async def upgrade(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +99,18 @@ def parse_ref(to: str) -> tuple[str, str] | None:
 
 @dataclass
 class Version:
+    """A deployed version. ``machine`` is its machine, or where its code runs elsewhere
+    (a sandbox) a machine of the same shape (``backstate.chart`` skeleton); likewise
+    its authorizers are the functions or stand-ins, and ``http_api`` maps each HTTP-API
+    slug to its functions (or to None)."""
+
     machine_name: str
     id: str
     machine: Machine
     allow_read: Authorizer | None
     allow_write: Authorizer | None
     indexes: tuple[IndexSpec, ...] = ()
+    http_api: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import traceback
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -100,12 +99,7 @@ class EffectRunner:
         except InvalidRequest as exc:  # the result is no JSON to store
             event = {"type": failure, "error": {"name": "InvalidOutput", "message": exc.message}}
         except UserRaised as exc:
-            raised = exc.raised
-            event = {
-                "type": failure,
-                "error": {"name": type(raised).__name__, "message": str(raised)},
-            }
-            traceback.clear_frames(raised.__traceback__)
+            event = {"type": failure, "error": {"name": exc.name, "message": exc.message}}
         except TimeoutError:
             error = {
                 "name": "Timeout",

@@ -5,7 +5,9 @@ BackstateError
 ├── Conflict            409  instance-exists, invalid-state (paused)
 ├── InvalidRequest      400  invalid-name, invalid-json, invalid-event, context-too-large
 ├── EventRejected       400  event-rejected: the machine's own code raised
-├── Forbidden           403  rejected-by-machine-authorizer
+├── Forbidden           403  rejected-by-machine-authorizer, authorizer-failed
+├── UserCodeFailed      422  user-code-crashed, invalid-user-code-output, user-code-memory
+│   └── UserCodeTimeout 408  user-code-timeout: machine code ran past its CPU limit
 └── Unavailable         503  store-unavailable, shutting-down
 """
 
@@ -39,6 +41,17 @@ class EventRejected(BackstateError):
 
 class Forbidden(BackstateError):
     status = 403
+
+
+class UserCodeFailed(BackstateError):
+    """Machine code, run in a sandboxed worker, stopped its worker or answered
+    something that is not what it may answer."""
+
+    status = 422
+
+
+class UserCodeTimeout(UserCodeFailed):
+    status = 408
 
 
 class Unavailable(BackstateError):

@@ -89,13 +89,23 @@ class user_code:
 
 
 class UserRaised(Exception):
-    """What user code raised, carried across a task or thread boundary as an ordinary
-    exception: asyncio re-raises a ``SystemExit`` or ``KeyboardInterrupt`` that leaves
-    a task out of the event loop, which would stop the server."""
+    """What user code raised, carried across a task, thread or process boundary as an
+    ordinary exception (asyncio re-raises a ``SystemExit`` or ``KeyboardInterrupt``
+    that leaves a task out of the event loop, which would stop the server): the
+    exception's type name, message, and ``status_code`` attribute if it has one (the
+    HTTP-API mapper answers with it)."""
 
-    def __init__(self, raised: BaseException) -> None:
-        super().__init__(describe(raised))
-        self.raised = raised
+    def __init__(self, name: str, message: str, status_code: Any = None) -> None:
+        super().__init__(f"{name}: {message}" if message else name)
+        self.name = name
+        self.message = message
+        self.status_code = status_code
+
+    @classmethod
+    def of(cls, raised: BaseException) -> UserRaised:
+        status = getattr(raised, "status_code", None)
+        traceback.clear_frames(raised.__traceback__)
+        return cls(type(raised).__name__, str(raised), status)
 
 
 async def call(fn: Callable[[Any], Any], arg: Any) -> Any:
@@ -105,7 +115,7 @@ async def call(fn: Callable[[Any], Any], arg: Any) -> Any:
         return await _guarded(fn(arg))
     ok, value = await asyncio.to_thread(_catching, fn, arg)
     if not ok:
-        raise UserRaised(value)
+        raise UserRaised.of(value)
     if inspect.isawaitable(value):
         return await _guarded(value)
     return value
@@ -124,4 +134,4 @@ async def _guarded(awaitable: Awaitable[Any]) -> Any:
     except BaseException as exc:
         if cancelled_by_us(exc):
             raise
-        raise UserRaised(exc) from None
+        raise UserRaised.of(exc) from None

@@ -80,7 +80,7 @@ class _HttpApi:
         try:
             returned = await call_user_code(handler, http_request)
         except UserRaised as exc:
-            status = getattr(exc.raised, "status_code", None)
+            status = exc.status_code
             if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status < 600:
                 status = 400
             raise ApiError(status, "http-api-handler-failed", str(exc)) from None

@@ -1,0 +1,5 @@
+"""backstate.sandbox: machine code run in sandboxed worker processes, one set per org.
+
+See docs/security.md. ``Sandbox`` is where the runtime's ``UserCode`` runs in sandboxed
+mode (the default of ``backstate serve``); ``check`` tells whether this host can.
+"""

@@ -1,0 +1,558 @@
+"""``Sandbox``: the runtime's ``UserCode`` run in sandboxed workers, one set per org.
+
+The runtime's calls become calls to the org's workers (an org is a machine's
+namespace: the server runs org ``o``'s machine ``m`` as ``o.m``). Versions and
+migrations are registered with their source and loaded by each worker on first use;
+``probe`` loads a new one in a fresh worker that is thrown away afterwards, so a file
+whose import kills, hangs or poisons its process is refused before it is deployed and
+never runs in the server.
+
+Everything a worker answers is checked before the runtime sees it: snapshots must be
+states of the version's shape (its skeleton, see ``backstate.chart``), effects must be
+effects, logs lines; anything else is the call's ``invalid-user-code-output``. A call
+whose worker hung or died is that call's ``user-code-timeout`` or
+``user-code-crashed``; calls that were only waiting behind it are retried on a fresh
+worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backstate.chart import (
+    DefinitionError,
+    ExecutionError,
+    Machine,
+    RunAction,
+    Snapshot,
+    StartActor,
+)
+from backstate.chart._describe import shape
+from backstate.runtime import (
+    BackstateError,
+    EventRejected,
+    Forbidden,
+    InvalidRequest,
+    MigrationFailed,
+    UpgradeReport,
+    UserCodeFailed,
+    UserCodeTimeout,
+    UserRaised,
+)
+from backstate.runtime._code import LogSink, Step, WriteCheck
+from backstate.runtime._deployments import Version, namespace_of
+from backstate.runtime._migrations import Migration
+from backstate.store import LogRow
+
+from ._effects import BadOutput, Remote, decode_effects
+from ._jail import EFFECTS, TRANSITIONS, Limits, check
+from ._pool import OrgWorkers, Worker, WorkerDied
+
+logger = logging.getLogger("backstate.sandbox")
+
+LEVELS = {"debug", "info", "warning", "error"}
+ACTION_TIMEOUT = 90.0  # seconds a custom action may run
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a probe learnt of a version: its shape, HTTP-API slugs, index selectors."""
+
+    skeleton: dict[str, Any]
+    http_api: list[str]
+    index_selectors: dict[str, str] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "skeleton": self.skeleton,
+            "httpApi": self.http_api,
+            "indexSelectors": self.index_selectors,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Loaded:
+        if not isinstance(data, dict) or not isinstance(data.get("skeleton"), dict):
+            raise BadOutput("a description needs a skeleton")
+        slugs = data.get("httpApi") or []
+        selectors = data.get("indexSelectors")
+        if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
+            raise BadOutput("httpApi must be a list of slugs")
+        if selectors is not None and not (
+            isinstance(selectors, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in selectors.items())
+        ):
+            raise BadOutput("indexSelectors must map names to selectors")
+        return cls(data["skeleton"], slugs, selectors)
+
+    def machine(self) -> Machine:
+        return shape(self.skeleton)
+
+
+class ProbeFailed(Exception):
+    """A version's or migration's file cannot be deployed: ``code`` says why (its own
+    load error's code, ``user-code-timeout``, ``user-code-crashed``)."""
+
+    def __init__(self, code: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line = line
+
+
+def remote_authorizer(**kwargs: Any) -> bool:
+    """The stand-in for an authorizer that runs in a worker (never called here)."""
+    raise AssertionError("authorizers of sandboxed versions run in their workers")
+
+
+class Sandbox:
+    """``UserCode`` in sandboxed workers, their scratch folders under ``root``."""
+
+    synchronous = False
+
+    def __init__(self, root: Path, limits: Limits | None = None) -> None:
+        self.root = root
+        self.limits = limits or Limits()
+        self.orgs: dict[str, OrgWorkers] = {}
+        self._sources: dict[str, dict[str, Any]] = {}  # version or migration id -> load call
+        self._log: LogSink = lambda row: None
+        self._now_ms: Callable[[], int] = lambda: 0
+
+    def check(self) -> None:
+        """Raise ``SandboxUnavailable`` unless workers can run on this host."""
+        check(self.root / "check")
+
+    def bind(self, log: LogSink, now_ms: Callable[[], int]) -> None:
+        self._log = log
+        self._now_ms = now_ms
+
+    # -- deployments ---------------------------------------------------------------------------
+
+    def add_version(self, machine: str, version_id: str, source: str, filename: str) -> None:
+        self._sources[version_id] = _load_call(machine, version_id, source, filename)
+
+    def add_migration(self, migration: Migration, source: str, filename: str) -> None:
+        self._sources[migration.id] = {
+            "op": "load_migration",
+            "migration": migration.id,
+            "machine": migration.machine,
+            "from": migration.from_version,
+            "to": migration.to_version,
+            "source": source,
+            "filename": filename,
+        }
+
+    def version(self, machine: str, version_id: str, loaded: Loaded, indexes: Any = ()) -> Version:
+        """The registry's version of a sandboxed one: its shape, and stand-ins."""
+        return Version(
+            machine,
+            version_id,
+            loaded.machine(),
+            remote_authorizer,
+            remote_authorizer,
+            indexes,
+            dict.fromkeys(loaded.http_api),
+        )
+
+    async def probe(self, machine: str, version_id: str, source: str, filename: str) -> Loaded:
+        """Load a version in a fresh worker of its org (then stopped): ``ProbeFailed``
+        unless it loads within its limits."""
+        answer = await self._probe(machine, _load_call(machine, version_id, source, filename))
+        try:
+            loaded = Loaded.from_json(answer)
+            loaded.machine()
+        except (BadOutput, DefinitionError) as exc:
+            raise ProbeFailed("invalid-machine", f"{filename}: {exc}") from None
+        return loaded
+
+    async def probe_migration(self, migration: Migration, source: str, filename: str) -> None:
+        call = {
+            "op": "load_migration",
+            "migration": migration.id,
+            "machine": migration.machine,
+            "from": migration.from_version,
+            "to": migration.to_version,
+            "source": source,
+            "filename": filename,
+        }
+        await self._probe(migration.machine, call)
+
+    async def _probe(self, machine: str, call: dict[str, Any]) -> Any:
+        org = _org(machine)
+        worker = Worker(org, TRANSITIONS, self._scratch(org), self.limits)
+        try:
+            await worker.start()
+            answer = await worker.submit(call, self.limits.load_seconds)
+        except WorkerDied as died:
+            code = "user-code-timeout" if died.kind == "timeout" else "user-code-crashed"
+            what = (
+                f"loading it took more than its {self.limits.load_seconds:g} s"
+                if died.kind == "timeout"
+                else f"loading it stopped its worker ({died.detail})"
+            )
+            raise ProbeFailed(code, f"{call['filename']}: {what}") from None
+        finally:
+            await worker.close()
+        error = answer.get("error")
+        if isinstance(error, dict):
+            line = error.get("line")
+            raise ProbeFailed(
+                str(error.get("code")),
+                f"{call['filename']}{f':{line}' if isinstance(line, int) else ''}: "
+                f"{error.get('message')}",
+                line if isinstance(line, int) else None,
+            )
+        return answer.get("ok")
+
+    # -- the calls -----------------------------------------------------------------------------
+
+    async def initial(
+        self,
+        version: Version,
+        instance: str,
+        input: Any,
+        context: dict[str, Any] | None,
+        check: WriteCheck | None,
+    ) -> Step:
+        answer = await self._call(
+            version,
+            instance,
+            {
+                "op": "initial",
+                "version": version.id,
+                "instance": instance,
+                "input": input,
+                "context": context,
+                "check": _check(check),
+            },
+            [version.id],
+        )
+        return self._step(version, answer)
+
+    async def transition(
+        self,
+        version: Version,
+        instance: str,
+        snapshot: Snapshot,
+        event: dict[str, Any],
+        check: WriteCheck | None,
+    ) -> Step:
+        answer = await self._call(
+            version,
+            instance,
+            {
+                "op": "transition",
+                "version": version.id,
+                "instance": instance,
+                "snapshot": snapshot.to_json(),
+                "event": event,
+                "check": _check(check),
+            },
+            [version.id],
+        )
+        return self._step(version, answer)
+
+    def _step(self, version: Version, answer: Any) -> Step:
+        try:
+            if not isinstance(answer, dict):
+                raise BadOutput("a step is an object")
+            snapshot = _snapshot(version.machine, answer.get("snapshot"))
+            return Step(snapshot, decode_effects(answer.get("effects")))
+        except BadOutput as exc:
+            raise _garbage(version, str(exc)) from None
+
+    async def may_read(
+        self, version: Version, instance: str, context: Any, value: Any, auth: dict[str, Any]
+    ) -> bool:
+        answer = await self._call(
+            version,
+            instance,
+            {
+                "op": "read",
+                "version": version.id,
+                "instance": instance,
+                "context": context,
+                "state": value,
+                "auth": auth,
+            },
+            [version.id],
+            error=Forbidden,
+        )
+        if not isinstance(answer, bool):
+            raise _garbage(version, "allow_read must answer true or false")
+        return answer
+
+    async def http_api(self, version: Version, slug: str, which: str, arg: Any) -> Any:
+        return await self._call(
+            version,
+            slug,
+            {"op": "http", "version": version.id, "slug": slug, "which": which, "arg": arg},
+            [version.id],
+        )
+
+    async def upgrade(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        snapshot: Snapshot,
+    ) -> Snapshot:
+        answer = await self._call(
+            target,
+            instance,
+            {
+                "op": "upgrade",
+                "source": source.id,
+                "target": target.id,
+                "chain": [m.id for m in chain],
+                "instance": instance,
+                "snapshot": snapshot.to_json(),
+            },
+            [source.id, target.id, *(m.id for m in chain)],
+            error=MigrationFailed,
+        )
+        try:
+            return _snapshot(target.machine, answer)
+        except BadOutput as exc:
+            raise MigrationFailed("migration-failed", f"the upgraded state: {exc}") from None
+
+    async def dry_run(
+        self,
+        source: Version,
+        target: Version,
+        chain: list[Migration],
+        instance: str,
+        rows: list[Any],
+    ) -> UpgradeReport:
+        answer = await self._call(
+            target,
+            instance,
+            {
+                "op": "dry_run",
+                "source": source.id,
+                "target": target.id,
+                "chain": [m.id for m in chain],
+                "instance": instance,
+                "rows": [{"seq": r.seq, "event": r.event, "snapshot": r.snapshot} for r in rows],
+            },
+            [source.id, target.id, *(m.id for m in chain)],
+            error=MigrationFailed,
+        )
+        try:
+            return _report(answer)
+        except BadOutput as exc:
+            raise _garbage(target, str(exc)) from None
+
+    async def run_action(
+        self, version: Version, instance: str, effect: RunAction, effect_id: str
+    ) -> None:
+        ref = effect.fn.ref if isinstance(effect.fn, Remote) else None
+        try:
+            call = self._call(
+                version,
+                instance,
+                {
+                    "op": "action",
+                    "version": version.id,
+                    "instance": instance,
+                    "ref": ref,
+                    "name": effect.name,
+                    "params": effect.params,
+                    "context": effect.context,
+                    "event": effect.event,
+                    "effect": effect_id,
+                },
+                [version.id],
+                role=EFFECTS,
+            )
+            await asyncio.wait_for(call, ACTION_TIMEOUT)
+        except (BackstateError, TimeoutError) as exc:  # logged, never retried
+            reason = exc.message if isinstance(exc, BackstateError) else "it timed out"
+            self._line(version, instance, "error", f"action {effect.name!r} failed: {reason}")
+
+    async def run_service(
+        self, version: Version, instance: str, effect: StartActor, effect_id: str, timeout: float
+    ) -> Any:
+        logic = effect.logic
+        message = {
+            "op": "service",
+            "version": version.id,
+            "instance": instance,
+            "ref": logic.ref if isinstance(logic, Remote) else None,
+            "child": effect.id,
+            "src": effect.src,
+            "input": effect.input,
+            "effect": effect_id,
+            "timeout": timeout,
+        }
+        try:
+            return await asyncio.wait_for(
+                self._call(version, instance, message, [version.id], role=EFFECTS), timeout
+            )
+        except UserCodeFailed as exc:
+            raise UserRaised(exc.code, exc.message) from None
+
+    async def _call(
+        self,
+        version: Version,
+        instance: str,
+        message: dict[str, Any],
+        needs: list[str],
+        *,
+        role: str = TRANSITIONS,
+        error: type[BackstateError] | None = None,
+    ) -> Any:
+        org = _org(version.machine_name)
+        workers = self.orgs.get(org)
+        if workers is None:
+            workers = self.orgs[org] = OrgWorkers(
+                org, self._scratch(org), self.limits, self._sources.__getitem__
+            )
+        try:
+            answer = await workers.call(role, message, needs, retriable=role == TRANSITIONS)
+        except WorkerDied as died:
+            where = f"{version.machine_name}@{version.id}/{instance}"
+            logger.error(
+                "%s: the worker running its %s %s: %s", where, message["op"], died.kind, died.detail
+            )
+            if died.kind == "timeout":
+                failure: BackstateError = UserCodeTimeout(
+                    "user-code-timeout",
+                    f"machine code ran past its {self.limits.cpu_seconds:g} s limit",
+                )
+            else:
+                failure = UserCodeFailed(
+                    "user-code-crashed", f"machine code stopped its worker ({died.detail})"
+                )
+            raise _as(failure, error) from None
+        self._logs(version, instance, answer.get("logs"))
+        if "ok" in answer:
+            return answer["ok"]
+        if isinstance(answer.get("raised"), dict):
+            raised = answer["raised"]
+            raise UserRaised(
+                str(raised.get("name")), str(raised.get("message")), raised.get("status")
+            )
+        failure = _failure(answer.get("error"))
+        raise _as(failure, error)
+
+    def _logs(self, version: Version, instance: str, logs: Any) -> None:
+        if not isinstance(logs, list):
+            return
+        for line in logs:
+            if (
+                isinstance(line, list)
+                and len(line) == 2
+                and line[0] in LEVELS
+                and isinstance(line[1], str)
+            ):
+                self._line(version, instance, line[0], line[1])
+
+    def _line(self, version: Version, instance: str, level: str, message: str) -> None:
+        self._log(
+            LogRow(self._now_ms(), version.machine_name, version.id, instance, level, message)
+        )
+
+    def _scratch(self, org: str) -> Path:
+        return self.root / org / "scratch"
+
+    async def close(self) -> None:
+        orgs, self.orgs = self.orgs, {}
+        for workers in orgs.values():
+            await workers.close()
+
+
+def _org(machine: str) -> str:
+    return namespace_of(machine) or "-"
+
+
+def _load_call(machine: str, version_id: str, source: str, filename: str) -> dict[str, Any]:
+    return {
+        "op": "load",
+        "version": version_id,
+        "machine": machine,
+        "source": source,
+        "filename": filename,
+    }
+
+
+def _check(check: WriteCheck | None) -> dict[str, Any] | None:
+    return None if check is None else {"auth": check.auth_context, "type": check.write_type}
+
+
+def _snapshot(machine: Machine, data: Any) -> Snapshot:
+    if not isinstance(data, dict):
+        raise BadOutput("a snapshot is an object")
+    if data.get("status") not in ("active", "done", "error", "stopped"):
+        raise BadOutput("a snapshot's status is active, done, error or stopped")
+    children = data.get("children") or {}
+    if not isinstance(children, dict) or not all(isinstance(c, dict) for c in children.values()):
+        raise BadOutput("a snapshot's children are objects")
+    history = data.get("historyValue") or {}
+    if not isinstance(history, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in history.values()
+    ):
+        raise BadOutput("a snapshot's history is lists of state ids")
+    try:
+        return machine.resolve_snapshot(data)
+    except (ExecutionError, KeyError, TypeError, AttributeError) as exc:
+        raise BadOutput(f"not a state of this machine: {exc}") from None
+
+
+def _report(data: Any) -> UpgradeReport:
+    if not isinstance(data, dict):
+        raise BadOutput("a dry run's report is an object")
+    try:
+        report = UpgradeReport(
+            str(data["fromMachineVersionId"]),
+            str(data["toMachineVersionId"]),
+            [str(m) for m in data["migrationPath"]],
+            int(data["replayed"]),
+            data["divergedAt"] if isinstance(data["divergedAt"], int) else None,
+            data.get("event"),
+            data.get("expected"),
+            data.get("actual"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadOutput(f"a dry run's report: {exc}") from None
+    return report
+
+
+_ERRORS: dict[str, type[BackstateError]] = {
+    "event-rejected": EventRejected,
+    "authorizer-failed": Forbidden,
+    "rejected-by-machine-authorizer": Forbidden,
+    "migration-failed": MigrationFailed,
+    "user-code-timeout": UserCodeTimeout,
+}
+
+
+def _failure(error: Any) -> BackstateError:
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return UserCodeFailed("invalid-user-code-output", "the worker's answer has no result")
+    code, message = error["code"], str(error.get("message"))
+    kind = _ERRORS.get(code)
+    if kind is None:
+        status = error.get("status")
+        kind = InvalidRequest if status == 400 else Forbidden if status == 403 else UserCodeFailed
+    return kind(code, message)
+
+
+def _as(failure: BackstateError, kind: type[BackstateError] | None) -> BackstateError:
+    """``failure`` as the kind of error the call's caller expects (a migration's
+    timeout is a failed migration)."""
+    if kind is None or isinstance(failure, kind):
+        return failure
+    return kind(failure.code, failure.message)
+
+
+def _garbage(version: Version, message: str) -> UserCodeFailed:
+    logger.error("%s@%s: a worker answered garbage: %s", version.machine_name, version.id, message)
+    return UserCodeFailed(
+        "invalid-user-code-output", f"machine code's output was refused: {message}"
+    )

@@ -1,0 +1,436 @@
+"""A sandboxed worker: runs one org's machine code for the server, inside its jail.
+
+``python -I -m backstate.sandbox._worker``, started by the server through bubblewrap
+(see _jail) with the protocol on its stdin and stdout. It first moves the protocol to
+descriptors of its own (so that what user code writes to stdout goes to stderr, which
+the server reads as a log), reads its configuration, hardens itself, and then answers
+calls, each a frame with an ``id`` and an ``op``:
+
+- ``load`` / ``load_migration``: a machine version's or a migration's source, executed
+  here; the answer describes it (its state tree, HTTP-API slugs, index selectors);
+- ``initial``, ``transition``, ``read``, ``upgrade``, ``dry_run``, ``http``: transition
+  code, one call at a time, each under a CPU limit (past it the worker answers
+  ``user-code-timeout`` and exits, to be replaced);
+- ``action``, ``service``, ``cancel``: effects (a worker of the effects role), run
+  concurrently, each answered when it ends.
+
+Every answer carries what the code printed or logged meanwhile (capped). The code runs
+through the same boundary as in trusted mode (``TrustedCode``), so its errors have the
+same codes. A worker that runs out of memory answers so and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import os
+import signal
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from backstate.chart import RunAction, StartActor
+from backstate.chart._actions import takes_params
+from backstate.chart._describe import skeleton
+from backstate.machine import MachineModuleError, load_migration_source, load_source
+from backstate.runtime import BackstateError, UserRaised
+from backstate.runtime._code import TrustedCode, WriteCheck
+from backstate.runtime._deployments import Version
+from backstate.runtime._effect_runner import current_effect_id, run_now
+from backstate.runtime._migrations import Migration
+from backstate.store import HistoryRow, LogRow
+
+from ._effects import Refs, encode_effects
+from ._frames import Unpacker, pack
+from ._jail import EFFECTS, TRANSITIONS, harden
+
+MAX_LOG_LINES = 200  # per call
+MAX_LOG_LINE = 4000  # characters
+OUT_OF_MEMORY = {"code": "user-code-memory", "message": "the worker ran out of memory"}
+
+
+class CpuLimit(BaseException):
+    """The CPU time of one call ran out (SIGPROF)."""
+
+
+class Logs:
+    """What one call printed or logged (capped)."""
+
+    __slots__ = ("dropped", "lines")
+
+    def __init__(self) -> None:
+        self.lines: list[list[str]] = []
+        self.dropped = 0
+
+    def add(self, row: LogRow) -> None:
+        if len(self.lines) >= MAX_LOG_LINES:
+            self.dropped += 1
+        else:
+            self.lines.append([row.level, row.message[:MAX_LOG_LINE]])
+
+    def taken(self) -> list[list[str]]:
+        if self.dropped:
+            return [*self.lines, ["warning", f"{self.dropped} more lines were dropped"]]
+        return self.lines
+
+
+_call_logs: contextvars.ContextVar[Logs] = contextvars.ContextVar("backstate_call_logs")
+
+
+def _collect(row: LogRow) -> None:
+    _call_logs.get().add(row)
+
+
+class Loaded:
+    __slots__ = ("refs", "version")
+
+    def __init__(self, version: Version, refs: Refs) -> None:
+        self.version = version
+        self.refs = refs
+
+
+class Worker:
+    def __init__(self, out: int, config: dict[str, Any]) -> None:
+        self.out = out
+        self.role = config["role"]
+        self.cpu_seconds = float(config["limits"]["cpu_seconds"])
+        self.load_seconds = float(config["limits"]["load_seconds"])
+        self.versions: dict[str, Loaded] = {}
+        self.migrations: dict[str, Migration] = {}
+        self.code = TrustedCode()
+        self.code.bind(_collect, lambda: time.time_ns() // 1_000_000)
+        self.replies: list[bytes] = []
+        self.overran = False
+
+    def reply(self, call_id: Any, body: dict[str, Any]) -> None:
+        logs = _call_logs.get(None)
+        lines = logs.taken() if logs is not None else []
+        self.replies.append(pack({"id": call_id, "logs": lines, **body}))
+
+    def flush(self) -> None:
+        data = b"".join(self.replies)
+        self.replies = []
+        while data:
+            written = os.write(self.out, data)
+            data = data[written:]
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, call: dict[str, Any]) -> dict[str, Any]:
+        try:
+            module = load_source(call["source"], call["filename"])
+        except MachineModuleError as exc:
+            return {"error": {"code": exc.code, "message": exc.message, "line": exc.line}}
+        version = Version(
+            call["machine"],
+            call["version"],
+            module.machine,
+            module.allow_read,
+            module.allow_write,
+            http_api=module.http_api,
+        )
+        self.versions[version.id] = Loaded(version, Refs(module.machine))
+        return {
+            "ok": {
+                "skeleton": skeleton(module.machine),
+                "httpApi": sorted(module.http_api),
+                "indexSelectors": module.index_selectors,
+            }
+        }
+
+    def load_migration(self, call: dict[str, Any]) -> dict[str, Any]:
+        try:
+            module = load_migration_source(call["source"], call["filename"])
+        except MachineModuleError as exc:
+            return {"error": {"code": exc.code, "message": exc.message, "line": exc.line}}
+        self.migrations[call["migration"]] = Migration(
+            call["migration"],
+            call["machine"],
+            call["from"],
+            call["to"],
+            module.upgrade_state,
+            module.upgrade_context,
+        )
+        return {"ok": {}}
+
+    # -- transition code ---------------------------------------------------------------------
+
+    def serve_transitions(self, read: int, unpacker: Unpacker, calls: list[Any]) -> None:
+        signal.signal(signal.SIGPROF, self._cpu_limit)
+        while True:
+            for call in calls:
+                _call_logs.set(Logs())
+                self.handle(call)
+            self.flush()
+            data = os.read(read, 1 << 20)
+            if not data:
+                return
+            calls = unpacker.feed(data)
+
+    def _cpu_limit(self, signum: int, frame: Any) -> None:
+        self.overran = True
+        raise CpuLimit
+
+    def handle(self, call: dict[str, Any]) -> None:
+        op = call.get("op")
+        seconds = self.load_seconds if op in ("load", "load_migration") else self.cpu_seconds
+        body: dict[str, Any]
+        try:
+            signal.setitimer(signal.ITIMER_PROF, seconds)
+            try:
+                if op == "load":
+                    body = self.load(call)
+                elif op == "load_migration":
+                    body = self.load_migration(call)
+                else:
+                    body = self.transition_call(call)
+            finally:
+                signal.setitimer(signal.ITIMER_PROF, 0)
+        except BackstateError as exc:
+            body = {"error": _error(exc)}
+        except CpuLimit:
+            body = {}
+        except MemoryError:
+            body = {"error": OUT_OF_MEMORY}
+        except Exception as exc:  # the call was malformed, or our own bug
+            body = {"error": {"code": "worker-error", "message": _describe(exc)}}
+        if self.overran:
+            # Even if the code caught the signal: it is cut off midway, and a fresh
+            # worker takes over.
+            message = f"machine code ran out of its {seconds:g} s of CPU time"
+            self.reply(call["id"], {"error": {"code": "user-code-timeout", "message": message}})
+            self.flush()
+            os._exit(0)
+        self.reply(call["id"], body)
+        if _exhausted(body):
+            self.flush()
+            os._exit(70)
+
+    def transition_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        op = call["op"]
+        if op in ("upgrade", "dry_run"):
+            return self.migration_call(call)
+        loaded = self.versions[call["version"]]
+        version = loaded.version
+        if op == "initial":
+            step = run_now(
+                self.code.initial(
+                    version, call["instance"], call["input"], call["context"], _check(call)
+                )
+            )
+            return self._step(loaded, step)
+        if op == "transition":
+            snapshot = version.machine.resolve_snapshot(call["snapshot"])
+            step = run_now(
+                self.code.transition(
+                    version, call["instance"], snapshot, call["event"], _check(call)
+                )
+            )
+            return self._step(loaded, step)
+        if op == "read":
+            allowed = run_now(
+                self.code.may_read(
+                    version, call["instance"], call["context"], call["state"], call["auth"]
+                )
+            )
+            return {"ok": bool(allowed)}
+        if op == "http":
+            return self.http_call(version, call)
+        raise ValueError(f"unknown op {op!r}")
+
+    def migration_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        source = self.versions[call["source"]].version
+        target = self.versions[call["target"]].version
+        chain = [self.migrations[m] for m in call["chain"]]
+        if call["op"] == "upgrade":
+            snapshot = source.machine.resolve_snapshot(call["snapshot"])
+            upgraded = run_now(self.code.upgrade(source, target, chain, call["instance"], snapshot))
+            return {"ok": upgraded.to_json()}
+        rows = [HistoryRow(r["seq"], r["event"], r["snapshot"], 0) for r in call["rows"]]
+        report = run_now(self.code.dry_run(source, target, chain, call["instance"], rows))
+        return {"ok": report.to_json()}
+
+    def http_call(self, version: Version, call: dict[str, Any]) -> dict[str, Any]:
+        """An HTTP-API handler or response mapper, run here (it may not block long: the
+        CPU limit of transition code applies)."""
+        fn = version.http_api[call["slug"]][call["which"]]
+        try:
+            result = fn(call["arg"])
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+        except (CpuLimit, MemoryError):
+            raise
+        except BaseException as exc:  # user code: whatever it raised is its request's
+            raised = UserRaised.of(exc)
+            return {"raised": _raised(raised)}
+        return {"ok": result}
+
+    def _step(self, loaded: Loaded, step: Any) -> dict[str, Any]:
+        return {
+            "ok": {
+                "snapshot": step.snapshot.to_json(),
+                "effects": encode_effects(step.effects, loaded.refs),
+            }
+        }
+
+    # -- effects -----------------------------------------------------------------------------------
+
+    async def serve_effects(self, read: int, unpacker: Unpacker, calls: list[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=8))
+        closed = asyncio.Event()
+        tasks: dict[Any, asyncio.Task[None]] = {}
+
+        def forget(call_id: Any) -> Any:
+            return lambda task: tasks.pop(call_id, None)
+
+        def readable() -> None:
+            data = os.read(read, 1 << 20)
+            if not data:
+                loop.remove_reader(read)
+                closed.set()
+                return
+            start(unpacker.feed(data))
+
+        def start(calls: list[Any]) -> None:
+            for call in calls:
+                if call.get("op") == "cancel":
+                    running = tasks.get(call.get("call"))
+                    if running is not None:
+                        running.cancel()
+                    continue
+                task = loop.create_task(self.effect(call))
+                tasks[call["id"]] = task
+                task.add_done_callback(forget(call["id"]))
+
+        start(calls)
+        loop.add_reader(read, readable)
+        await closed.wait()
+
+    async def effect(self, call: dict[str, Any]) -> None:
+        _call_logs.set(Logs())
+        op = call.get("op")
+        body: dict[str, Any]
+        if op == "load":
+            body = self.load(call)
+        elif op == "load_migration":
+            body = self.load_migration(call)
+        else:
+            current_effect_id.set(call.get("effect"))
+            try:
+                body = await self.effect_call(call)
+            except asyncio.CancelledError:
+                body = {"error": {"code": "cancelled", "message": "cancelled"}}
+            except MemoryError:
+                body = {"error": OUT_OF_MEMORY}
+            except Exception as exc:
+                body = {"error": {"code": "worker-error", "message": _describe(exc)}}
+        self.reply(call["id"], body)
+        self.flush()
+        if _exhausted(body):
+            os._exit(70)
+
+    async def effect_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        loaded = self.versions[call["version"]]
+        fn = loaded.refs.functions.get(call["ref"] or "")
+        if call["op"] == "action":
+            if fn is None:
+                _collect(_unrunnable(call["name"]))
+                return {"ok": None}
+            effect = RunAction(
+                call["name"], call["params"], call["context"], call["event"], fn, takes_params(fn)
+            )
+            # In a thread, as services are: an action may block.
+            await asyncio.to_thread(
+                run_now,
+                self.code.run_action(loaded.version, call["instance"], effect, call["effect"]),
+            )
+            return {"ok": None}
+        if call["op"] == "service":
+            if fn is None:
+                return {"raised": {"name": "unsupported-actor", "message": "no such service"}}
+            actor = StartActor(call["child"], call["src"], call["input"], None, "invoke", fn)
+            try:
+                result = await self.code.run_service(
+                    loaded.version, call["instance"], actor, call["effect"], call["timeout"]
+                )
+            except UserRaised as exc:
+                return {"raised": _raised(exc)}
+            except BackstateError as exc:
+                return {"error": _error(exc)}
+            return {"ok": result}
+        raise ValueError(f"unknown op {call['op']!r}")
+
+
+def _unrunnable(name: str) -> LogRow:
+    return LogRow(
+        0,
+        "",
+        "",
+        "",
+        "error",
+        f"action {name!r} cannot run in a sandboxed worker: it was made while the machine "
+        "ran (give it a name in setup(actions=...))",
+    )
+
+
+def _check(call: dict[str, Any]) -> WriteCheck | None:
+    check = call.get("check")
+    if check is None:
+        return None
+    return WriteCheck(check["auth"], check["type"])
+
+
+def _error(exc: BackstateError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "status": exc.status}
+
+
+def _raised(exc: UserRaised) -> dict[str, Any]:
+    status = exc.status_code
+    valid = isinstance(status, int) and not isinstance(status, bool)
+    return {"name": exc.name, "message": exc.message, "status": status if valid else None}
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip()
+
+
+def _exhausted(body: dict[str, Any]) -> bool:
+    """Whether the call ran out of memory (user code's MemoryError, maybe wrapped): the
+    worker's heap may be unusable, so a fresh worker takes over."""
+    error = body.get("error") or {}
+    return error.get("code") == "user-code-memory" or "MemoryError" in str(error.get("message"))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def main() -> None:
+    read, write = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # what user code prints (past the capture) is the server's to log
+    unpacker = Unpacker(limit=1 << 30)
+    frames: list[Any] = []
+    while not frames:
+        data = os.read(read, 1 << 20)
+        if not data:
+            return
+        frames = unpacker.feed(data)
+    config, calls = frames[0], frames[1:]
+    harden(config["role"], config["limits"])
+    worker = Worker(write, config)
+    os.write(write, pack({"id": "ready"}))
+    if config["role"] == TRANSITIONS:
+        worker.serve_transitions(read, unpacker, calls)
+    elif config["role"] == EFFECTS:
+        asyncio.run(worker.serve_effects(read, unpacker, calls))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
