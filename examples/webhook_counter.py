@@ -12,8 +12,10 @@ secret, or no secret configured on the server, fails with 401 before anything is
 or sent. Clients with a token may read counters (``allow_read``); only the webhook
 (``authContext = {"sub": "webhook"}``) may write.
 
-Deploy it with ``backstate serve --deploy examples/webhook_counter.py`` and the
-environment variable ``WEBHOOK_COUNTER_SECRET`` set.
+Deploy it with ``backstate serve --trusted --deploy examples/webhook_counter.py`` and
+the environment variable ``WEBHOOK_COUNTER_SECRET`` set: it reads the server's
+environment, which machine code run sandboxed (the default) never sees, so without
+``--trusted`` every request is refused with 401.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ CYCLES = textwrap.dedent(
     async def main():
         backend = Backend(sys.argv[1])
         admin = backend.ensure_admin()
-        backend.deploy_file(admin.org_id, Path(sys.argv[2]))
+        await backend.deploy_file(admin.org_id, Path(sys.argv[2]))
         await backend.start()
         app = create_app(backend)
 

@@ -106,7 +106,9 @@ http_api = {
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     monkeypatch.setenv("WEBHOOK_COUNTER_SECRET", SECRET)  # inherited by the server process
-    srv = Server(tmp_path)
+    # Trusted: the webhook counter reads the server's environment, which sandboxed machine
+    # code never sees (tests/server/test_sandbox.py runs HTTP-API handlers sandboxed).
+    srv = Server(tmp_path, options=("--trusted",))
     try:
         admin = _admin(srv)
         for slug, source in [

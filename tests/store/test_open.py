@@ -55,7 +55,7 @@ def test_the_backend_runs_on_either_store(target: Target) -> None:
         backend = Backend(target.url)
         created = backend.ensure_admin()
         assert created is not None
-        backend.deploy_file(created.org_id, ROOT / "examples" / "toggler.py")
+        await backend.deploy_file(created.org_id, ROOT / "examples" / "toggler.py")
         await backend.start()
         try:
             name = f"{created.org_id}.toggler"

@@ -100,13 +100,76 @@ def _add_process_options(parser: argparse.ArgumentParser) -> None:
         help="at SIGTERM, how long requests in flight may finish before the ones still"
         f" waiting get 503 shutting-down (default {DEFAULT_GRACE:g})",
     )
+    parser.add_argument(
+        "--trusted",
+        action="store_true",
+        help="run machine code inside the server process (one team's own server); by"
+        " default it runs in sandboxed worker processes, one set per org (docs/security.md)",
+    )
+    parser.add_argument(
+        "--sandbox-dir",
+        type=Path,
+        metavar="DIR",
+        help="where sandboxed workers keep each org's scratch folder (default: beside the"
+        " SQLite file, or ./backstate-sandbox)",
+    )
+    parser.add_argument(
+        "--worker-memory",
+        type=positive_int,
+        default=256,
+        metavar="MB",
+        help="address space of one sandboxed worker; past it only that worker dies (default 256)",
+    )
+    parser.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="CPU time one transition (guard, assign, authorizer, migration, HTTP-API"
+        " handler) may take in a sandboxed worker; past it the event is refused with"
+        " 408 user-code-timeout (default 1)",
+    )
+    parser.add_argument(
+        "--workers-per-org",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="sandboxed workers running each org's transitions (default 1)",
+    )
+
+
+def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
+    """The sandbox the options ask for (None with --trusted), checked to work here."""
+    if args.trusted:
+        return None
+    from backstate.sandbox import Limits, Sandbox, SandboxUnavailable
+
+    if not 0 < args.worker_cpu <= 600:
+        raise CliError("--worker-cpu must be more than 0 and at most 600 seconds", "invalid-option")
+    root = args.sandbox_dir or (
+        db.with_name(db.name + ".sandbox") if db is not None else Path("backstate-sandbox")
+    )
+    limits = Limits(
+        memory_bytes=args.worker_memory * 1024 * 1024,
+        cpu_seconds=args.worker_cpu,
+        workers_per_org=args.workers_per_org,
+    )
+    sandbox = Sandbox(root.resolve(), limits)
+    try:
+        sandbox.check()
+    except SandboxUnavailable as exc:
+        raise CliError(
+            f"machine code cannot run sandboxed on this host: {exc}. Install what is missing,"
+            " or pass --trusted to run it inside the server (for a single team)",
+            "sandbox-unavailable",
+        ) from None
+    return sandbox
 
 
 # -- serve -----------------------------------------------------------------------------------------
 
 
 def run_serve(context: Context, args: argparse.Namespace) -> int:
-
     from backstate.machine import MachineModuleError
     from backstate.runtime import log_to_stderr
     from backstate.server import Backend, Serving
@@ -116,7 +179,10 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
     api = f"http://{args.host}:{args.port}"
     limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
-    backend = Backend(args.store or args.db, node_url=args.node_url or api, **limits)
+    sandbox = _sandbox(args, None if args.store else Path(args.db))
+    backend = Backend(
+        args.store or args.db, node_url=args.node_url or api, sandbox=sandbox, **limits
+    )
     created = backend.ensure_admin()
     if created is not None:
         _write_credentials(args.credentials, api, created.org_id, created.key_id, created.secret)
@@ -135,7 +201,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
             if current is not None and versions.get(current.current_version or "") == source:
                 continue
             try:
-                backend.deploy_file(org_id, path)
+                asyncio.run(backend.deploy_file(org_id, path))
             except MachineModuleError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
@@ -185,7 +251,8 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise CliError(f"{folder} is not a folder", "not-a-folder")
     _check_port(args.host, args.port)
-    backend = Backend(args.db or folder / DEV_DB)
+    db = args.db or folder / DEV_DB
+    backend = Backend(db, sandbox=_sandbox(args, Path(db)))
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
     server = Serving(_uvicorn_config(backend, args), backend, args.shutdown_grace)

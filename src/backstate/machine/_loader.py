@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backstate.chart import ChartError, Machine
+from backstate.chart._describe import skeleton
 
 Authorizer = Callable[..., bool]
 _SLUG = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -80,6 +81,16 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
             "invalid-export", "`index_selectors` must be a dict of index name -> selector", filename
         )
     return MachineModule(machine, allow_read, allow_write, http_api, module, selectors)
+
+
+def definition(module: MachineModule) -> dict[str, Any]:
+    """What a machine file defines, as plain JSON: its state tree without behaviour
+    (``backstate.chart`` skeleton), its HTTP-API slugs and index selectors."""
+    return {
+        "skeleton": skeleton(module.machine),
+        "httpApi": sorted(module.http_api),
+        "indexSelectors": module.index_selectors,
+    }
 
 
 def _http_api(http_api: Any, filename: str) -> dict[str, Any]:

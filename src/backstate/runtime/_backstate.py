@@ -82,14 +82,19 @@ class Backstate:
     ) -> None:
         """Deploy a version of a machine. ``indexes`` maps index names to selectors
         (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes."""
-        check_machine(name)
-        check_name("version", version)
         specs = compile_selectors(indexes or {})
-        self.registry.add(
+        self.deploy_version(
             Version(name, version, machine, allow_read, allow_write, specs), make_current
         )
-        self.store.record_version(name, version, self.clock.now_ms())
-        self.processor.deployed(name)
+
+    def deploy_version(self, version: Version, make_current: bool = True) -> None:
+        """Deploy a version as the registry holds it (what ``deploy`` makes of a machine,
+        or a sandbox of a file: ``backstate.sandbox``)."""
+        check_machine(version.machine_name)
+        check_name("version", version.id)
+        self.registry.add(version, make_current)
+        self.store.record_version(version.machine_name, version.id, self.clock.now_ms())
+        self.processor.deployed(version.machine_name)
 
     def make_current(self, name: str, version: str) -> None:
         """Make a deployed version the one new instances start on."""

@@ -129,13 +129,16 @@ class _Handler(logging.Handler):
             return
         # Python writes records to stderr when no handler is configured ("last
         # resort"); this handler must not count as one, or the server's own go nowhere.
+        # They go to the real stderr, never into a user scope's capture.
         last = logging.lastResort
         if (
             last is not None
             and record.levelno >= last.level
             and logging.getLogger().handlers == [self]
         ):
-            last.handle(record)
+            stream = sys.stderr
+            real = stream._real if isinstance(stream, _Stream) else stream
+            real.write(last.format(record) + "\n")
 
 
 _installed = False

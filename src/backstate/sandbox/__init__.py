@@ -3,3 +3,8 @@
 See docs/security.md. ``Sandbox`` is where the runtime's ``UserCode`` runs in sandboxed
 mode (the default of ``backstate serve``); ``check`` tells whether this host can.
 """
+
+from ._jail import Limits, SandboxUnavailable
+from ._sandbox import Loaded, ProbeFailed, Sandbox
+
+__all__ = ["Limits", "Loaded", "ProbeFailed", "Sandbox", "SandboxUnavailable"]

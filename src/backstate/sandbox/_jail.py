@@ -159,10 +159,11 @@ def command(scratch: Path, limits: Limits) -> list[str]:
             args += ["--ro-bind", str(target), str(target)]
     for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs", "/etc/ssl/openssl.cnf"):
         args += ["--ro-bind-try", etc, etc]
-    for path in _python_paths():
-        args += ["--ro-bind", str(path), str(path)]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    # After /tmp: an installation under /tmp (a test's fresh clone) is bound over it.
+    for path in _python_paths():
+        args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(scratch), "/scratch", "--chdir", "/scratch"]
     args += ["--", sys.executable, "-I", "-m", "backstate.sandbox._worker"]
     return args

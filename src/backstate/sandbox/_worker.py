@@ -34,8 +34,12 @@ from typing import Any
 
 from backstate.chart import RunAction, StartActor
 from backstate.chart._actions import takes_params
-from backstate.chart._describe import skeleton
-from backstate.machine import MachineModuleError, load_migration_source, load_source
+from backstate.machine import (
+    MachineModuleError,
+    definition,
+    load_migration_source,
+    load_source,
+)
 from backstate.runtime import BackstateError, UserRaised
 from backstate.runtime._code import TrustedCode, WriteCheck
 from backstate.runtime._deployments import Version
@@ -133,13 +137,7 @@ class Worker:
             http_api=module.http_api,
         )
         self.versions[version.id] = Loaded(version, Refs(module.machine))
-        return {
-            "ok": {
-                "skeleton": skeleton(module.machine),
-                "httpApi": sorted(module.http_api),
-                "indexSelectors": module.index_selectors,
-            }
-        }
+        return {"ok": definition(module)}
 
     def load_migration(self, call: dict[str, Any]) -> dict[str, Any]:
         try:

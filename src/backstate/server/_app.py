@@ -269,8 +269,7 @@ class _Api(Requests):
             raise ApiError(
                 400, "invalid-parameter", "indexSelectors must be an object", "indexSelectors"
             )
-        version = await asyncio.to_thread(
-            self.backend.create_version,
+        version = await self.backend.create_version(
             principal.org_id,
             slug,
             code,
@@ -334,8 +333,7 @@ class _Api(Requests):
         self, principal: Principal, slug: str, versions: dict[str, str], code: Any
     ) -> Response:
         _check_source(code, "migration")
-        row = await asyncio.to_thread(
-            self.backend.create_migration,
+        row = await self.backend.create_migration(
             principal.org_id,
             slug,
             versions["fromMachineVersionId"],

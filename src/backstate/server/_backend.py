@@ -1,5 +1,13 @@
 """The backend behind the HTTP API: the runtime plus the control plane (orgs, keys,
-machines, versions). Each org's machines run in the runtime as ``<org>.<machine>``."""
+machines, versions). Each org's machines run in the runtime as ``<org>.<machine>``.
+
+Machine code runs where the backend's ``sandbox`` runs it (sandboxed workers, one set
+per org: ``backstate.sandbox``), or, without one, in this process (trusted mode). In
+sandboxed mode the server never imports a version's file: an upload is loaded in a
+fresh worker (which describes the version: its state tree, HTTP-API slugs, index
+selectors), the description is stored with the version, and deploying a version at
+start-up or from another node reads only that.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +22,8 @@ from typing import Any
 
 from backstate.auth import Key, Scope
 from backstate.machine import (
-    MachineModule,
     MachineModuleError,
+    definition,
     load_migration_source,
     load_source,
 )
@@ -28,6 +36,9 @@ from backstate.runtime import (
     NotFound,
     compile_selectors,
 )
+from backstate.runtime._deployments import Version
+from backstate.runtime._migrations import Migration
+from backstate.sandbox import Loaded, ProbeFailed, Sandbox
 from backstate.store import (
     MachineRow,
     MigrationRow,
@@ -78,11 +89,13 @@ class Backend:
         step_timeout: float = 90.0,
         node_url: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        sandbox: Sandbox | None = None,
     ) -> None:
         """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
         ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
         others at this URL (see backstate.runtime._cluster). ``max_body_bytes``: larger
-        request bodies are refused with 413 ``payload-too-large``, before they are read."""
+        request bodies are refused with 413 ``payload-too-large``, before they are read.
+        ``sandbox``: where machine code runs; without one, in this process (trusted)."""
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
         self.max_body_bytes = max_body_bytes
@@ -92,11 +105,12 @@ class Backend:
             if node_url is not None and not isinstance(store, SQLiteStore)
             else None
         )
+        self.sandbox = sandbox
         self.runtime = Backstate(
-            store, clock=clock, step_timeout=step_timeout, cluster=self.cluster
+            store, clock=clock, step_timeout=step_timeout, cluster=self.cluster, code=sandbox
         )
         self.control = open_control(db)
-        self.modules: dict[str, MachineModule] = {}  # version id -> loaded module
+        self.deployed: set[str] = set()  # ids of the versions the runtime runs
         self._keys: Expiring[str, Key | None] = Expiring()
         self._machines: Expiring[tuple[str, str], MachineRow | None] = Expiring()
         self._migrations: set[str] = set()  # registered migration ids
@@ -108,6 +122,8 @@ class Backend:
         self._machines.clear()
 
     async def start(self) -> None:
+        if self.sandbox is not None:
+            await self._describe_versions()
         self.sync_deployments()
         await self.runtime.start()
         if self.cluster is not None:
@@ -121,13 +137,47 @@ class Backend:
         await self.runtime.close()
         self.control.close()
 
+    async def _describe_versions(self) -> None:
+        """Versions stored without their description (by an older backstate) are loaded
+        once in a worker to get it. One that cannot be loaded is logged and stays
+        undeployed: the server starts all the same."""
+        for version in self.control.versions():
+            if version.definition is not None:
+                continue
+            try:
+                loaded = await self.sandbox_probe(
+                    version.org_id, version.machine, version.id, version.source
+                )
+            except MachineModuleError as exc:
+                logger.error(
+                    "version %s of %s cannot be deployed: %s", version.id, version.machine, exc
+                )
+                continue
+            await asyncio.to_thread(self.control.describe_version, version.id, loaded)
+
+    async def sandbox_probe(
+        self, org_id: str, slug: str, version_id: str, source: str
+    ) -> dict[str, Any]:
+        """A version's description, from loading its file: in a fresh sandboxed worker,
+        or (trusted mode) here. ``MachineModuleError`` when it does not load."""
+        filename = f"{slug}@{version_id}.py"
+        if self.sandbox is None:
+            return definition(load_source(source, filename))
+        try:
+            loaded = await self.sandbox.probe(
+                runtime_name(org_id, slug), version_id, source, filename
+            )
+        except ProbeFailed as exc:
+            raise MachineModuleError(exc.code, exc.message, filename, exc.line) from None
+        return loaded.to_json()
+
     def sync_deployments(self) -> None:
         """Deploy the versions and migrations in the control store that this process
         does not run yet, and follow each machine's current version: at start, and on
         many nodes every ``DEPLOY_SYNC_SECONDS`` (another node may have uploaded). Only
         ids are read unless something is new."""
         version_ids, migration_ids = self.control.deployment_ids()
-        new_versions = version_ids - self.modules.keys()
+        new_versions = version_ids - self.deployed
         machines = self.control.machines()
         if new_versions:
             current = {m.current_version for m in machines}
@@ -136,7 +186,7 @@ class Backend:
                     self._deploy(version, make_current=version.id in current)
             self.control_changed()
         for machine in machines:
-            if machine.current_version in self.modules:
+            if machine.current_version in self.deployed:
                 self.runtime.make_current(
                     runtime_name(machine.org_id, machine.slug), machine.current_version
                 )
@@ -203,11 +253,11 @@ class Backend:
             self._machines.put((org_id, slug), row, now + CONTROL_CACHE_SECONDS)
         if row is None:
             raise NotFound("machine-not-found", f"no machine {slug!r}")
-        if self.cluster and row.current_version and row.current_version not in self.modules:
+        if self.cluster and row.current_version and row.current_version not in self.deployed:
             self.sync_deployments()  # uploaded through another node a moment ago
         return row
 
-    def create_version(
+    async def create_version(
         self,
         org_id: str,
         slug: str,
@@ -218,11 +268,14 @@ class Backend:
         index_selectors: dict[str, Any] | None = None,
     ) -> VersionRow:
         """Selectors: as given, else the file's ``index_selectors``, else those of the
-        current version (State Backed's CLI default)."""
+        current version (State Backed's CLI default). The file is loaded (in a fresh
+        sandboxed worker, or here when trusted) and refused with ``MachineModuleError``
+        (file and line) unless it loads."""
         machine = self.machine(org_id, slug)
-        module = load_source(source, filename)  # raises MachineModuleError with file and line
+        version_id = "ver_" + secrets.token_urlsafe(16)
+        described = await self.sandbox_probe(org_id, slug, version_id, source)
         if index_selectors is None:
-            index_selectors = module.index_selectors
+            index_selectors = described["indexSelectors"]
         if index_selectors is None:
             current = [
                 v for v in self.control.versions(org_id, slug) if v.id == machine.current_version
@@ -239,33 +292,44 @@ class Backend:
             )
         compile_selectors(index_selectors)
         version = VersionRow(
-            "ver_" + secrets.token_urlsafe(16),
+            version_id,
             org_id,
             slug,
             client_info,
             source,
             index_selectors,
             now_ms(),
+            described,
         )
-        self.control.add_version(version, make_current)
+        await asyncio.to_thread(self.control.add_version, version, make_current)
         self.control_changed()
         self._deploy(version, make_current)
         return version
 
-    def _deploy(self, version: VersionRow, make_current: bool) -> None:
-        module = load_source(version.source, f"{version.machine}@{version.id}.py")
-        self.modules[version.id] = module
-        self.runtime.deploy(
-            runtime_name(version.org_id, version.machine),
-            module.machine,
-            version=version.id,
-            allow_read=module.allow_read,
-            allow_write=module.allow_write,
-            make_current=make_current,
-            indexes=version.index_selectors,
-        )
+    def _deploy(self, row: VersionRow, make_current: bool) -> None:
+        name = runtime_name(row.org_id, row.machine)
+        filename = f"{row.machine}@{row.id}.py"
+        indexes = compile_selectors(row.index_selectors)
+        if self.sandbox is None:
+            module = load_source(row.source, filename)
+            version = Version(
+                name,
+                row.id,
+                module.machine,
+                module.allow_read,
+                module.allow_write,
+                indexes,
+                module.http_api,
+            )
+        elif row.definition is None:
+            return  # it could not be described (logged at start)
+        else:
+            self.sandbox.add_version(name, row.id, row.source, filename)
+            version = self.sandbox.version(name, row.id, Loaded.from_json(row.definition), indexes)
+        self.runtime.deploy_version(version, make_current)
+        self.deployed.add(row.id)
 
-    def create_migration(
+    async def create_migration(
         self, org_id: str, slug: str, from_version: str, to_version: str, source: str
     ) -> MigrationRow:
         self.machine(org_id, slug)
@@ -289,20 +353,42 @@ class Backend:
             source,
             now_ms(),
         )
-        self._register(row)  # raises MachineModuleError with file and line
-        self.control.add_migration(row)
+        filename = f"{row.machine}@{row.id}.py"
+        if self.sandbox is not None:
+            try:
+                await self.sandbox.probe_migration(self._migration(row), source, filename)
+            except ProbeFailed as exc:
+                raise MachineModuleError(exc.code, exc.message, filename, exc.line) from None
+        self._register(row)  # raises MachineModuleError with file and line (trusted)
+        await asyncio.to_thread(self.control.add_migration, row)
         return row
 
+    def _migration(self, row: MigrationRow) -> Migration:
+        """A sandboxed migration: its functions run in the workers."""
+
+        def remote(*args: Any) -> Any:
+            raise AssertionError("migrations of sandboxed versions run in their workers")
+
+        name = runtime_name(row.org_id, row.machine)
+        return Migration(row.id, name, row.from_version, row.to_version, remote, remote)
+
     def _register(self, row: MigrationRow) -> None:
-        module = load_migration_source(row.source, f"{row.machine}@{row.id}.py")
+        filename = f"{row.machine}@{row.id}.py"
+        if self.sandbox is None:
+            module = load_migration_source(row.source, filename)
+            upgrade_state, upgrade_context = module.upgrade_state, module.upgrade_context
+        else:
+            migration = self._migration(row)
+            self.sandbox.add_migration(migration, row.source, filename)
+            upgrade_state, upgrade_context = migration.upgrade_state, migration.upgrade_context
         self._migrations.add(row.id)
         self.runtime.add_migration(
             runtime_name(row.org_id, row.machine),
             row.id,
             row.from_version,
             row.to_version,
-            module.upgrade_state,
-            module.upgrade_context,
+            upgrade_state,
+            upgrade_context,
         )
 
     def check_stores(self) -> None:
@@ -315,17 +401,17 @@ class Backend:
         machine = self.machine(org_id, slug)
         if version_id is None and machine.current_version is None:
             raise Conflict("invalid-state", f"machine {slug!r} has no version yet")
-        if version_id is not None and version_id not in self.modules and self.cluster:
+        if version_id is not None and version_id not in self.deployed and self.cluster:
             self.sync_deployments()  # uploaded through another node a moment ago
-        if version_id is not None and version_id not in self.modules:
+        if version_id is not None and version_id not in self.deployed:
             raise InvalidRequest("invalid-parameter", f"no version {version_id!r} of {slug!r}")
 
-    def deploy_file(self, org_id: str, path: Path) -> VersionRow:
+    async def deploy_file(self, org_id: str, path: Path) -> VersionRow:
         """Create the machine named after ``path`` (if needed) and a current version."""
         slug = path.stem.replace("_", "-")
         if self.control.machine(org_id, slug) is None:
             self.create_machine(org_id, slug, [])
-        return self.create_version(
+        return await self.create_version(
             org_id, slug, path.read_text(encoding="utf-8"), path.name, True, str(path)
         )
 

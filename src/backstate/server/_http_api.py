@@ -39,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backstate.runtime import Conflict, NotFound, UserRaised, call_user_code
+from backstate.runtime import BackstateError, Conflict, NotFound, UserRaised
+from backstate.runtime._deployments import Version
 
 from ._backend import Backend, runtime_name
 from ._http import ApiError, JSONResponse, read_body
@@ -69,8 +70,9 @@ class _HttpApi:
     async def serve(self, request: Request) -> Response:
         org = request.path_params["org"]
         slug = request.path_params["machine"]
-        entry = self._mapper(org, slug, request.path_params["slug"])
-        handler, mapper = entry[HANDLER], entry[RESPONSE_MAPPER]
+        api_slug = request.path_params["slug"]
+        version = self._version(org, slug, api_slug)
+        code = self.backend.runtime.processor.code
         http_request = {
             "body": await _body(request, self.backend.max_body_bytes),
             "headers": {k: ", ".join(request.headers.getlist(k)) for k in request.headers},
@@ -78,7 +80,7 @@ class _HttpApi:
             "query": dict(request.query_params),
         }
         try:
-            returned = await call_user_code(handler, http_request)
+            returned = await code.http_api(version, api_slug, HANDLER, http_request)
         except UserRaised as exc:
             status = exc.status_code
             if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status < 600:
@@ -107,8 +109,8 @@ class _HttpApi:
             "result": state.snapshot.output if state.done else None,
         }
         try:
-            return _response(await call_user_code(mapper, mapper_input))
-        except (UserRaised, TypeError, ValueError):
+            return _response(await code.http_api(version, api_slug, RESPONSE_MAPPER, mapper_input))
+        except (UserRaised, BackstateError, TypeError, ValueError):
             logger.warning(
                 "http api %s/%s/%s: the response mapper failed",
                 org,
@@ -118,29 +120,19 @@ class _HttpApi:
             )
             return JSONResponse({"ok": True})
 
-    def _mapper(self, org: str, slug: str, api_slug: str) -> Mapping[str, Any]:
+    def _version(self, org: str, slug: str, api_slug: str) -> Version:
+        """The machine's current version, which must map ``api_slug``."""
         machine = self.backend.control.machine(org, slug)
-        if machine is None:
+        if machine is None or machine.current_version not in self.backend.deployed:
             raise ApiError(404, "machine-not-found", f"no machine {slug!r}")
-        module = self.backend.modules.get(machine.current_version or "")
-        entry = module.http_api.get(api_slug) if module is not None else None
-        if entry is None:
+        version = self.backend.runtime.registry.get(
+            runtime_name(org, slug), machine.current_version
+        )
+        if api_slug not in version.http_api:
             raise ApiError(
                 404, "http-api-not-found", f"machine {slug!r} has no http api {api_slug!r}"
             )
-        if not isinstance(entry, Mapping):
-            raise ApiError(
-                500, "invalid-http-api", f"http_api[{api_slug!r}] must be a dict of functions"
-            )
-        for key in (HANDLER, RESPONSE_MAPPER):
-            if not callable(entry.get(key)):
-                raise ApiError(
-                    500,
-                    "invalid-http-api",
-                    f"http_api[{api_slug!r}] needs a function {key!r} "
-                    f"(keys: {HANDLER!r}, {RESPONSE_MAPPER!r})",
-                )
-        return entry
+        return version
 
 
 async def _body(request: Request, limit: int) -> Any:

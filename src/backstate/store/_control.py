@@ -62,6 +62,9 @@ CONTROL_MIGRATIONS = [
     # The first start's org, claimed by one row: two nodes starting together on a new
     # database create one org, not two.
     "CREATE TABLE bootstrap (id INTEGER PRIMARY KEY CHECK (id = 1), org_id TEXT NOT NULL)",
+    # What loading a version's file described (its state tree...), so that a server
+    # running machine code in sandboxed workers never imports it to know its shape.
+    "ALTER TABLE versions ADD COLUMN definition TEXT",
 ]
 
 # The same schema in PostgreSQL: BIGINT for millisecond times (INTEGER is 32 bits), and
@@ -105,6 +108,9 @@ POSTGRES_CONTROL_MIGRATIONS = [
     # The first start's org, claimed by one row: two nodes starting together on a new
     # database create one org, not two.
     "CREATE TABLE bootstrap (id INTEGER PRIMARY KEY CHECK (id = 1), org_id TEXT NOT NULL)",
+    # What loading a version's file described (its state tree...), so that a server
+    # running machine code in sandboxed workers never imports it to know its shape.
+    "ALTER TABLE versions ADD COLUMN definition TEXT",
 ]
 
 
@@ -166,6 +172,7 @@ class VersionRow:
     source: str
     index_selectors: dict[str, str]
     created_at: int
+    definition: dict[str, Any] | None = None  # see backstate.sandbox.Loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +370,7 @@ class ControlStore:
     def add_version(self, row: VersionRow, make_current: bool) -> None:
         statements: list[Statement] = [
             (
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.id,
                     row.org_id,
@@ -372,6 +379,7 @@ class ControlStore:
                     row.source,
                     json.dumps(row.index_selectors),
                     row.created_at,
+                    None if row.definition is None else json.dumps(row.definition),
                 ),
             )
         ]
@@ -385,14 +393,38 @@ class ControlStore:
         self._db.execute(*statements)
 
     def versions(self, org_id: str | None = None, machine: str | None = None) -> list[VersionRow]:
-        sql = "SELECT id, org_id, machine, client_info, source, index_selectors, created_at FROM versions"
+        sql = (
+            "SELECT id, org_id, machine, client_info, source, index_selectors, created_at,"
+            " definition FROM versions"
+        )
         if org_id is not None and machine is not None:
             rows = self._run(
                 sql + " WHERE org_id = ? AND machine = ? ORDER BY created_at", (org_id, machine)
             )
         else:
             rows = self._run(sql + " ORDER BY created_at")
-        return [VersionRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [
+            VersionRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                json.loads(r[5]),
+                r[6],
+                json.loads(r[7]) if r[7] else None,
+            )
+            for r in rows
+        ]
+
+    def describe_version(self, version_id: str, definition: dict[str, Any]) -> None:
+        """Record what loading a version (created without it) described."""
+        self._db.execute(
+            (
+                "UPDATE versions SET definition = ? WHERE id = ?",
+                (json.dumps(definition), version_id),
+            )
+        )
 
     def deployment_ids(self) -> tuple[set[str], set[str]]:
         """Every version's id and every migration's id (without their sources)."""
