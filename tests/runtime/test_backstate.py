@@ -787,11 +787,11 @@ def test_a_processor_bug_fails_callers_instead_of_hanging(db: Target) -> None:
             original = bs.processor.steps.process
             calls = {"n": 0}
 
-            async def broken(entry: Any, rnd: Any) -> None:
+            async def broken(entry: Any) -> None:
                 calls["n"] += 1
                 if calls["n"] == 1:
                     raise RuntimeError("a bug")
-                await original(entry, rnd)
+                await original(entry)
 
             bs.processor.steps.process = broken  # type: ignore[method-assign]
             with pytest.raises(Unavailable):

@@ -93,6 +93,7 @@ class Entry:
     starting: dict[str, str] = field(default_factory=dict)  # child id -> effect id, until started
     desired: str | None = None  # the version to upgrade to at the next settled event
     indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
+    busy: bool = False  # its work is being processed (waiting for sandboxed code)
 
     def mark(self) -> tuple[Any, ...]:
         """What a step may change of the entry, to undo it (see Steps.section)."""
@@ -132,7 +133,12 @@ class Entry:
     @property
     def idle(self) -> bool:
         return not (
-            self.queue or self.services or self.starting or self.waiters or self.subscribers
+            self.queue
+            or self.services
+            or self.starting
+            or self.waiters
+            or self.subscribers
+            or self.busy
         )
 
     @property
@@ -163,7 +169,10 @@ class Round:
         # Callers answered in ``after`` (failed by the round if its commit fails).
         self.deferred: list[asyncio.Future[InstanceState]] = []
         self.self_sent: set[InstanceKey] = set()  # instances with events to themselves
-        self.creating: set[InstanceKey] = set()  # instances whose creation is under way
+
+    @property
+    def empty(self) -> bool:
+        return not (self.batch or self.after or self.settle or self.updates)
 
     def _lists(self) -> tuple[list[Any], ...]:
         return (*_BATCH_LISTS(self.batch), self.after, self.deliveries, self.settle, self.deferred)
@@ -175,11 +184,10 @@ class Round:
             len(self.updates),
             {k: self.updates.get(k) for k in keys},
             {k: k in self.self_sent for k in keys},
-            {k: k in self.creating for k in keys},
         )
 
     def rollback(self, mark: tuple[Any, ...]) -> None:
-        lengths, count, updates, self_sent, creating = mark
+        lengths, count, updates, self_sent = mark
         for items, length in zip(self._lists(), lengths, strict=True):
             del items[length:]
         for key in list(self.updates)[count:]:  # added since (rare: only on failures)
@@ -187,9 +195,8 @@ class Round:
         for key, update in updates.items():
             if update is not None:
                 self.updates[key] = update
-        for flags, members in ((self_sent, self.self_sent), (creating, self.creating)):
-            for key, member in flags.items():
-                if member:
-                    members.add(key)
-                else:
-                    members.discard(key)
+        for key, member in self_sent.items():
+            if member:
+                self.self_sent.add(key)
+            else:
+                self.self_sent.discard(key)

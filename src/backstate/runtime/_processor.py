@@ -61,6 +61,9 @@ from ._timers import TimerWheel
 logger = logging.getLogger("backstate.runtime")
 
 CACHE_SIZE = 10_000
+# How long a round waits for sandboxed code to answer before it is sealed without the
+# steps still waiting (they write into a later round).
+ROUND_WAIT = 0.01
 # How long the ids of applied inbox rows are remembered, so that a read of the inbox
 # that began before they were deleted cannot queue them again (many nodes).
 GONE_SECONDS = 60.0
@@ -105,6 +108,12 @@ class Processor:
         self.closing = False
         self.stats = Stats()
         self.tasks: set[asyncio.Task[None]] = set()  # actions run by sandbox workers
+        # The round being built: a step writes into the one open when its writes begin
+        # (see _steps), so a step waiting for slow sandboxed code lands in a later round
+        # instead of holding this one back.
+        self.round = Round()
+        self.running: dict[InstanceKey, asyncio.Task[None]] = {}  # steps waiting for code
+        self.creating: set[InstanceKey] = set()  # instances whose creation is under way
         self.steps = Steps(self)
         self.effects = EffectRunner(self)
         self.code.bind(self.log, clock.now_ms)
@@ -242,6 +251,9 @@ class Processor:
         """Stop running these shards at once: their callers get a 503 (to retry on the
         new owner); instances with subscribers stay, to follow the new owner's commits."""
         error = Unavailable("store-unavailable", "this node no longer runs that instance")
+        for key, task in list(self.running.items()):
+            if shard_of(key) in shards:
+                task.cancel()
         for key, entry in list(self.entries.items()):
             if shard_of(key) not in shards:
                 continue
@@ -471,20 +483,22 @@ class Processor:
                 and not self.closing
                 and not self.pending_done
                 and not self.pending_logs
+                and self.round.empty
             ):
                 await self._idle(pending[1] if pending else None)
             self._wake.clear()
             self._fire_timers()
             self._due_retries(self.clock.now_ms())
-            rnd = Round()
-            entries = list(self.ready.values())
-            for entry in entries:
-                self.ready.pop(entry.key, None)
+            if self.closing:
+                await self._stop_running()
+            entries = [e for e in self.ready.values() if not e.busy]
+            self.ready.clear()  # a busy one is queued again when its step ends
             if self.code.synchronous:
                 for entry in entries:
-                    run_now(self.steps.process(entry, rnd))
+                    run_now(self.steps.process(entry))
             elif entries:
-                await asyncio.gather(*(self.steps.process(entry, rnd) for entry in entries))
+                await asyncio.wait([self._run(e) for e in entries], timeout=ROUND_WAIT)
+            rnd, self.round = self.round, Round()
             self._seal(rnd)
             if pending is not None:
                 done, pending = pending, None
@@ -506,8 +520,35 @@ class Processor:
                 # Nothing to write, yet callers to answer (a duplicate create, answered
                 # once the first is committed): every earlier round is finished by now.
                 self._finish(rnd, CommitResult([]))
-            if self.closing and not self.ready:
+            if self.closing and not self.ready and not self.running:
                 return
+
+    def _run(self, entry: Entry) -> asyncio.Task[None]:
+        """Process the entry's queue in a task of its own (sandboxed code)."""
+        entry.busy = True
+        task = asyncio.get_running_loop().create_task(self._process(entry))
+        self.running[entry.key] = task
+        return task
+
+    async def _process(self, entry: Entry) -> None:
+        try:
+            await self.steps.process(entry)
+        finally:
+            entry.busy = False
+            if self.running.get(entry.key) is asyncio.current_task():
+                del self.running[entry.key]
+            if entry.queue and self.entries.get(entry.key) is entry:
+                self.ready[entry.key] = entry
+            self._wake.set()
+
+    async def _stop_running(self, keys: Callable[[InstanceKey], bool] | None = None) -> None:
+        """Cancel steps still waiting for sandboxed code (their callers are told so);
+        nothing of theirs was written."""
+        tasks = [t for k, t in self.running.items() if keys is None or keys(k)]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _commit(self, batch: WriteBatch) -> CommitResult:
         started = time.perf_counter()
@@ -648,6 +689,10 @@ class Processor:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+        for task in self.running.values():
+            task.cancel()
+        self.round = Round()
+        self.creating.clear()
         self.entries.clear()
         self.queued_inbox.clear()
         self.foreign.clear()

@@ -12,6 +12,7 @@ section (a bug) is undone, in the round and in memory, so that it fails only tha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from backstate.store import (
 from ._code import RefusedChild, Step, WriteCheck
 from ._deployments import Persistent, Version, address, namespace_of, parse_ref, unqualified
 from ._entries import Entry, InstanceState, Round, Work
-from ._errors import BackstateError, Conflict, InvalidRequest, NotFound
+from ._errors import BackstateError, Conflict, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexEntry, index_entries
 from ._json import encode_state
 from ._migrations import (
@@ -52,7 +53,6 @@ from ._migrations import (
     find_path,
     surviving_timer,
 )
-from ._timers import TimerWheel
 
 if TYPE_CHECKING:
     from ._processor import Processor
@@ -96,25 +96,28 @@ class Prepared:
 class Section:
     """See ``Steps.section``. (A class, not a generator: it wraps every transition.)"""
 
-    __slots__ = ("entries", "journal", "mark", "rnd", "states", "wheel")
+    __slots__ = ("entries", "journal", "mark", "processor", "rnd", "states")
 
-    def __init__(self, wheel: TimerWheel, rnd: Round, entries: list[Entry]) -> None:
-        self.wheel = wheel
-        self.rnd = rnd
+    def __init__(self, processor: Processor, entries: list[Entry]) -> None:
+        self.processor = processor
         self.entries = entries
 
-    def __enter__(self) -> None:
-        self.mark = self.rnd.mark([e.key for e in self.entries])
+    def __enter__(self) -> Round:
+        self.rnd = rnd = self.processor.round
+        self.mark = rnd.mark([e.key for e in self.entries])
         self.states = [e.mark() for e in self.entries]
-        self.journal = self.wheel.journal()
+        self.journal = self.processor.wheel.journal()
+        return rnd
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        wheel = self.processor.wheel
         if exc is not None:
             self.rnd.rollback(self.mark)
             for entry, state in zip(self.entries, self.states, strict=True):
                 entry.restore(state)
-            self.wheel.rollback(self.journal)
-        self.wheel.close(self.journal)
+            wheel.rollback(self.journal)
+        wheel.close(self.journal)
+        self.processor.wake()  # a step that waited for code: the loop seals its round
 
 
 class Steps:
@@ -123,7 +126,7 @@ class Steps:
 
     # -- one instance's queue ---------------------------------------------------------------
 
-    async def process(self, entry: Entry, rnd: Round) -> None:
+    async def process(self, entry: Entry) -> None:
         """Up to ``BATCH_PER_INSTANCE`` units of the instance's queued work, in order;
         work held back (paused, or its sender backing off) keeps its place."""
         p = self.p
@@ -142,16 +145,21 @@ class Steps:
             handled += 1
             p.stats.handled[work.kind] += 1
             try:
-                await self.handle(entry, work, rnd, now)
+                await self.handle(entry, work, now)
+            except asyncio.CancelledError:
+                # Stopped waiting for sandboxed code (shutting down, shards lost, a
+                # failed commit): nothing of it was written; its caller is told.
+                p.reject(work, Unavailable("shutting-down", "the step was stopped; retry"))
+                raise
             except BackstateError as exc:
                 p.stats.refused[exc.code] += 1
-                with self.section(entry, rnd):
+                with self.section(entry) as rnd:
                     self.failed(entry, work, exc, rnd, now)
             except Exception as exc:  # a bug of ours, undone by its section: only this work fails
                 logger.exception("%s/%s: %s failed", *entry.key, work.kind)
                 error = BackstateError("internal-error", f"internal error: {type(exc).__name__}")
                 p.stats.refused[error.code] += 1
-                with self.section(entry, rnd):
+                with self.section(entry) as rnd:
                     self.failed(entry, work, error, rnd, now)
             if work.kind == "resume" and skipped:
                 break  # what was held runs first, in order, in the next round
@@ -164,47 +172,42 @@ class Steps:
             retry = min(entry.blocked.get(w.sender, now) for w in skipped)
             p.retry_later(entry, retry)
 
-    def section(
-        self, entry: Entry, rnd: Round, children: dict[str, Prepared] | None = None
-    ) -> Section:
-        """Writes that must happen whole or not at all (never suspending inside): to the
-        round, the entry, the ``children`` it creates, and the timer wheel."""
-        return Section(self.p.wheel, rnd, [entry, *_created(children)] if children else [entry])
+    def section(self, entry: Entry, children: dict[str, Prepared] | None = None) -> Section:
+        """Writes that must happen whole or not at all, into the round open when it
+        starts (never suspending inside): to that round, the entry, the ``children`` it
+        creates, and the timer wheel."""
+        return Section(self.p, [entry, *_created(children)] if children else [entry])
 
-    async def handle(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+    async def handle(self, entry: Entry, work: Work, now: int) -> None:
         p = self.p
         if work.kind == "create":
-            await self.create(entry, work, rnd, now)
+            await self.create(entry, work, now)
             return
         if not entry.exists:
             raise NotFound("instance-not-found", f"no instance {entry.key[0]}/{entry.key[1]}")
         if work.kind in ("pause", "resume", "delete"):
-            with self.section(entry, rnd):
+            with self.section(entry) as rnd:
                 self.administer(entry, work, rnd)
             return
         if work.kind == "desire":
-            await self.desire(entry, work, rnd, now)
+            await self.desire(entry, work, now)
             return
         if entry.desired is not None and entry.settled and work.kind in ("api", "inbox", "timer"):
-            await self.upgrade(entry, rnd, now)
+            await self.upgrade(entry, now)
         if work.kind == "api" and entry.paused:
             raise Conflict("invalid-state", f"{entry.key[0]}/{entry.key[1]} is paused")
-        if work.kind == "timer":
-            due = work.due
-            assert due is not None
+        due = work.due
+        if due is not None:
             if not p.wheel.is_current(due):
                 return
-            with self.section(entry, rnd):
-                p.wheel.cancel(entry.key, due.timer)
-                # Its row goes before anything the transition writes: a transition that
-                # re-arms the same timer id writes the new row after this deletion.
-                rnd.batch.timer_ops.append((entry.key, due.timer))
-                if due.to != "#_self":
+            if due.to != "#_self":
+                with self.section(entry) as rnd:
+                    self.timer_fired(entry, work, rnd)
                     self.send(entry, due.to, work.event, rnd, now)
-                    return
+                return
         relayed = work.kind == "inbox" and work.sender == "service"
         if (work.kind == "service" or relayed) and self.stale_result(entry, work):
-            with self.section(entry, rnd):
+            with self.section(entry) as rnd:
                 if relayed and work.inbox_id is not None:
                     rnd.batch.inbox_deletes.append(work.inbox_id)
                 elif work.effect_id:
@@ -214,8 +217,10 @@ class Steps:
         check = self.write_check(work)
         assert entry.snapshot is not None
         step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
-        children = await self.prepare_children(entry, version, step, rnd, 0)
-        with self.section(entry, rnd, children):
+        children = await self.prepare_children(entry, version, step, 0)
+        with self.section(entry, children) as rnd:
+            if due is not None:
+                self.timer_fired(entry, work, rnd)
             state = self.commit_transition(
                 entry, version, work.event, step, rnd, now, children, event_json=work.event_json
             )
@@ -228,6 +233,14 @@ class Steps:
                 rnd.after.append(lambda: p.effects.forget_service(entry, child, token))
             if work.future is not None:
                 p.answer(entry, work.future, rnd, state)
+
+    def timer_fired(self, entry: Entry, work: Work, rnd: Round) -> None:
+        """A timer's row goes in the same section as what it does, and before it: a
+        transition that re-arms the same timer id writes the new row after this one's
+        deletion."""
+        assert work.due is not None
+        self.p.wheel.cancel(entry.key, work.due.timer)
+        rnd.batch.timer_ops.append((entry.key, work.due.timer))
 
     def write_check(self, work: Work) -> WriteCheck | None:
         """What ``allow_write`` sees of the work's sender: the caller's auth context, or,
@@ -260,16 +273,16 @@ class Steps:
 
     # -- creation -------------------------------------------------------------------------
 
-    async def create(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+    async def create(self, entry: Entry, work: Work, now: int) -> None:
         p = self.p
-        if entry.exists or entry.key in rnd.creating:
+        if entry.exists or entry.key in p.creating:
             exc = Conflict(
                 "instance-exists", f"instance {entry.key[0]}/{entry.key[1]} already exists"
             )
             if entry.committed is None:
                 # Its creation is not committed yet: answer once it is, so a caller that
                 # reads it next (State Backed's get-or-create) finds it.
-                with self.section(entry, rnd):
+                with self.section(entry) as rnd:
                     rnd.after.append(lambda: p.reject(work, exc))
                     if work.future is not None:
                         rnd.deferred.append(work.future)
@@ -278,16 +291,16 @@ class Steps:
         opts = work.create or {}
         version = p.registry.get(entry.key[0], opts.get("version"))
         check = WriteCheck(work.auth, "initialization") if work.auth is not None else None
-        rnd.creating.add(entry.key)  # no other creation of it while this one runs
+        p.creating.add(entry.key)  # no other creation of it while this one runs
         try:
             step = await p.code.initial(
                 version, entry.key[1], opts.get("input"), opts.get("context"), check
             )
-            children = await self.prepare_children(entry, version, step, rnd, 0)
+            children = await self.prepare_children(entry, version, step, 0)
         except BaseException:
-            rnd.creating.discard(entry.key)
+            p.creating.discard(entry.key)
             raise
-        with self.section(entry, rnd, children):
+        with self.section(entry, children) as rnd:
             state = self.commit_creation(entry, version, opts, step, rnd, now, children)
             if work.future is not None:
                 p.answer(entry, work.future, rnd, state)
@@ -306,10 +319,14 @@ class Steps:
         entry.parent = opts.get("parent")
         entry.created_at = now
         event = {"type": "xstate.init", "input": opts.get("input")}
-        return self.commit_transition(entry, version, event, step, rnd, now, children, created=True)
+        state = self.commit_transition(
+            entry, version, event, step, rnd, now, children, created=True
+        )
+        self.p.creating.discard(entry.key)  # it exists from now on
+        return state
 
     async def prepare_children(
-        self, entry: Entry, version: Version, step: Step, rnd: Round, depth: int
+        self, entry: Entry, version: Version, step: Step, depth: int
     ) -> dict[str, Prepared]:
         """Ready the persistent children that ``step`` starts (by actor id): their
         initial transitions run now, before the parent's section writes them."""
@@ -325,7 +342,7 @@ class Steps:
                 continue
             child = self.p.entry(key, create=True)
             assert child is not None
-            if child.exists or key in rnd.creating or key in rnd.updates:
+            if child.exists or key in self.p.creating:
                 prepared[effect.id] = Prepared(key)
                 continue
             if depth >= MAX_CHILD_DEPTH:
@@ -334,21 +351,21 @@ class Steps:
                 )
                 prepared[effect.id] = Prepared(key, error=error)
                 continue
-            rnd.creating.add(key)
+            self.p.creating.add(key)
             try:
                 child_version = self.p.registry.get(key[0])
                 child_step = await self.p.code.initial(
                     child_version, key[1], effect.input, None, None
                 )
                 grandchildren = await self.prepare_children(
-                    child, child_version, child_step, rnd, depth + 1
+                    child, child_version, child_step, depth + 1
                 )
             except BackstateError as exc:
-                rnd.creating.discard(key)
+                self.p.creating.discard(key)
                 prepared[effect.id] = Prepared(key, error=exc)
                 continue
             except BaseException:
-                rnd.creating.discard(key)
+                self.p.creating.discard(key)
                 raise
             prepared[effect.id] = Prepared(key, child, child_version, child_step, grandchildren)
         return prepared
@@ -638,27 +655,27 @@ class Steps:
         if work.kind != "delete":
             rnd.after.append(lambda: p.publish(entry, p.state(entry)))
 
-    async def desire(self, entry: Entry, work: Work, rnd: Round, now: int) -> None:
+    async def desire(self, entry: Entry, work: Work, now: int) -> None:
         """Record the version an instance upgrades to at its next settled event (or at
         once, if asked and settled). Refused unless migrations lead there."""
         p = self.p
         target = (work.create or {})["version"]
         p.registry.get(entry.key[0], target)
         find_path(p.registry.migrations(entry.key[0]), entry.version, target)
-        with self.section(entry, rnd):
+        with self.section(entry) as rnd:
             entry.desired = None if target == entry.version else target
             rnd.batch.desired_updates.append((entry.key, entry.desired))
         if (work.create or {}).get("now") and entry.desired is not None and entry.settled:
-            failure = await self.upgrade(entry, rnd, now)
+            failure = await self.upgrade(entry, now)
             if failure is not None:
                 raise failure  # logged and cleared in this round, and answered
-        with self.section(entry, rnd):
+        with self.section(entry) as rnd:
             if work.future is not None:
                 p.answer(entry, work.future, rnd)
             state = p.state(entry)
             rnd.after.append(lambda: p.publish(entry, state))
 
-    async def upgrade(self, entry: Entry, rnd: Round, now: int) -> BackstateError | None:
+    async def upgrade(self, entry: Entry, now: int) -> BackstateError | None:
         """Migrate the instance to its desired version, recorded as a transition. If the
         migration fails, the instance stays as it was, the failure is logged and
         returned."""
@@ -671,7 +688,7 @@ class Steps:
             chain = find_path(p.registry.migrations(key[0]), source_id, target_id)
             snap = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
         except (MigrationFailed, NoMigrationPath, NotFound) as exc:
-            with self.section(entry, rnd):
+            with self.section(entry) as rnd:
                 entry.desired = None
                 rnd.batch.desired_updates.append((key, None))
                 rnd.batch.logs.append(
@@ -686,7 +703,7 @@ class Steps:
                     )
                 )
             return exc
-        with self.section(entry, rnd):
+        with self.section(entry) as rnd:
             entry.desired = None
             active = set(snap.active_ids)
             for due in p.wheel.timers_of(key):

@@ -194,7 +194,7 @@ class Sandbox:
                 if died.kind == "timeout"
                 else f"loading it stopped its worker ({died.detail})"
             )
-            raise ProbeFailed(code, f"{call['filename']}: {what}") from None
+            raise ProbeFailed(code, what) from None
         finally:
             await worker.close()
         error = answer.get("error")
@@ -202,8 +202,7 @@ class Sandbox:
             line = error.get("line")
             raise ProbeFailed(
                 str(error.get("code")),
-                f"{call['filename']}{f':{line}' if isinstance(line, int) else ''}: "
-                f"{error.get('message')}",
+                str(error.get("message")),
                 line if isinstance(line, int) else None,
             )
         return answer.get("ok")

@@ -202,10 +202,11 @@ class Worker:
             self.reply(call["id"], {"error": {"code": "user-code-timeout", "message": message}})
             self.flush()
             os._exit(0)
-        self.reply(call["id"], body)
         if _exhausted(body):
+            self.reply(call["id"], {"error": OUT_OF_MEMORY})
             self.flush()
             os._exit(70)
+        self.reply(call["id"], body)
 
     def transition_call(self, call: dict[str, Any]) -> dict[str, Any]:
         op = call["op"]
@@ -326,10 +327,12 @@ class Worker:
                 body = {"error": OUT_OF_MEMORY}
             except Exception as exc:
                 body = {"error": {"code": "worker-error", "message": _describe(exc)}}
+        if _exhausted(body):
+            self.reply(call["id"], {"error": OUT_OF_MEMORY})
+            self.flush()
+            os._exit(70)
         self.reply(call["id"], body)
         self.flush()
-        if _exhausted(body):
-            os._exit(70)
 
     async def effect_call(self, call: dict[str, Any]) -> dict[str, Any]:
         loaded = self.versions[call["version"]]
