@@ -263,6 +263,46 @@ def test_anonymous_session_as_the_client_makes_it(server: Server) -> None:
     )
 
 
+def test_anonymous_and_production_keys_cannot_move_instances_between_versions(
+    server: Server,
+) -> None:
+    # Moving an instance to another version is an operator's act (the published client
+    # has it under machineInstances.admin), and no machine authorizer is asked: with
+    # instances.write, any anonymous visitor could have upgraded anyone's instance.
+    org_id = server.creds["orgId"]
+    sid = f"anon-{uuid.uuid4().hex[:8]}"
+    anonymous = bearer(
+        access_token(exchange(server, org_id, ANONYMOUS_SERVICE, anonymous_token(org_id, sid)))
+    )
+    production = key_headers(
+        *new_key(server, admin(server), "prod", use="production"), {"sid": sid}
+    )
+    base = f"{server.url}/machines/toggler"
+    assert httpx.post(base, json={"slug": sid}, headers=anonymous).status_code == 200
+    source = httpx.get(f"{base}/i/{sid}/admin", headers=admin(server)).json()["machineVersion"][
+        "id"
+    ]
+    code = (Path(__file__).parents[2] / "examples" / "toggler.py").read_text()
+    made = httpx.post(f"{base}/v", json={"code": code, "makeCurrent": False}, headers=admin(server))
+    target = made.json()["machineVersionId"]
+    migration = (
+        "def upgrade_state(p, c):\n    return p\n\ndef upgrade_context(o, n, c):\n    return c\n"
+    )
+    provisional = httpx.post(
+        f"{base}/migrations",
+        json={"fromMachineVersionId": source, "toMachineVersionId": target, "code": migration},
+        headers=admin(server),
+    ).json()["machineVersionMigrationId"]
+    assert httpx.put(f"{base}/migrations/{provisional}", headers=admin(server)).status_code == 200
+    desire = {"targetMachineVersionId": target}
+    for headers in (anonymous, production):
+        refused = httpx.put(f"{base}/i/{sid}/v", json=desire, headers=headers)
+        assert error(refused) == (403, "missing-scope"), refused.text
+    view = httpx.get(f"{base}/i/{sid}/admin", headers=admin(server)).json()
+    assert "desiredMachineVersion" not in view and view["machineVersion"]["id"] == source
+    assert httpx.put(f"{base}/i/{sid}/v", json=desire, headers=admin(server)).status_code == 201
+
+
 def test_create_orgs_and_isolation(server: Server) -> None:
     a = admin(server)
     a_org, a_key = server.creds["orgId"], server.creds["keyId"]

@@ -30,6 +30,7 @@ from ._http import (
     ApiError,
     JSONResponse,
     Requests,
+    caller_message,
     check_int,
     check_name,
     error_response,
@@ -382,7 +383,7 @@ class _Api(Requests):
             )
         except Conflict as exc:
             # State Backed's code for "that instance already exists" is invalid-state.
-            raise ApiError(409, "invalid-state", exc.message, "slug") from exc
+            raise ApiError(409, "invalid-state", caller_message(exc), "slug") from exc
         return JSONResponse(state_body(state))
 
     async def list_instances(self, request: Request) -> Response:
@@ -494,7 +495,7 @@ class _Api(Requests):
     async def set_desired_version(self, request: Request) -> Response:
         """State Backed's ``PUT .../v``; our extension ``upgradeNow: true`` upgrades at
         once if the instance is settled, instead of at its next event."""
-        principal = self.guard(request, Scope.INSTANCES_WRITE)
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
         _, machine, name = self._instance(request, principal)
         body = await self.body(request)
         target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")

@@ -51,13 +51,74 @@ class JSONResponse(_StarletteJSONResponse):
             return super().render(content)
 
 
-def loads(raw: bytes | str) -> Any:
-    """Parse JSON: orjson first; the standard library for what orjson refuses (integers
-    beyond 64 bits, NaN, which later checks reject with their own clear errors)."""
+# Request JSON nests at most this deep (a top-level object is 1). Deeper input used to
+# reach recursive code (the standard library's parser, copies, the encoder) and answer
+# 500; real contexts and events nest a handful of levels.
+MAX_JSON_DEPTH = 64
+
+
+def loads(raw: bytes | str, what: str = "the body") -> Any:
+    """Parse JSON from a client: orjson first; the standard library for what orjson
+    refuses (integers beyond 64 bits, NaN, which later checks reject with their own
+    clear errors). Refused with 400 ``invalid-json``, ``too-deep`` (nested deeper than
+    ``MAX_JSON_DEPTH``) or ``invalid-unicode`` (a lone surrogate, which no UTF-8 text
+    can hold: stored, it made every later read of the instance fail)."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as first:
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise _too_deep(what) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            message = str(first) if "surrogate" in str(first) else str(exc)
+            code = "invalid-unicode" if "surrogate" in message else "invalid-json"
+            raise ApiError(400, code, f"{what} is not JSON: {message}") from None
+        check_json(data, what)
+        return data
+    # orjson yields only valid Unicode, and nesting needs a look only with enough
+    # brackets for it: most bodies skip the walk.
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH:
+        check_json(data, what)
+    return data
+
+
+def check_json(data: Any, what: str) -> None:
+    """400 ``too-deep`` or ``invalid-unicode`` unless ``data`` (parsed JSON) nests at
+    most ``MAX_JSON_DEPTH`` deep and every key and string is valid Unicode. A loop, not
+    recursion: the input decides the depth."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, what)
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(what)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, what)
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+            elif isinstance(item, str):
+                _check_text(item, what)
+
+
+def _check_text(text: str, what: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                400, "invalid-unicode", f"{what} holds a string that is not valid Unicode"
+            ) from None
+
+
+def _too_deep(what: str) -> ApiError:
+    return ApiError(400, "too-deep", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
 
 
 class ApiError(Exception):
@@ -94,13 +155,18 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AuthError):
         return error_response(exc.status, exc.code, str(exc), getattr(exc, "parameter", None))
     if isinstance(exc, BackstateError):
-        # The runtime names machines <org>.<machine>; callers know them without the org.
-        return error_response(exc.status, exc.code, _ORG_PREFIX.sub("", exc.message))
+        return error_response(exc.status, exc.code, caller_message(exc))
     if isinstance(exc, MachineModuleError):
         return error_response(400, exc.code, str(exc), "code")
     if isinstance(exc, StoreError):
         return error_response(503, "store-unavailable", str(exc))
     return error_response(500, "internal-error", "internal error")
+
+
+def caller_message(exc: BackstateError) -> str:
+    """A runtime error's message as its caller names things: the runtime names machines
+    ``<org>.<machine>``, callers know them without the org."""
+    return _ORG_PREFIX.sub("", exc.message)
 
 
 def hmac_b64(key: str, data: str) -> str:
@@ -159,16 +225,17 @@ class Requests:
 
     def auth_context(self, request: Request, principal: Principal) -> dict[str, Any]:
         header = request.headers.get(ACT_HEADER)
-        return act_as(principal, header) if header is not None else principal.auth_context
+        if header is None:
+            return principal.auth_context
+        claims = act_as(principal, header)
+        check_json(claims, ACT_HEADER)
+        return claims
 
     async def body(self, request: Request) -> dict[str, Any]:
         raw = await read_body(request, self.backend.max_body_bytes)
         if not raw:
             return {}
-        try:
-            data = loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
+        data = loads(raw)
         if not isinstance(data, dict):
             raise ApiError(400, "invalid-parameter", "the body must be a JSON object", "body")
         return data

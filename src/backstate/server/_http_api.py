@@ -44,7 +44,7 @@ from starlette.routing import BaseRoute, Route
 from backstate.runtime import Conflict, NotFound
 
 from ._backend import Backend, runtime_name
-from ._http import ApiError, JSONResponse, read_body
+from ._http import ApiError, JSONResponse, loads, read_body
 
 logger = logging.getLogger("backstate.server.http_api")
 
@@ -152,8 +152,10 @@ async def _body(request: Request, limit: int) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return loads(raw)
+    except ApiError as exc:
+        if exc.code != "invalid-json":
+            raise  # JSON the handler could not be given: nested too deep, lone surrogates
         return raw.decode("utf-8", errors="replace")
 
 
