@@ -23,6 +23,8 @@ from ._output import Output
 DEFAULT_PORT = 8780
 DEV_DB = "backstate-dev.db"
 DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
+# `dev` serves pages under development on this machine, on any port.
+DEV_CORS_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
 
 
 def register(commands: Commands) -> None:
@@ -54,6 +56,20 @@ def register(commands: Commands) -> None:
         type=positive_int,
         metavar="N",
         help="refuse larger request bodies with 413 payload-too-large (default 1,000,000)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin (https://app.example.com, or * for any) that may call the"
+        " API and open /rt; repeatable (default: none but the server's own)",
+    )
+    serve.add_argument(
+        "--allow-private-jwks",
+        action="store_true",
+        help="let identity providers' jwksUrl reach loopback, private and link-local"
+        " addresses (refused by default: anyone can make the server fetch it)",
     )
     serve.add_argument(
         "--credentials",
@@ -92,7 +108,12 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
     api = f"http://{args.host}:{args.port}"
     limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
-    backend = Backend(args.store or args.db, node_url=args.node_url or api, **limits)
+    backend = Backend(
+        args.store or args.db,
+        node_url=args.node_url or api,
+        allow_private_jwks=args.allow_private_jwks,
+        **limits,
+    )
     created = backend.ensure_admin()
     if created is not None:
         _write_credentials(args.credentials, api, created.org_id, created.key_id, created.secret)
@@ -122,7 +143,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         serve_metrics(backend, args.metrics_port, args.metrics_host)
         print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     print(f"backstate API on {api}", flush=True)
-    uvicorn.run(create_app(backend, tune_gc=True), **_uvicorn_options(args))
+    app = create_app(backend, tune_gc=True, cors_origins=args.cors_origin)
+    uvicorn.run(app, **_uvicorn_options(args))
     return 0
 
 
@@ -149,9 +171,8 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     backend = Backend(args.db or folder / DEV_DB)
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(backend, tune_gc=True), **_uvicorn_options(args))
-    )
+    app = create_app(backend, tune_gc=True, cors_origin_regex=DEV_CORS_ORIGINS)
+    server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(args)))
     dev = Dev(context.output, folder, api, key_id, secret)
     asyncio.run(dev.run(server, args.credentials))
     return 0

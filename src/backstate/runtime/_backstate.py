@@ -197,17 +197,22 @@ class Backstate:
     ) -> InstanceState:
         state = await self.processor.get((check_machine(machine), check_name("instance", name)))
         if auth is not None:
-            check = self.registry.get(machine, state.version).allow_read
-            if check is not None and not check(
-                machine_instance_name=name,
-                auth_context=auth,
-                context=state.context,
-                state=state.value,
-            ):
-                raise Forbidden(
-                    "rejected-by-machine-authorizer", f"{machine}/{name} refused this read"
-                )
+            self.check_read(machine, name, state, auth)
         return state
+
+    def check_read(
+        self, machine: str, name: str, state: InstanceState, auth: dict[str, Any]
+    ) -> None:
+        """Raise ``Forbidden`` unless the version's ``allow_read`` lets ``auth`` read
+        ``state`` (for a read, and for each update a subscriber is sent)."""
+        check = self.registry.get(machine, state.version).allow_read
+        if check is not None and not check(
+            machine_instance_name=name,
+            auth_context=auth,
+            context=state.context,
+            state=state.value,
+        ):
+            raise Forbidden("rejected-by-machine-authorizer", f"{machine}/{name} refused this read")
 
     async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
         """The current state, then every committed state after it."""

@@ -188,13 +188,13 @@ def _verified(backend: Backend, token: str | None) -> Principal:
     if hit is not MISS and hit.key_id and backend.lookup_key(hit.key_id) is not None:
         return hit
     principal = verify_request_token(token, backend.lookup_key)
-    expires = _expiry(token)
+    expires = token_expiry(token)
     if token and expires is not None and principal.key_id:
         cache.put(token, principal, expires)
     return principal
 
 
-def _expiry(token: str | None) -> float | None:
+def token_expiry(token: str | None) -> float | None:
     """The ``exp`` of a token that has just been verified (so it is well formed)."""
     try:
         payload = token.split(".")[1] if token else ""
