@@ -267,6 +267,33 @@ def test_subscribe_over_rt_gets_current_state_then_updates(server: Server) -> No
     assert not r[11]["ok"] and len(r[11]["value"]) == 2  # nothing after unsubscribing
 
 
+def test_a_subscriber_that_loses_read_access_gets_its_error(server: Server) -> None:
+    base = server.deploy("room", ROOT / "tests" / "server" / "room.py")
+    r = drive(
+        server,
+        {"default": as_sid(server, "alice"), "bob": as_sid(server, "bob")},
+        [
+            call("machineInstances.create", "room", {"slug": "r"}),
+            {"op": "subscribe", "id": "bob", "machine": "room", "instance": "r", "client": "bob"},
+            {"op": "wait", "id": "bob", "count": 1},
+            call(
+                "machineInstances.sendEvent", "room", "r", {"event": {"type": "kick", "who": "bob"}}
+            ),
+            {"op": "wait", "id": "bob", "errors": 1},
+            call("machineInstances.sendEvent", "room", "r", {"event": "ping"}),
+            {"op": "wait", "id": "bob", "count": 3, "timeoutMs": 500},
+        ],
+    )
+    assert base.endswith("/machines/room")
+    ok(r[0])
+    first, lost = ok(r[4])
+    assert first["update"]["publicContext"] == {"pings": 0}
+    assert "RejectedByMachineAuthorizerError" in lost["error"]["classes"]
+    assert lost["error"]["status"] == 403
+    # Nothing after the error: the ping is not shown to bob.
+    assert not r[6]["ok"] and len(r[6]["value"]) == 2
+
+
 def test_two_subscribers_to_one_instance_on_one_socket(server: Server) -> None:
     r = drive(
         server,
