@@ -314,7 +314,10 @@ class Dev:
 
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     """uvicorn's settings for ``serve`` and ``dev``: errors only in its log, no access
-    log, and no proxy or server headers (per-request work on the hot path)."""
+    log, no proxy or server headers (per-request work on the hot path), and the bounded
+    protocol of ``backstate.server.uvicorn_options`` (head size, slow clients)."""
+    from backstate.server import uvicorn_options
+
     return {
         "host": args.host,
         "port": args.port,
@@ -322,4 +325,5 @@ def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
+        **uvicorn_options(),
     }

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
 
@@ -141,7 +141,14 @@ def error_response(
 
 # Client errors are answered here; anything else is a bug and reaches Starlette's
 # server-error handling (a 500 and a logged traceback).
-HANDLED_ERRORS = (ApiError, AuthError, BackstateError, MachineModuleError, StoreError)
+HANDLED_ERRORS = (
+    ApiError,
+    AuthError,
+    BackstateError,
+    ClientDisconnect,
+    MachineModuleError,
+    StoreError,
+)
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -158,6 +165,10 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return error_response(exc.status, exc.code, caller_message(exc))
     if isinstance(exc, MachineModuleError):
         return error_response(400, exc.code, str(exc), "code")
+    if isinstance(exc, ClientDisconnect):
+        # The client left (or was cut off for sending too slowly) before its body was
+        # complete: nobody will read this answer, but the request is answered.
+        return error_response(400, "incomplete-body", "the body ended before it was complete")
     if isinstance(exc, StoreError):
         return error_response(503, "store-unavailable", str(exc))
     return error_response(500, "internal-error", "internal error")
