@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -502,6 +503,32 @@ def test_logs_retrieve(server: Server) -> None:
     )
     page = ok(r[0])
     assert isinstance(page["maxTimestamp"], str) and isinstance(page["logs"], list)
+
+
+def test_logs_watch_pages_without_repeating_or_losing_entries(server: Server) -> None:
+    # A page boundary inside a millisecond (99 + 3), a millisecond holding more than a
+    # page (250), then one more entry.
+    start, messages = server.write_logs("paged", [99, 3, 250, 1])
+    since = datetime.fromtimestamp(start / 1000, UTC).isoformat().replace("+00:00", "Z")
+    r = drive(
+        server,
+        {"default": {"config": {"token": server.token({})}}},
+        [
+            {
+                "op": "watchLogs",
+                "from": since,
+                "filter": {"machineName": "paged"},
+                "count": len(messages),
+                "extraMs": 1000,
+            },
+            call("logs.retrieve", {"$date": since}, {"machineName": "paged"}),
+        ],
+    )
+    watched = ok(r[0])
+    assert [e["log"] for e in watched] == messages  # each once, in order, then quiet
+    assert {e["machineName"] for e in watched} == {"paged"}
+    first = ok(r[1])
+    assert len(first["logs"]) == 99  # the page ends before the millisecond it would split
 
 
 # -- identity ----------------------------------------------------------------------------------

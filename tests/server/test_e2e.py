@@ -23,6 +23,7 @@ import pytest
 import websockets
 
 from backstate.auth import sign_token
+from backstate.store import LogRow, SQLiteStore, WriteBatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +94,24 @@ class Server:
         version = httpx.post(f"{self.url}/machines/{slug}/v", json={"code": source}, headers=admin)
         assert version.status_code == 200, version.text
         return f"{self.url}/machines/{slug}"
+
+    def write_logs(self, machine: str, per_millisecond: list[int]) -> tuple[int, list[str]]:
+        """Log rows of ``machine`` straight into the server's SQLite file (through the
+        store's own writes): ``per_millisecond[k]`` entries in the k-th millisecond from
+        a minute ago. The first millisecond, and the messages in order."""
+        store = SQLiteStore(self.creds_path.parent / "b.db")
+        start = int(time.time() * 1000) - 60_000
+        rows, messages = [], []
+        for offset, count in enumerate(per_millisecond):
+            for _ in range(count):
+                messages.append(f"{machine}-{len(messages)}")
+                where = (f"{self.creds['orgId']}.{machine}", "v", "i")
+                rows.append(LogRow(start + offset, *where, "info", messages[-1]))
+        try:
+            store.commit(WriteBatch(logs=rows))
+        finally:
+            store.close()
+        return start, messages
 
     def headers(self, claims: dict[str, Any]) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(claims)}"}

@@ -49,6 +49,10 @@ from ._uploads import Uploads
 
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 READY_TIMEOUT = 3.0  # seconds /readyz waits for the stores
+LOG_PAGE = 100  # State Backed's "at most 100 entries per call"
+# A page holds a millisecond whole; one with more entries than this (user code printing
+# in a tight loop does not come near) would be cut, and the rest lost.
+LOG_MILLISECOND_LIMIT = 100_000
 
 
 def parse_time(value: str, parameter: str) -> int:
@@ -595,22 +599,34 @@ class _Api(Requests):
         return Response(status_code=204)
 
     async def logs(self, request: Request) -> Response:
+        """State Backed's paging: ``from`` is inclusive and the next call's ``from`` is
+        ``maxTimestamp``, which carries only a millisecond (clients parse it into a
+        date). So a page never ends inside a millisecond, and ``maxTimestamp`` is the
+        millisecond after its last entry: nothing comes twice, nothing is skipped, and
+        ``maxTimestamp == from`` (an empty page) still means caught up."""
         principal = self.guard(request, Scope.LOGS_READ)
         q = request.query_params
         since = parse_time(q.get("from", "0"), "from")
         machine = q.get("machine")
-        rows = await self.backend.runtime.logs(
-            since=since,
-            until=parse_time(q["to"], "to") if "to" in q else None,
-            machine=runtime_name(principal.org_id, machine) if machine else None,
-            instance=q.get("instance"),
-            limit=100,
-            version=q.get("version"),
-            namespace=principal.org_id,
-        )
+        filters: dict[str, Any] = {
+            "until": parse_time(q["to"], "to") if "to" in q else None,
+            "machine": runtime_name(principal.org_id, machine) if machine else None,
+            "instance": q.get("instance"),
+            "version": q.get("version"),
+            "namespace": principal.org_id,
+        }
+        runtime = self.backend.runtime
+        rows = await runtime.logs(since=since, limit=LOG_PAGE + 1, **filters)
+        if len(rows) > LOG_PAGE:
+            cut = rows[LOG_PAGE].ts  # the next entry's millisecond: not split across pages
+            rows = [r for r in rows[:LOG_PAGE] if r.ts < cut]
+            if not rows:  # more than a page in one millisecond: that millisecond, whole
+                rows = await runtime.logs(
+                    since=cut, limit=LOG_MILLISECOND_LIMIT, **{**filters, "until": cut + 1}
+                )
         return JSONResponse(
             {
-                "maxTimestamp": iso(max((r.ts for r in rows), default=since)),
+                "maxTimestamp": iso(rows[-1].ts + 1 if rows else since),
                 "logs": [
                     {
                         "timestamp": iso(r.ts),
