@@ -126,3 +126,23 @@ def test_an_expired_token_ends_its_subscriptions(server: Server, room: str) -> N
         await ws.close()
 
     asyncio.run(run())
+
+
+def test_bad_messages_get_errors_and_the_socket_keeps_serving(server: Server, room: str) -> None:
+    async def run() -> None:
+        ws = await subscribe(server, server.token({"sid": "alice"}))
+        for text, code in (
+            ("{", "invalid-json"),
+            ('{"type": "subscribe-to-instance", "x": ' + "[" * 5000 + "]" * 5000 + "}", "too-deep"),
+            ('{"type": "subscribe-to-instance", "machineName": "\\ud800"}', "invalid-unicode"),
+            ('{"type": "nonsense", "requestId": "z"}', "invalid-parameter"),
+            ("[1, 2]", "invalid-parameter"),
+        ):
+            await ws.send(text)
+            error = await next_message(ws)
+            assert (error["type"], error["status"], error["code"]) == ("error", 400, code), text
+        await asyncio.to_thread(send, server, room, "ping")
+        assert (await next_message(ws))["publicContext"] == {"pings": 1}
+        await ws.close()
+
+    asyncio.run(run())

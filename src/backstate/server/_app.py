@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -57,7 +58,7 @@ LOG_MILLISECOND_LIMIT = 100_000
 
 def parse_time(value: str, parameter: str) -> int:
     """An ISO date-time (as the client sends) or epoch milliseconds."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone admits superscripts, other scripts
         ms = int(value)
     else:
         try:
@@ -101,6 +102,13 @@ def _check_source(code: Any, kind: str) -> None:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal-error", "internal error")
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """The router's own 404 (no such route) and 405 (not that method), as API errors."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "invalid-request")
+    return error_response(exc.status_code, code, str(exc.detail))
 
 
 def create_app(
@@ -176,6 +184,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     for error in HANDLED_ERRORS:
         app.add_exception_handler(error, handle_error)
+    app.add_exception_handler(HTTPException, _routing_error)
     app.add_exception_handler(500, _internal_error)
     return app
 

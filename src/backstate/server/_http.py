@@ -37,6 +37,7 @@ from ._cache import MISS, Expiring
 
 _ORG_PREFIX = re.compile(r"\borg_[A-Za-z0-9_-]+\.(?=[A-Za-z0-9_-])")
 ORG_HEADER = "x-statebacked-org-id"
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -295,9 +296,8 @@ def check_name(value: Any, parameter: str) -> str:
 
 
 def check_int(value: str, parameter: str) -> int:
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ApiError(
-            400, "invalid-parameter", f"{parameter} must be an integer", parameter
-        ) from exc
+    """A query parameter's integer, within what the stores hold (64 bits)."""
+    number = int(value) if _INTEGER.fullmatch(value) else None
+    if number is None or not -(2**63) <= number < 2**63:
+        raise ApiError(400, "invalid-parameter", f"{parameter} must be an integer", parameter)
+    return number
