@@ -154,9 +154,10 @@ async def _body(request: Request, limit: int) -> Any:
     try:
         return loads(raw)
     except ApiError as exc:
-        if exc.code != "invalid-json":
-            raise  # JSON the handler could not be given: nested too deep, lone surrogates
-        return raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8", errors="replace")
+        if exc.code == "too-deep" or (exc.code == "invalid-unicode" and "\ufffd" not in text):
+            raise  # JSON the handler cannot be given: too deep, or escapes lone surrogates
+        return text  # not JSON (nor UTF-8, maybe): the handler gets it as text
 
 
 async def _call(fn: Callable[..., Any], arg: Any) -> Any:
