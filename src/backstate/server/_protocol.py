@@ -49,9 +49,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.transport.is_closing() or self.transport.get_protocol() is not self:
-            return  # refused, or now a WebSocket
         reading = self._reading
+        if reading is None and self._timer is None:
+            return  # a whole request (nearly all of them): nothing to count or time
+        if self.transport.is_closing():
+            return  # refused
         if reading == "head":
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
@@ -61,7 +63,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
         # Judged after the parser has read the data, so a request that came whole arms
         # nothing; a deadline, once armed, runs from the first byte of what it waits for.
-        if reading != self._waiting_for and (reading is not None or self._timer is not None):
+        if reading != self._waiting_for:
             self._stop()
             if reading is not None:
                 self._wait(reading)
@@ -80,6 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop()
+        self._reading = None  # the WebSocket protocol reads from here on
         super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
