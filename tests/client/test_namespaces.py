@@ -161,9 +161,10 @@ def test_logs_retrieve_and_watch(client: Client, name: str) -> None:
     entry = logs.entries[0]
     assert (entry.machine_name, entry.instance_name, entry.output_type) == ("say", name, "stdout")
     assert entry.org_id == client.orgs.list().items[0].id
-    assert logs.max_timestamp == logs.entries[-1].timestamp
+    # The next batch starts after the last entry's millisecond.
+    assert logs.max_timestamp == logs.entries[-1].timestamp + timedelta(milliseconds=1)
 
-    # from is inclusive: the watch must not give an entry twice, and ends after `to`.
+    # The watch gives no entry twice, and ends after `to`.
     to = datetime.now(UTC) + timedelta(seconds=1)
     watched = [
         e.log
@@ -171,6 +172,17 @@ def test_logs_retrieve_and_watch(client: Client, name: str) -> None:
     ]
     assert watched == ["said one", "said two", "said three"]
     assert datetime.now(UTC) >= to
+
+
+def test_logs_watch_repeats_and_loses_nothing_across_pages(
+    client: Client, server: Server, name: str
+) -> None:
+    # A page boundary inside a millisecond, and a millisecond holding more than a page.
+    start, messages = server.write_logs(name, [99, 3, 250, 1])
+    since = datetime.fromtimestamp(start / 1000, UTC)
+    to = datetime.now(UTC) + timedelta(seconds=1)
+    watched = [e.log for e in client.logs.watch(since, to=to, machine=name, poll_interval_s=0.2)]
+    assert watched == messages
 
 
 def test_orgs_and_keys(client: Client, server: Server, name: str) -> None:

@@ -21,6 +21,10 @@
 //   {op: "wait", id, count, timeoutMs?}         until the buffer holds `count` entries
 //   {op: "wait", id, errors, timeoutMs?}        until it holds `errors` error entries
 //   {op: "sleep", ms}
+//   {op: "watchLogs", from, filter?, count, extraMs?, timeoutMs?}
+//                                               logs.watch(from, filter): the entries it
+//                                               yields until `count` came and `extraMs`
+//                                               more passed (then it is aborted)
 // Prints one JSON line per step: {step, ok: true, value} or {step, ok: false, error}.
 // A buffer entry is {update: State} or {error}; `wait` returns the whole buffer.
 
@@ -179,6 +183,29 @@ async function main() {
           if (have() < want) {
             throw new Error(`timed out with ${have()} of ${want} entries`);
           }
+          break;
+        }
+        case "watchLogs": {
+          const controller = new AbortController();
+          const entries = [];
+          const deadline = Date.now() + (step.timeoutMs ?? 10000);
+          let enough;
+          const stop = setTimeout(() => controller.abort(), step.timeoutMs ?? 10000);
+          const iterator = clientFor(step.client ?? "default").logs.watch(
+            new Date(step.from),
+            step.filter,
+            controller.signal,
+          );
+          for await (const entry of iterator) {
+            entries.push(entry);
+            if (entries.length >= step.count && enough === undefined) {
+              enough = setTimeout(() => controller.abort(), step.extraMs ?? 0);
+            }
+            if (Date.now() > deadline || entries.length > step.count * 2) break;
+          }
+          clearTimeout(stop);
+          clearTimeout(enough);
+          value = entries;
           break;
         }
         case "sleep": {

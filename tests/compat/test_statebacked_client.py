@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,33 @@ def test_subscribe_over_rt_gets_current_state_then_updates(server: Server) -> No
     assert not r[11]["ok"] and len(r[11]["value"]) == 2  # nothing after unsubscribing
 
 
+def test_a_subscriber_that_loses_read_access_gets_its_error(server: Server) -> None:
+    base = server.deploy("room", ROOT / "tests" / "server" / "room.py")
+    r = drive(
+        server,
+        {"default": as_sid(server, "alice"), "bob": as_sid(server, "bob")},
+        [
+            call("machineInstances.create", "room", {"slug": "r"}),
+            {"op": "subscribe", "id": "bob", "machine": "room", "instance": "r", "client": "bob"},
+            {"op": "wait", "id": "bob", "count": 1},
+            call(
+                "machineInstances.sendEvent", "room", "r", {"event": {"type": "kick", "who": "bob"}}
+            ),
+            {"op": "wait", "id": "bob", "errors": 1},
+            call("machineInstances.sendEvent", "room", "r", {"event": "ping"}),
+            {"op": "wait", "id": "bob", "count": 3, "timeoutMs": 500},
+        ],
+    )
+    assert base.endswith("/machines/room")
+    ok(r[0])
+    first, lost = ok(r[4])
+    assert first["update"]["publicContext"] == {"pings": 0}
+    assert "RejectedByMachineAuthorizerError" in lost["error"]["classes"]
+    assert lost["error"]["status"] == 403
+    # Nothing after the error: the ping is not shown to bob.
+    assert not r[6]["ok"] and len(r[6]["value"]) == 2
+
+
 def test_two_subscribers_to_one_instance_on_one_socket(server: Server) -> None:
     r = drive(
         server,
@@ -475,6 +503,32 @@ def test_logs_retrieve(server: Server) -> None:
     )
     page = ok(r[0])
     assert isinstance(page["maxTimestamp"], str) and isinstance(page["logs"], list)
+
+
+def test_logs_watch_pages_without_repeating_or_losing_entries(server: Server) -> None:
+    # A page boundary inside a millisecond (99 + 3), a millisecond holding more than a
+    # page (250), then one more entry.
+    start, messages = server.write_logs("paged", [99, 3, 250, 1])
+    since = datetime.fromtimestamp(start / 1000, UTC).isoformat().replace("+00:00", "Z")
+    r = drive(
+        server,
+        {"default": {"config": {"token": server.token({})}}},
+        [
+            {
+                "op": "watchLogs",
+                "from": since,
+                "filter": {"machineName": "paged"},
+                "count": len(messages),
+                "extraMs": 1000,
+            },
+            call("logs.retrieve", {"$date": since}, {"machineName": "paged"}),
+        ],
+    )
+    watched = ok(r[0])
+    assert [e["log"] for e in watched] == messages  # each once, in order, then quiet
+    assert {e["machineName"] for e in watched} == {"paged"}
+    first = ok(r[1])
+    assert len(first["logs"]) == 99  # the page ends before the millisecond it would split
 
 
 # -- identity ----------------------------------------------------------------------------------

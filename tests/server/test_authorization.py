@@ -37,7 +37,7 @@ ROUTES: list[tuple[str, str, Any, Scope]] = [
         Scope.INSTANCES_ADMIN,
     ),
     ("GET", "/logs?from=0", None, Scope.LOGS_READ),
-    ("PUT", "/machines/toggler/i/s1/v", {"targetMachineVersionId": "ver_x"}, Scope.INSTANCES_WRITE),
+    ("PUT", "/machines/toggler/i/s1/v", {"targetMachineVersionId": "ver_x"}, Scope.INSTANCES_ADMIN),
     (
         "POST",
         "/machines/toggler/i/s1/v/dry-run",

@@ -23,6 +23,7 @@ import pytest
 import websockets
 
 from backstate.auth import sign_token
+from backstate.store import LogRow, SQLiteStore, WriteBatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +94,24 @@ class Server:
         version = httpx.post(f"{self.url}/machines/{slug}/v", json={"code": source}, headers=admin)
         assert version.status_code == 200, version.text
         return f"{self.url}/machines/{slug}"
+
+    def write_logs(self, machine: str, per_millisecond: list[int]) -> tuple[int, list[str]]:
+        """Log rows of ``machine`` straight into the server's SQLite file (through the
+        store's own writes): ``per_millisecond[k]`` entries in the k-th millisecond from
+        a minute ago. The first millisecond, and the messages in order."""
+        store = SQLiteStore(self.creds_path.parent / "b.db")
+        start = int(time.time() * 1000) - 60_000
+        rows, messages = [], []
+        for offset, count in enumerate(per_millisecond):
+            for _ in range(count):
+                messages.append(f"{machine}-{len(messages)}")
+                where = (f"{self.creds['orgId']}.{machine}", "v", "i")
+                rows.append(LogRow(start + offset, *where, "info", messages[-1]))
+        try:
+            store.commit(WriteBatch(logs=rows))
+        finally:
+            store.close()
+        return start, messages
 
     def headers(self, claims: dict[str, Any]) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(claims)}"}
@@ -318,7 +337,7 @@ def test_a_non_ascii_deletion_proof_is_refused_not_a_500(server: Server) -> None
     me = server.headers({"sid": "s1"})
     assert httpx.post(f"{server.url}/machines/toggler", json={"slug": "s1"}, headers=me).is_success
     admin = server.headers({"sub": "admin"})
-    for proof in ("ü", "\ud85c"):
+    for proof, code in (("ü", "invalid-parameter"), ("\ud85c", "invalid-unicode")):
         body = json.dumps(
             {
                 "dangerDataWillBeDeletedForever": True,
@@ -331,5 +350,5 @@ def test_a_non_ascii_deletion_proof_is_refused_not_a_500(server: Server) -> None
             content=body,
             headers={**admin, "content-type": "application/json"},
         )
-        assert (r.status_code, r.json()["code"]) == (400, "invalid-parameter")
+        assert (r.status_code, r.json()["code"]) == (400, code)
     assert httpx.get(f"{server.url}/machines/toggler/i/s1", headers=me).status_code == 200

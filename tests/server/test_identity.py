@@ -3,8 +3,10 @@ providers and token exchange (HS256, RS256 via a JWKS URL, anonymous sessions)."
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import socket
 import threading
 import time
 import uuid
@@ -32,10 +34,10 @@ PRODUCTION = [s.value for s in SCOPE_PRESETS["production"]]
 HS_SECRET = b"a shared secret of more than thirty-two bytes"
 
 
-def start(tmp: Path) -> tuple[Server, Callable[[], None]]:
+def start(tmp: Path, *options: str) -> tuple[Server, Callable[[], None]]:
     """A ``Server`` whose output is drained: the server logs every error response, and a
     full pipe would block it."""
-    srv = Server(tmp)
+    srv = Server(tmp, options=options)
     stream = srv.process.stdout
     assert stream is not None
     pump = threading.Thread(target=stream.read, daemon=True)
@@ -52,7 +54,8 @@ def start(tmp: Path) -> tuple[Server, Callable[[], None]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv, stop = start(tmp_path_factory.mktemp("identity"))
+    # The tests' JWKS documents are served on 127.0.0.1.
+    srv, stop = start(tmp_path_factory.mktemp("identity"), "--allow-private-jwks")
     try:
         yield srv
     finally:
@@ -261,6 +264,46 @@ def test_anonymous_session_as_the_client_makes_it(server: Server) -> None:
         "invalid_request",
         "bad-signature",
     )
+
+
+def test_anonymous_and_production_keys_cannot_move_instances_between_versions(
+    server: Server,
+) -> None:
+    # Moving an instance to another version is an operator's act (the published client
+    # has it under machineInstances.admin), and no machine authorizer is asked: with
+    # instances.write, any anonymous visitor could have upgraded anyone's instance.
+    org_id = server.creds["orgId"]
+    sid = f"anon-{uuid.uuid4().hex[:8]}"
+    anonymous = bearer(
+        access_token(exchange(server, org_id, ANONYMOUS_SERVICE, anonymous_token(org_id, sid)))
+    )
+    production = key_headers(
+        *new_key(server, admin(server), "prod", use="production"), {"sid": sid}
+    )
+    base = f"{server.url}/machines/toggler"
+    assert httpx.post(base, json={"slug": sid}, headers=anonymous).status_code == 200
+    source = httpx.get(f"{base}/i/{sid}/admin", headers=admin(server)).json()["machineVersion"][
+        "id"
+    ]
+    code = (Path(__file__).parents[2] / "examples" / "toggler.py").read_text()
+    made = httpx.post(f"{base}/v", json={"code": code, "makeCurrent": False}, headers=admin(server))
+    target = made.json()["machineVersionId"]
+    migration = (
+        "def upgrade_state(p, c):\n    return p\n\ndef upgrade_context(o, n, c):\n    return c\n"
+    )
+    provisional = httpx.post(
+        f"{base}/migrations",
+        json={"fromMachineVersionId": source, "toMachineVersionId": target, "code": migration},
+        headers=admin(server),
+    ).json()["machineVersionMigrationId"]
+    assert httpx.put(f"{base}/migrations/{provisional}", headers=admin(server)).status_code == 200
+    desire = {"targetMachineVersionId": target}
+    for headers in (anonymous, production):
+        refused = httpx.put(f"{base}/i/{sid}/v", json=desire, headers=headers)
+        assert error(refused) == (403, "missing-scope"), refused.text
+    view = httpx.get(f"{base}/i/{sid}/admin", headers=admin(server)).json()
+    assert "desiredMachineVersion" not in view and view["machineVersion"]["id"] == source
+    assert httpx.put(f"{base}/i/{sid}/v", json=desire, headers=admin(server)).status_code == 201
 
 
 def test_create_orgs_and_isolation(server: Server) -> None:
@@ -522,6 +565,79 @@ def test_rs256_idp_via_jwks_url(server: Server, jwks: Jwks) -> None:
         sign({**claims, "iss": "https://down.example"}, signer, "RS256", "k1"),
     )
     assert oauth_error(r) == (503, "temporarily_unavailable", "jwks-unavailable")
+
+
+@pytest.fixture
+def strict(tmp_path: Path) -> Iterator[Server]:
+    """A server as ``serve`` runs by default: no JWKS from private addresses."""
+    srv, stop = start(tmp_path)
+    try:
+        yield srv
+    finally:
+        stop()
+
+
+class RawPort:
+    """A TCP port on 127.0.0.1 that answers every connection with ``reply`` and closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.hits = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.hits += 1
+                with conn:
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_jwks_urls_cannot_reach_private_addresses_and_fail_alike(
+    strict: Server, jwks: Jwks
+) -> None:
+    a, org_id = admin(strict), strict.creds["orgId"]
+    signer = rsa_key("jwks-idp")
+    jwks.document = {"keys": [public_jwk(signer, kid="k1", alg="RS256", use="sig")]}
+    add_provider(strict, "ssrf", {"sid.$": "$.sub"})
+    ssh = RawPort(b"SSH-2.0-OpenSSH_9.6\r\n")
+    web = RawPort(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    port = jwks.url.split(":")[2].split("/")[0]
+    urls = {
+        "the JWKS itself": jwks.url,
+        "by name": jwks.url.replace("127.0.0.1", "localhost"),
+        "closed port": f"http://127.0.0.1:{_free_port()}/jwks",
+        "not HTTP": f"http://127.0.0.1:{ssh.port}/",
+        "some HTTP service": f"http://127.0.0.1:{web.port}/",
+        "IPv4 in IPv6": f"http://[::ffff:127.0.0.1]:{port}/.well-known/jwks.json",
+        "cloud metadata": "http://169.254.169.254/latest/meta-data/",
+        "private network": "http://10.0.0.1/jwks",
+        "unspecified": f"http://0.0.0.0:{port}/.well-known/jwks.json",
+    }
+    answers = {}
+    try:
+        for label, url in urls.items():
+            iss = f"https://{abs(hash(label))}.ssrf.example"
+            idp = {"iss": iss, "algs": ["RS256"], "jwksUrl": url, "mapping": {"sub.$": "$.sub"}}
+            assert httpx.post(f"{strict.url}/idps", json=idp, headers=a).status_code == 204
+            claims = {"iss": iss, "sub": "u", "exp": int(time.time()) + 300}
+            started = time.monotonic()
+            r = exchange(strict, org_id, "ssrf", sign(claims, signer, "RS256", "k1"))
+            assert time.monotonic() - started < 2, label  # refused before any connection
+            assert oauth_error(r) == (503, "temporarily_unavailable", "jwks-unavailable"), label
+            answers[label] = r.json()
+        # Nothing was fetched, and no answer tells one target from another.
+        assert (jwks.hits, ssh.hits, web.hits) == (0, 0, 0)
+        assert len({json.dumps(body, sort_keys=True) for body in answers.values()}) == 1
+    finally:
+        ssh.close()
+        web.close()
 
 
 def test_bad_exchanges_are_clear_4xx_and_change_nothing(server: Server) -> None:

@@ -8,6 +8,7 @@ us hammer the IdP. While the IdP is unreachable, the last good document keeps se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from ._errors import AuthError
 from ._jws import key_fits
 
 Fetch = Callable[[str], Mapping[str, Any]]
+
+logger = logging.getLogger("backstate.auth")
 
 _KEY_TYPES = {"HS": "oct", "RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
@@ -60,8 +63,14 @@ class JwksCache:
         try:
             keys = _keys_of(self._fetch(url))
         except Exception as error:  # whatever the caller's fetch raises: network, JSON, ...
+            # The URL is the IdP's, but anyone may ask for an exchange: one message for
+            # every failure, or it would tell closed ports, other services and refused
+            # addresses apart. The operator finds the reason in the server's log.
+            logger.warning("cannot fetch the JWKS at %s: %s", url, error)
             if stale is None:
-                raise AuthError("jwks-unavailable", 503, f"cannot fetch {url}: {error}") from None
+                raise AuthError(
+                    "jwks-unavailable", 503, "the identity provider's keys are unavailable"
+                ) from None
             keys = stale.keys
         document = _Document(now, keys)
         self._documents[url] = document

@@ -43,6 +43,8 @@ def act_as(principal: Principal, header_value: str) -> dict[str, Any]:
         )
     try:
         claims = json.loads(header_value)
+    except RecursionError:
+        raise AuthError("invalid-act", 400, f"{ACT_HEADER} nests too deep", ACT_HEADER) from None
     except ValueError:
         raise AuthError("invalid-act", 400, f"{ACT_HEADER} is not JSON", ACT_HEADER) from None
     if not isinstance(claims, dict):

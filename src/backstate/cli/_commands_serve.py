@@ -24,6 +24,8 @@ DEFAULT_PORT = 8780
 DEFAULT_GRACE = 10.0  # backstate.server.DEFAULT_GRACE, without importing the server
 DEV_DB = "backstate-dev.db"
 DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
+# `dev` serves pages under development on this machine, on any port.
+DEV_CORS_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
 
 
 def register(commands: Commands) -> None:
@@ -55,6 +57,20 @@ def register(commands: Commands) -> None:
         type=positive_int,
         metavar="N",
         help="refuse larger request bodies with 413 payload-too-large (default 1,000,000)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin (https://app.example.com, or * for any) that may call the"
+        " API and open /rt; repeatable (default: none but the server's own)",
+    )
+    serve.add_argument(
+        "--allow-private-jwks",
+        action="store_true",
+        help="let identity providers' jwksUrl reach loopback, private and link-local"
+        " addresses (refused by default: anyone can make the server fetch it)",
     )
     serve.add_argument(
         "--credentials",
@@ -181,7 +197,11 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
     limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
     sandbox = _sandbox(args, None if args.store else Path(args.db))
     backend = Backend(
-        args.store or args.db, node_url=args.node_url or api, sandbox=sandbox, **limits
+        args.store or args.db,
+        node_url=args.node_url or api,
+        sandbox=sandbox,
+        allow_private_jwks=args.allow_private_jwks,
+        **limits,
     )
     created = backend.ensure_admin()
     if created is not None:
@@ -212,7 +232,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         serve_metrics(backend, args.metrics_port, args.metrics_host)
         print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     print(f"backstate API on {api}", flush=True)
-    Serving(_uvicorn_config(backend, args), backend, args.shutdown_grace).run()
+    config = _uvicorn_config(backend, args, cors_origins=args.cors_origin)
+    Serving(config, backend, args.shutdown_grace).run()
     return 0
 
 
@@ -221,13 +242,13 @@ def _check_grace(grace: float) -> None:
         raise CliError("--shutdown-grace must be between 0 and 3600 seconds", "invalid-option")
 
 
-def _uvicorn_config(backend: Any, args: argparse.Namespace) -> Any:
+def _uvicorn_config(backend: Any, args: argparse.Namespace, **app_options: Any) -> Any:
     import uvicorn
 
     from backstate.server import create_app, uvicorn_options
 
     options = uvicorn_options(args.host, args.port, args.shutdown_grace)
-    return uvicorn.Config(create_app(backend, tune_gc=True), **options)
+    return uvicorn.Config(create_app(backend, tune_gc=True, **app_options), **options)
 
 
 def _write_credentials(path: Path, api: str, org_id: str, key_id: str, secret: str) -> None:
@@ -255,7 +276,8 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     backend = Backend(db, sandbox=_sandbox(args, Path(db)))
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
-    server = Serving(_uvicorn_config(backend, args), backend, args.shutdown_grace)
+    config = _uvicorn_config(backend, args, cors_origin_regex=DEV_CORS_ORIGINS)
+    server = Serving(config, backend, args.shutdown_grace)
     dev = Dev(context.output, folder, api, key_id, secret)
     asyncio.run(dev.run(server, args.credentials))
     return 0

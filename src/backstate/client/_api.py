@@ -412,9 +412,9 @@ def retrieve_logs(
 
 
 class LogCursor:
-    """Where a log watch has got to. ``from`` is inclusive, so each batch starts with
-    the entries at its ``from`` millisecond that the last batch already gave (in the
-    same order): the cursor counts those and skips them."""
+    """Where a log watch has got to: each batch starts at the last one's
+    ``max_timestamp`` (the server never splits a millisecond between batches, so
+    nothing comes twice and nothing is skipped)."""
 
     def __init__(
         self,
@@ -429,27 +429,15 @@ class LogCursor:
         self.to = to
         self.filters = (machine, instance, version_id)
         self.caught_up = False
-        self._seen_at_since = 0
 
     def fetch(self) -> Flow[Logs]:
         return retrieve_logs(self.since, self.to, *self.filters)
 
     def accept(self, logs: Logs) -> list[LogEntry]:
-        """The entries of a batch not given before; moves the cursor on."""
-        entries = logs.entries
-        skip = 0
-        while (
-            skip < min(len(entries), self._seen_at_since) and entries[skip].timestamp == self.since
-        ):
-            skip += 1
-        fresh = entries[skip:]
-        if logs.max_timestamp > self.since:
-            self.since = logs.max_timestamp
-            self._seen_at_since = sum(1 for e in entries if e.timestamp == self.since)
-        else:
-            self._seen_at_since += len(fresh)
-        self.caught_up = not fresh
-        return fresh
+        """The batch's entries; moves the cursor on."""
+        self.since = max(self.since, logs.max_timestamp)
+        self.caught_up = not logs.entries
+        return logs.entries
 
     def finished(self, now: datetime) -> bool:
         """With a ``to``: once the cursor passed it, or caught up after it."""

@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
+from starlette.websockets import WebSocket
 
 from backstate.auth import AuthError, Principal, Scope, require_scope
-from backstate.runtime import BackstateError, Conflict
+from backstate.runtime import Conflict
 from backstate.store import StoreError
 
 from . import _gc, _serving
@@ -31,26 +34,33 @@ from ._http import (
     ApiError,
     JSONResponse,
     Requests,
+    caller_message,
     check_int,
     check_name,
     error_response,
     handle_error,
     hmac_b64,
     iso,
+    token_expiry,
 )
 from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
+from ._realtime import Connection, origin_allowed
 from ._uploads import Uploads
 
 logger = logging.getLogger("backstate.server")
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 READY_TIMEOUT = 3.0  # seconds /readyz waits for the stores
+LOG_PAGE = 100  # State Backed's "at most 100 entries per call"
+# A page holds a millisecond whole; one with more entries than this (user code printing
+# in a tight loop does not come near) would be cut, and the rest lost.
+LOG_MILLISECOND_LIMIT = 100_000
 
 
 def parse_time(value: str, parameter: str) -> int:
     """An ISO date-time (as the client sends) or epoch milliseconds."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone admits superscripts, other scripts
         ms = int(value)
     else:
         try:
@@ -96,10 +106,33 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal-error", "internal error")
 
 
-def create_app(backend: Backend, *, tune_gc: bool = False) -> Starlette:
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """The router's own 404 (no such route) and 405 (not that method), as API errors."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "invalid-request")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def create_app(
+    backend: Backend,
+    *,
+    tune_gc: bool = False,
+    cors_origins: Sequence[str] = (),
+    cors_origin_regex: str | None = None,
+) -> Starlette:
     """The API over ``backend``. ``tune_gc``: the app owns its process (``backstate serve``
-    and ``dev``), whose garbage collector is tuned once it has started (see _gc)."""
-    api = _Api(backend)
+    and ``dev``), whose garbage collector is tuned once it has started (see _gc).
+    ``cors_origins`` (``"*"`` for any) and ``cors_origin_regex``: the browser origins
+    other than the server's own that may call the API and open /rt (none by default)."""
+    cors = {
+        "allow_origins": tuple(cors_origins),
+        "allow_origin_regex": cors_origin_regex,
+        "allow_methods": ["*"],
+        "allow_headers": ["*"],  # bearer tokens, no cookies: any header may be sent
+    }
+    # Starlette's own origin matching, for /rt too (a WebSocket has no preflight).
+    origins = CORSMiddleware(_no_app, **cors)  # type: ignore[arg-type]
+    api = _Api(backend, origins.is_allowed_origin if cors_origins or cors_origin_regex else _none)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -148,18 +181,31 @@ def create_app(backend: Backend, *, tune_gc: bool = False) -> Starlette:
         ("POST", "/machines/{machine}/i/{instance}/events", api.send_event),
         ("GET", "/machines/{machine}/i/{instance}", api.get_instance),
     ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(HotRoutes, routes=hot)]
-    )
+    middleware = [Middleware(HotRoutes, routes=hot)]
+    if cors_origins or cors_origin_regex:
+        # Outside the hot routes, which answer ahead of whatever comes after them; with
+        # no origin configured, not there at all (it costs every response some work).
+        middleware.insert(0, Middleware(CORSMiddleware, **cors))  # type: ignore[arg-type]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     for error in HANDLED_ERRORS:
         app.add_exception_handler(error, handle_error)
+    app.add_exception_handler(HTTPException, _routing_error)
     app.add_exception_handler(500, _internal_error)
     return app
 
 
+async def _no_app(scope: ASGIScope, receive: Receive, send: Send) -> None:
+    raise AssertionError("only consulted for its origin policy")
+
+
+def _none(origin: str) -> bool:
+    return False
+
+
 class _Api(Requests):
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, origins: Callable[[str], bool]) -> None:
         super().__init__(backend)
+        self.origins = origins
         self.uploads = Uploads()
         self.forwarder = Forwarder(backend.cluster)
 
@@ -385,7 +431,7 @@ class _Api(Requests):
             )
         except Conflict as exc:
             # State Backed's code for "that instance already exists" is invalid-state.
-            raise ApiError(409, "invalid-state", exc.message, "slug") from exc
+            raise ApiError(409, "invalid-state", caller_message(exc), "slug") from exc
         return JSONResponse(state_body(state))
 
     async def list_instances(self, request: Request) -> Response:
@@ -497,7 +543,7 @@ class _Api(Requests):
     async def set_desired_version(self, request: Request) -> Response:
         """State Backed's ``PUT .../v``; our extension ``upgradeNow: true`` upgrades at
         once if the instance is settled, instead of at its next event."""
-        principal = self.guard(request, Scope.INSTANCES_WRITE)
+        principal = self.guard(request, Scope.INSTANCES_ADMIN)
         _, machine, name = self._instance(request, principal)
         body = await self.body(request)
         target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")
@@ -565,22 +611,34 @@ class _Api(Requests):
         return Response(status_code=204)
 
     async def logs(self, request: Request) -> Response:
+        """State Backed's paging: ``from`` is inclusive and the next call's ``from`` is
+        ``maxTimestamp``, which carries only a millisecond (clients parse it into a
+        date). So a page never ends inside a millisecond, and ``maxTimestamp`` is the
+        millisecond after its last entry: nothing comes twice, nothing is skipped, and
+        ``maxTimestamp == from`` (an empty page) still means caught up."""
         principal = self.guard(request, Scope.LOGS_READ)
         q = request.query_params
         since = parse_time(q.get("from", "0"), "from")
         machine = q.get("machine")
-        rows = await self.backend.runtime.logs(
-            since=since,
-            until=parse_time(q["to"], "to") if "to" in q else None,
-            machine=runtime_name(principal.org_id, machine) if machine else None,
-            instance=q.get("instance"),
-            limit=100,
-            version=q.get("version"),
-            namespace=principal.org_id,
-        )
+        filters: dict[str, Any] = {
+            "until": parse_time(q["to"], "to") if "to" in q else None,
+            "machine": runtime_name(principal.org_id, machine) if machine else None,
+            "instance": q.get("instance"),
+            "version": q.get("version"),
+            "namespace": principal.org_id,
+        }
+        runtime = self.backend.runtime
+        rows = await runtime.logs(since=since, limit=LOG_PAGE + 1, **filters)
+        if len(rows) > LOG_PAGE:
+            cut = rows[LOG_PAGE].ts  # the next entry's millisecond: not split across pages
+            rows = [r for r in rows[:LOG_PAGE] if r.ts < cut]
+            if not rows:  # more than a page in one millisecond: that millisecond, whole
+                rows = await runtime.logs(
+                    since=cut, limit=LOG_MILLISECOND_LIMIT, **{**filters, "until": cut + 1}
+                )
         return JSONResponse(
             {
-                "maxTimestamp": iso(max((r.ts for r in rows), default=since)),
+                "maxTimestamp": iso(rows[-1].ts + 1 if rows else since),
                 "logs": [
                     {
                         "timestamp": iso(r.ts),
@@ -600,12 +658,15 @@ class _Api(Requests):
 
     async def realtime(self, ws: WebSocket) -> None:
         try:
-            principal = self.principal(ws, ws.query_params.get("token"))
+            token = ws.query_params.get("token")
+            principal = self.principal(ws, token)
             require_scope(principal, Scope.STATE_READ)
+            if not origin_allowed(ws, self.origins):
+                raise ApiError(403, "origin-not-allowed", "this server does not serve that origin")
         except (AuthError, ApiError) as exc:
             # Refuse the handshake with the API's error response (401 for a bad token,
-            # 403 for a missing scope or org), so clients can tell them apart; servers
-            # without the denial-response extension close with 4401 / 4403 instead.
+            # 403 for a missing scope, org or origin), so clients can tell them apart;
+            # servers without the denial-response extension close with 4401 / 4403.
             status = getattr(exc, "status", 401)
             if "websocket.http.response" in ws.scope.get("extensions", {}):
                 await ws.send_denial_response(await handle_error(ws, exc))  # type: ignore[arg-type]
@@ -613,72 +674,4 @@ class _Api(Requests):
                 await ws.close(code=4401 if status == 401 else 4403, reason=str(exc)[:120])
             return
         await ws.accept()
-        watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        requests: dict[tuple[str, str], set[str]] = {}
-        try:
-            while True:
-                try:
-                    message = json.loads(await ws.receive_text())
-                except ValueError:
-                    await ws.send_json(
-                        {"type": "error", "requestId": None, "status": 400, "code": "invalid-json"}
-                    )
-                    continue
-                kind = message.get("type") if isinstance(message, dict) else None
-                if kind == "ping":
-                    continue
-                request_id = message.get("requestId")
-                key = (str(message.get("machineName")), str(message.get("machineInstanceName")))
-                # One watcher per instance per socket, kept while any request wants it:
-                # clients dispatch updates by instance, so two subscribers share them.
-                if kind == "unsubscribe-from-instance":
-                    wanted = requests.get(key, set())
-                    wanted.discard(str(request_id))
-                    if not wanted and key in watchers:
-                        watchers.pop(key).cancel()
-                        requests.pop(key, None)
-                elif kind == "subscribe-to-instance":
-                    requests.setdefault(key, set()).add(str(request_id))
-                    if key in watchers:
-                        watchers[key].cancel()  # restart: the new subscriber gets the current state
-                    watchers[key] = asyncio.create_task(self._watch(ws, principal, key, request_id))
-                else:
-                    await ws.send_json(
-                        {
-                            "type": "error",
-                            "requestId": request_id,
-                            "status": 400,
-                            "code": "invalid-parameter",
-                        }
-                    )
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for task in watchers.values():
-                task.cancel()
-
-    async def _watch(
-        self, ws: WebSocket, principal: Principal, key: tuple[str, str], request_id: Any
-    ) -> None:
-        slug, name = key
-        try:
-            self.backend.machine(principal.org_id, slug)
-            machine = runtime_name(principal.org_id, slug)
-            await self.backend.runtime.get(machine, name, auth=principal.auth_context)
-            async for state in self.backend.runtime.subscribe(machine, name):
-                await ws.send_json(
-                    {
-                        "type": "instance-update",
-                        "machineName": slug,
-                        "machineInstanceName": name,
-                        **state_body(state),
-                    }
-                )
-        except (BackstateError, AuthError) as exc:
-            status = getattr(exc, "status", 400)
-            with contextlib.suppress(Exception):
-                await ws.send_json(
-                    {"type": "error", "requestId": request_id, "status": status, "code": exc.code}
-                )
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+        await Connection(self.backend, ws, principal, token_expiry(token)).serve()

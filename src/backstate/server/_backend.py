@@ -90,15 +90,19 @@ class Backend:
         node_url: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         sandbox: Sandbox | None = None,
+        allow_private_jwks: bool = False,
     ) -> None:
         """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
         ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
         others at this URL (see backstate.runtime._cluster). ``max_body_bytes``: larger
         request bodies are refused with 413 ``payload-too-large``, before they are read.
-        ``sandbox``: where machine code runs; without one, in this process (trusted)."""
+        ``sandbox``: where machine code runs; without one, in this process (trusted).
+        ``allow_private_jwks``: identity providers' JWKS may be fetched from loopback,
+        private and link-local addresses (see _jwks_fetch)."""
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
         self.max_body_bytes = max_body_bytes
+        self.allow_private_jwks = allow_private_jwks
         store = open_store(db)
         self.cluster = (
             Cluster(node_url)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
 
@@ -37,6 +37,7 @@ from ._cache import MISS, Expiring
 
 _ORG_PREFIX = re.compile(r"\borg_[A-Za-z0-9_-]+\.(?=[A-Za-z0-9_-])")
 ORG_HEADER = "x-statebacked-org-id"
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class JSONResponse(_StarletteJSONResponse):
@@ -51,13 +52,74 @@ class JSONResponse(_StarletteJSONResponse):
             return super().render(content)
 
 
-def loads(raw: bytes | str) -> Any:
-    """Parse JSON: orjson first; the standard library for what orjson refuses (integers
-    beyond 64 bits, NaN, which later checks reject with their own clear errors)."""
+# Request JSON nests at most this deep (a top-level object is 1). Deeper input used to
+# reach recursive code (the standard library's parser, copies, the encoder) and answer
+# 500; real contexts and events nest a handful of levels.
+MAX_JSON_DEPTH = 64
+
+
+def loads(raw: bytes | str, what: str = "the body") -> Any:
+    """Parse JSON from a client: orjson first; the standard library for what orjson
+    refuses (integers beyond 64 bits, NaN, which later checks reject with their own
+    clear errors). Refused with 400 ``invalid-json``, ``too-deep`` (nested deeper than
+    ``MAX_JSON_DEPTH``) or ``invalid-unicode`` (a lone surrogate, which no UTF-8 text
+    can hold: stored, it made every later read of the instance fail)."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as first:
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise _too_deep(what) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            message = str(first) if "surrogate" in str(first) else str(exc)
+            code = "invalid-unicode" if "surrogate" in message else "invalid-json"
+            raise ApiError(400, code, f"{what} is not JSON: {message}") from None
+        check_json(data, what)
+        return data
+    # orjson yields only valid Unicode, and nesting needs a look only with enough
+    # brackets for it: most bodies skip the walk.
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH:
+        check_json(data, what)
+    return data
+
+
+def check_json(data: Any, what: str) -> None:
+    """400 ``too-deep`` or ``invalid-unicode`` unless ``data`` (parsed JSON) nests at
+    most ``MAX_JSON_DEPTH`` deep and every key and string is valid Unicode. A loop, not
+    recursion: the input decides the depth."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, what)
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(what)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, what)
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+            elif isinstance(item, str):
+                _check_text(item, what)
+
+
+def _check_text(text: str, what: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                400, "invalid-unicode", f"{what} holds a string that is not valid Unicode"
+            ) from None
+
+
+def _too_deep(what: str) -> ApiError:
+    return ApiError(400, "too-deep", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
 
 
 class ApiError(Exception):
@@ -80,7 +142,14 @@ def error_response(
 
 # Client errors are answered here; anything else is a bug and reaches Starlette's
 # server-error handling (a 500 and a logged traceback).
-HANDLED_ERRORS = (ApiError, AuthError, BackstateError, MachineModuleError, StoreError)
+HANDLED_ERRORS = (
+    ApiError,
+    AuthError,
+    BackstateError,
+    ClientDisconnect,
+    MachineModuleError,
+    StoreError,
+)
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -94,13 +163,22 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AuthError):
         return error_response(exc.status, exc.code, str(exc), getattr(exc, "parameter", None))
     if isinstance(exc, BackstateError):
-        # The runtime names machines <org>.<machine>; callers know them without the org.
-        return error_response(exc.status, exc.code, _ORG_PREFIX.sub("", exc.message))
+        return error_response(exc.status, exc.code, caller_message(exc))
     if isinstance(exc, MachineModuleError):
         return error_response(400, exc.code, str(exc), "code")
+    if isinstance(exc, ClientDisconnect):
+        # The client left (or was cut off for sending too slowly) before its body was
+        # complete: nobody will read this answer, but the request is answered.
+        return error_response(400, "incomplete-body", "the body ended before it was complete")
     if isinstance(exc, StoreError):
         return error_response(503, "store-unavailable", str(exc))
     return error_response(500, "internal-error", "internal error")
+
+
+def caller_message(exc: BackstateError) -> str:
+    """A runtime error's message as its caller names things: the runtime names machines
+    ``<org>.<machine>``, callers know them without the org."""
+    return _ORG_PREFIX.sub("", exc.message)
 
 
 def hmac_b64(key: str, data: str) -> str:
@@ -122,13 +200,13 @@ def _verified(backend: Backend, token: str | None) -> Principal:
     if hit is not MISS and hit.key_id and backend.lookup_key(hit.key_id) is not None:
         return hit
     principal = verify_request_token(token, backend.lookup_key)
-    expires = _expiry(token)
+    expires = token_expiry(token)
     if token and expires is not None and principal.key_id:
         cache.put(token, principal, expires)
     return principal
 
 
-def _expiry(token: str | None) -> float | None:
+def token_expiry(token: str | None) -> float | None:
     """The ``exp`` of a token that has just been verified (so it is well formed)."""
     try:
         payload = token.split(".")[1] if token else ""
@@ -159,16 +237,17 @@ class Requests:
 
     def auth_context(self, request: Request, principal: Principal) -> dict[str, Any]:
         header = request.headers.get(ACT_HEADER)
-        return act_as(principal, header) if header is not None else principal.auth_context
+        if header is None:
+            return principal.auth_context
+        claims = act_as(principal, header)
+        check_json(claims, ACT_HEADER)
+        return claims
 
     async def body(self, request: Request) -> dict[str, Any]:
         raw = await read_body(request, self.backend.max_body_bytes)
         if not raw:
             return {}
-        try:
-            data = loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "invalid-json", f"the body is not JSON: {exc}") from exc
+        data = loads(raw)
         if not isinstance(data, dict):
             raise ApiError(400, "invalid-parameter", "the body must be a JSON object", "body")
         return data
@@ -217,9 +296,8 @@ def check_name(value: Any, parameter: str) -> str:
 
 
 def check_int(value: str, parameter: str) -> int:
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ApiError(
-            400, "invalid-parameter", f"{parameter} must be an integer", parameter
-        ) from exc
+    """A query parameter's integer, within what the stores hold (64 bits)."""
+    number = int(value) if _INTEGER.fullmatch(value) else None
+    if number is None or not -(2**63) <= number < 2**63:
+        raise ApiError(400, "invalid-parameter", f"{parameter} must be an integer", parameter)
+    return number

@@ -43,7 +43,7 @@ from backstate.runtime import BackstateError, Conflict, NotFound, UserRaised
 from backstate.runtime._deployments import Version
 
 from ._backend import Backend, runtime_name
-from ._http import ApiError, JSONResponse, read_body
+from ._http import ApiError, JSONResponse, loads, read_body
 
 logger = logging.getLogger("backstate.server.http_api")
 
@@ -140,9 +140,12 @@ async def _body(request: Request, limit: int) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw.decode("utf-8", errors="replace")
+        return loads(raw)
+    except ApiError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        if exc.code == "too-deep" or (exc.code == "invalid-unicode" and "\ufffd" not in text):
+            raise  # JSON the handler cannot be given: too deep, or escapes lone surrogates
+        return text  # not JSON (nor UTF-8, maybe): the handler gets it as text
 
 
 def _handler_result(value: Any) -> tuple[str, Any, dict[str, Any], dict[str, Any] | None]:

@@ -15,10 +15,8 @@ Every route sees only the caller's org: another org's key, IdP or token provider
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -46,9 +44,8 @@ from backstate.store import ControlStore, IdpRow, KeyRow, OrgRow, TokenProviderR
 
 from ._backend import ADMIN_SCOPES, Backend, now_ms
 from ._http import ApiError, JSONResponse, Requests, error_response, iso, read_body
+from ._jwks_fetch import JwksFetch
 
-JWKS_TIMEOUT_S = 5.0
-JWKS_MAX_BYTES = 1_000_000
 MAX_LABEL_CHARS = 256
 ANONYMOUS_KEY_NAME = "anonymous-access"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -94,24 +91,6 @@ def create_org(
         providers.append(token_provider_row(org.id, anonymous_provider(anonymous.id), now))
     control.add_org(org, keys=keys, idps=idps, token_providers=providers, first=first)
     return org.id, admin
-
-
-# -- JWKS -----------------------------------------------------------------------------------
-
-
-def fetch_jwks(url: str) -> Mapping[str, Any]:
-    """GET a JWKS document (runs in exchange's worker thread; JwksCache handles errors)."""
-    if not url.startswith(("https://", "http://")):
-        raise ValueError("not an http(s) URL")
-    request = urllib.request.Request(url, headers={"accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=JWKS_TIMEOUT_S) as response:
-        raw = response.read(JWKS_MAX_BYTES + 1)
-    if len(raw) > JWKS_MAX_BYTES:
-        raise ValueError(f"the document is larger than {JWKS_MAX_BYTES} bytes")
-    document = json.loads(raw)
-    if not isinstance(document, dict):
-        raise ValueError("the document is not a JSON object")
-    return document
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -186,7 +165,7 @@ def _require_scopes(principal: Principal, scopes: Iterable[Scope], why: str) -> 
 class _Identity(Requests):
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
-        self.jwks = JwksCache(fetch_jwks)
+        self.jwks = JwksCache(JwksFetch(allow_private=backend.allow_private_jwks))
 
     # -- orgs ----------------------------------------------------------------------------------
 

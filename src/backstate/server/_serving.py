@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from . import _protocol
 from ._backend import Backend
 
 DEFAULT_GRACE = 10.0
@@ -25,9 +26,10 @@ CLOSE_TIMEOUT = 10.0
 
 def uvicorn_options(host: str, port: int, grace: float) -> dict[str, Any]:
     """Errors only in uvicorn's own log, no access log, no proxy or server headers
-    (per-request work on the hot path); requests cancelled ``grace`` + 1 s after the
-    signal."""
+    (per-request work on the hot path), the bounded protocol (head size, slow clients:
+    see _protocol); requests cancelled ``grace`` + 1 s after the signal."""
     return {
+        **_protocol.uvicorn_options(),
         "host": host,
         "port": port,
         "log_level": "warning",
