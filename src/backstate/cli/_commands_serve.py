@@ -146,6 +146,16 @@ def _add_process_options(parser: argparse.ArgumentParser) -> None:
         " 408 user-code-timeout (default 1)",
     )
     parser.add_argument(
+        "--egress-allow",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="what sandboxed services and actions may reach, through the server's proxy:"
+        " [ORG=]HOST[:PORT], HOST a name (*.example.com for its subdomains; names that"
+        " resolve to private addresses are refused) or an IP address; repeatable;"
+        " default: nothing",
+    )
+    parser.add_argument(
         "--workers-per-org",
         type=positive_int,
         default=1,
@@ -158,7 +168,12 @@ def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
     """The sandbox the options ask for (None with --trusted), checked to work here."""
     if args.trusted:
         return None
-    from backstate.sandbox import Limits, Sandbox, SandboxUnavailable
+    from backstate.sandbox import Limits, Rule, RuleError, Sandbox, SandboxUnavailable
+
+    try:
+        rules = [Rule.parse(rule) for rule in args.egress_allow]
+    except RuleError as exc:
+        raise CliError(f"--egress-allow: {exc}", "invalid-option") from None
 
     if not 0 < args.worker_cpu <= 600:
         raise CliError("--worker-cpu must be more than 0 and at most 600 seconds", "invalid-option")
@@ -170,7 +185,7 @@ def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
         cpu_seconds=args.worker_cpu,
         workers_per_org=args.workers_per_org,
     )
-    sandbox = Sandbox(root.resolve(), limits)
+    sandbox = Sandbox(root.resolve(), limits, rules)
     try:
         sandbox.check()
     except SandboxUnavailable as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from ._usercode import UserRaised
 if TYPE_CHECKING:
     from ._deployments import Version
     from ._processor import Processor
+
+logger = logging.getLogger("backstate.runtime")
 
 current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "backstate_effect", default=None
@@ -110,6 +113,9 @@ class EffectRunner:
             # Stopped by a transition (finished in that transition's commit), or by a
             # shutdown or failed commit (then it was interrupted: recovery reports it).
             raise
+        except Exception as exc:  # running it failed (a worker could not start...)
+            logger.exception("%s/%s: service %s could not run", *entry.key, effect.src)
+            event = {"type": failure, "error": {"name": type(exc).__name__, "message": str(exc)}}
         if p.entries.get(entry.key) is not entry or p.closing:
             return
         if not p.ownership.owns(entry.key):

@@ -4,7 +4,16 @@ See docs/security.md. ``Sandbox`` is where the runtime's ``UserCode`` runs in sa
 mode (the default of ``backstate serve``); ``check`` tells whether this host can.
 """
 
+from ._egress import Rule, RuleError
 from ._jail import Limits, SandboxUnavailable
 from ._sandbox import Loaded, ProbeFailed, Sandbox
 
-__all__ = ["Limits", "Loaded", "ProbeFailed", "Sandbox", "SandboxUnavailable"]
+__all__ = [
+    "Limits",
+    "Loaded",
+    "ProbeFailed",
+    "Rule",
+    "RuleError",
+    "Sandbox",
+    "SandboxUnavailable",
+]

@@ -122,8 +122,13 @@ def bwrap() -> str:
     return found
 
 
-def command(scratch: Path, limits: Limits) -> list[str]:
-    """The command line that starts one worker in its jail."""
+EGRESS_SOCKET = "/run/egress.sock"  # inside the jail: the org's egress proxy (_egress)
+EGRESS_PROXY = ("127.0.0.1", 3128)  # inside the jail's own network: relayed to it
+
+
+def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[str]:
+    """The command line that starts one worker in its jail (with the org's egress
+    proxy's socket, for an effects worker)."""
     args = [
         bwrap(),
         "--unshare-all",
@@ -165,6 +170,10 @@ def command(scratch: Path, limits: Limits) -> list[str]:
     for path in _python_paths():
         args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(scratch), "/scratch", "--chdir", "/scratch"]
+    if egress is not None:
+        args += ["--bind", str(egress), EGRESS_SOCKET]
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            args += ["--setenv", name, f"http://{EGRESS_PROXY[0]}:{EGRESS_PROXY[1]}"]
     args += ["--", sys.executable, "-I", "-m", "backstate.sandbox._worker"]
     return args
 

@@ -47,11 +47,14 @@ class WorkerDied(Exception):
 
 
 class Worker:
-    def __init__(self, org: str, role: str, scratch: Path, limits: Limits) -> None:
+    def __init__(
+        self, org: str, role: str, scratch: Path, limits: Limits, egress: Path | None = None
+    ) -> None:
         self.org = org
         self.role = role
         self.scratch = scratch
         self.limits = limits
+        self.egress = egress
         self.loaded: set[str] = set()
         self.calls: dict[int, tuple[asyncio.Future[dict[str, Any]], float]] = {}
         self.alive = False
@@ -75,7 +78,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._proc = await asyncio.create_subprocess_exec(
-            *command(self.scratch, self.limits),
+            *command(self.scratch, self.limits, self.egress),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -247,11 +250,14 @@ Load = Callable[[str], dict[str, Any]]  # a version's or migration's id -> its l
 class OrgWorkers:
     """One org's workers. ``load`` gives the call that loads a version or migration."""
 
-    def __init__(self, org: str, scratch: Path, limits: Limits, load: Load) -> None:
+    def __init__(
+        self, org: str, scratch: Path, limits: Limits, load: Load, egress: Path | None = None
+    ) -> None:
         self.org = org
         self.scratch = scratch
         self.limits = limits
         self.load = load
+        self.egress = egress
         self.workers: dict[str, list[Worker]] = {TRANSITIONS: [], EFFECTS: []}
         self._starting: dict[str, asyncio.Task[Worker]] = {}
 
@@ -293,7 +299,8 @@ class OrgWorkers:
                 del self._starting[role]
 
     async def _start(self, role: str) -> Worker:
-        worker = Worker(self.org, role, self.scratch, self.limits)
+        egress = self.egress if role == EFFECTS else None
+        worker = Worker(self.org, role, self.scratch, self.limits, egress)
         await worker.start()
         self.workers[role].append(worker)
         return worker

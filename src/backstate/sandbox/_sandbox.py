@@ -18,7 +18,10 @@ worker.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,7 @@ from backstate.runtime._migrations import Migration
 from backstate.store import LogRow
 
 from ._effects import BadOutput, Remote, decode_effects
+from ._egress import Egress, Rule
 from ._jail import EFFECTS, TRANSITIONS, Limits, check
 from ._pool import OrgWorkers, Worker, WorkerDied
 
@@ -114,9 +118,16 @@ class Sandbox:
 
     synchronous = False
 
-    def __init__(self, root: Path, limits: Limits | None = None) -> None:
+    def __init__(
+        self, root: Path, limits: Limits | None = None, egress: list[Rule] | None = None
+    ) -> None:
+        """``egress``: what effects may reach, through the proxy (none by default)."""
         self.root = root
         self.limits = limits or Limits()
+        self.egress = Egress(egress or [])
+        # The egress proxies' sockets: a short path (a socket's path is at most 107
+        # bytes), one socket per org.
+        self._sockets = Path(tempfile.mkdtemp(prefix="backstate-egress-"))
         self.orgs: dict[str, OrgWorkers] = {}
         self._sources: dict[str, dict[str, Any]] = {}  # version or migration id -> load call
         self._log: LogSink = lambda row: None
@@ -409,9 +420,12 @@ class Sandbox:
         org = _org(version.machine_name)
         workers = self.orgs.get(org)
         if workers is None:
+            socket = self._sockets / f"{hashlib.sha256(org.encode()).hexdigest()[:16]}.sock"
             workers = self.orgs[org] = OrgWorkers(
-                org, self._scratch(org), self.limits, self._sources.__getitem__
+                org, self._scratch(org), self.limits, self._sources.__getitem__, socket
             )
+        if role == EFFECTS and workers.egress is not None:
+            await self.egress.open(org, workers.egress)
         try:
             answer = await workers.call(role, message, needs, retriable=role == TRANSITIONS)
         except WorkerDied as died:
@@ -464,6 +478,8 @@ class Sandbox:
         orgs, self.orgs = self.orgs, {}
         for workers in orgs.values():
             await workers.close()
+        await self.egress.close()
+        shutil.rmtree(self._sockets, ignore_errors=True)
 
 
 def _org(machine: str) -> str:

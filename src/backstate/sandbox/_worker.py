@@ -22,11 +22,14 @@ same codes. A worker that runs out of memory answers so and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +52,7 @@ from backstate.store import HistoryRow, LogRow
 
 from ._effects import Refs, encode_effects
 from ._frames import Unpacker, pack
-from ._jail import EFFECTS, TRANSITIONS, harden
+from ._jail import EFFECTS, EGRESS_PROXY, EGRESS_SOCKET, TRANSITIONS, harden
 
 MAX_LOG_LINES = 200  # per call
 MAX_LOG_LINE = 4000  # characters
@@ -410,6 +413,38 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _relay_egress() -> None:
+    """``127.0.0.1:3128`` in the jail's own network, each connection relayed to the
+    org's egress proxy (which decides what may pass: see _egress)."""
+    listener = socket.create_server(EGRESS_PROXY)
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(EGRESS_SOCKET)
+            except OSError:
+                client.close()
+                upstream.close()
+                continue
+            for ends in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=ends, daemon=True).start()
+
+    threading.Thread(target=accept, name="egress relay", daemon=True).start()
+
+
 def main() -> None:
     read, write = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -423,6 +458,8 @@ def main() -> None:
             return
         frames = unpacker.feed(data)
     config, calls = frames[0], frames[1:]
+    if config["role"] == EFFECTS and os.path.exists(EGRESS_SOCKET):
+        _relay_egress()
     harden(config["role"], config["limits"])
     worker = Worker(write, config)
     os.write(write, pack({"id": "ready"}))

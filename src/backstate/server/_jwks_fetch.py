@@ -24,25 +24,12 @@ from typing import Any
 
 import httpx
 
+from backstate._addresses import Address, public
+
 JWKS_TIMEOUT_S = 5.0  # for the whole fetch: a server trickling its answer is cut off too
 JWKS_MAX_BYTES = 1_000_000
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolve = Callable[..., Sequence[tuple[Any, ...]]]  # socket.getaddrinfo's shape
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def public(address: Address) -> bool:
-    """Whether ``address`` is one the whole internet can reach (and an IPv6 address that
-    carries an IPv4 one is judged by that one)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return public(embedded)
-    return address.is_global and not address.is_multicast
 
 
 class JwksFetch:
