@@ -48,6 +48,22 @@ PEERS = 6  # each instance pings the next PEERS instances: busy pairs, longer ba
 PAUSED = 8  # instances paused at a time
 
 
+# What makes this file a machine file, for the sandboxed runs.
+SANDBOXED = """
+
+LOGS = Logs(Path("/scratch"))
+machine = {build}()
+
+
+def allow_read(**kwargs: Any) -> bool:
+    return True
+
+
+def allow_write(**kwargs: Any) -> bool:
+    return True
+"""
+
+
 def instance_names(count: int) -> list[str]:
     return [f"n{i:02d}" for i in range(count)]
 
@@ -322,9 +338,20 @@ async def main(config: dict[str, Any]) -> None:
     LOGS = Logs(directory)
     names = instance_names(config["instances"])
     tag = f"r{config['round']}"
-    bs = Backstate(config["db"])
-    bs.deploy(MACHINE, build_machine())
-    bs.deploy(LOOP, build_loop())
+    if config.get("sandbox"):
+        # This very file is the machines' source, run in sandboxed workers: their
+        # actions and services write effects.log and services.log in the scratch folder.
+        from backstate.sandbox import Sandbox
+
+        sandbox = Sandbox(Path(config["sandbox"]))
+        bs = Backstate(config["db"], code=sandbox)
+        source = Path(__file__).read_text()
+        await sandbox.deploy(bs, MACHINE, source + SANDBOXED.format(build="build_machine"))
+        await sandbox.deploy(bs, LOOP, source + SANDBOXED.format(build="build_loop"))
+    else:
+        bs = Backstate(config["db"])
+        bs.deploy(MACHINE, build_machine())
+        bs.deploy(LOOP, build_loop())
     _log("epochs", str(bs.clock.now_ms()))
     (directory / f"recovering.{tag}").touch()
     await bs.start()

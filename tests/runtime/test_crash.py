@@ -108,6 +108,7 @@ def _spawn(
     mode: str,
     self_kill: str | None = None,
     self_kill_after: float = 0.0,
+    sandboxed: bool = False,
 ) -> subprocess.Popen[bytes]:
     config = {
         "dir": str(directory),
@@ -121,6 +122,7 @@ def _spawn(
         "pause": PAUSE,
         "self_kill": self_kill,
         "self_kill_after": self_kill_after,
+        "sandbox": str(directory / "sandbox") if sandboxed else None,
     }
     stderr = (directory / f"stderr.r{round_}").open("wb")
     try:
@@ -182,13 +184,16 @@ def _await_self_kill(proc: subprocess.Popen[bytes], directory: Path, timeout: fl
     return "reached"
 
 
-def _run_rounds(directory: Path, db: Path, seed: int) -> list[str]:
+def _run_rounds(directory: Path, db: Path, seed: int, sandboxed: bool) -> list[str]:
     rng = random.Random(seed)
     kills = []
-    for round_, point in enumerate(KILL_POINTS):
-        delay = rng.uniform(0.0, 0.05) if point == "recovery" else rng.uniform(0.1, 1.2)
+    for round_, planned in enumerate(KILL_POINTS):
+        delay = rng.uniform(0.0, 0.05) if planned == "recovery" else rng.uniform(0.1, 1.2)
+        # Sandboxed, machine code cannot kill the runtime's process: those rounds are
+        # killed from outside at a random moment of the load instead.
+        point = "load" if sandboxed and planned in SELF_KILL_POINTS else planned
         self_kill = point if point in SELF_KILL_POINTS else None
-        proc = _spawn(directory, db, round_, "load", self_kill, delay)
+        proc = _spawn(directory, db, round_, "load", self_kill, delay, sandboxed)
         if point == "recovery":
             _wait_for(proc, directory / f"recovering.r{round_}", directory, 30)
             time.sleep(delay)
@@ -207,7 +212,7 @@ def _run_rounds(directory: Path, db: Path, seed: int) -> list[str]:
         else:
             how = _kill_at_reply(proc, directory / "accepted.log", directory)
             kills.append(f"r{round_}: at a reply after {delay * 1000:.0f} ms of load ({how})")
-    final = _spawn(directory, db, KILLS, "settle")
+    final = _spawn(directory, db, KILLS, "settle", sandboxed=sandboxed)
     try:
         returncode = final.wait(timeout=40)
     except subprocess.TimeoutExpired:
@@ -229,7 +234,7 @@ def _read_lines(path: Path) -> list[str]:
     return text.splitlines()
 
 
-def _load(directory: Path, db_path: Path, seed: int, kills: list[str]) -> CrashRun:
+def _load(directory: Path, db_path: Path, seed: int, kills: list[str], effects: Path) -> CrashRun:
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         history: dict[str, list[Row]] = defaultdict(list)
@@ -271,7 +276,7 @@ def _load(directory: Path, db_path: Path, seed: int, kills: list[str]) -> CrashR
         dead = db.execute("SELECT instance, event, sender, reason FROM dead_letters").fetchall()
     finally:
         db.close()
-    effects = [tuple(line.split(" ", 1)) for line in _read_lines(directory / "effects.log")]
+    ran = [tuple(line.split(" ", 1)) for line in _read_lines(effects / "effects.log")]
     return CrashRun(
         seed=seed,
         kills=kills,
@@ -280,20 +285,26 @@ def _load(directory: Path, db_path: Path, seed: int, kills: list[str]) -> CrashR
         pending=pending,
         dead_letters=dead,
         accepted=_read_lines(directory / "accepted.log"),
-        effects=[(e[0], e[1]) for e in effects],
-        services=_read_lines(directory / "services.log"),
+        effects=[(e[0], e[1]) for e in ran],
+        services=_read_lines(effects / "services.log"),
         epochs=[int(line) for line in _read_lines(directory / "epochs.log")],
         loops=dict(loops),
         loop_timers=loop_timers,
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashRun]:
+@pytest.fixture(scope="module", params=["trusted", "sandboxed"])
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrashRun]:
+    """One crash run per mode: machine code in the runtime's process, and in sandboxed
+    workers (where actions and services log to the org's scratch folder)."""
+    sandboxed = request.param == "sandboxed"
     directory = tmp_path_factory.mktemp("crash")
     db = directory / "crash.db"
-    kills = _run_rounds(directory, db, SEED)
-    yield _load(directory, db, SEED, kills)
+    kills = _run_rounds(directory, db, SEED, sandboxed)
+    effects = directory / "sandbox" / "-" / "scratch" if sandboxed else directory
+    yield _load(directory, db, SEED, kills, effects)
 
 
 # -- helpers over history ----------------------------------------------------------------------
@@ -520,8 +531,9 @@ def test_self_re_arming_timers_survive_every_restart(run: CrashRun) -> None:
     ends = [*run.epochs[1:], None]
     silent = []
     for epoch, (start, end) in enumerate(zip(run.epochs, ends, strict=True)):
-        if end is not None and end - start < 1000:
-            continue  # killed early (in recovery, or soon after start)
+        killed_early = epoch < len(run.kills) and "recovery" in run.kills[epoch]
+        if killed_early or (end is not None and end - start < 1000):
+            continue  # killed in recovery, or soon after start
         for name, rows in run.loops.items():
             ticks = [r for r in rows if r.ts >= start and (end is None or r.ts < end)]
             if len([r for r in ticks if r.event["type"].startswith("xstate.after.")]) < 2:

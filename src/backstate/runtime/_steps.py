@@ -136,6 +136,9 @@ class Steps:
         held: set[str] = set()  # senders with held work: their later work waits too
         while entry.queue and handled < BATCH_PER_INSTANCE:
             work = entry.queue.popleft()
+            # Each work's own time: waiting for sandboxed code, work (a timer just due)
+            # may join the queue after this loop began.
+            now = p.clock.now_ms()
             if work.kind in HELD_WHILE_PAUSED and (
                 entry.paused or work.sender in held or entry.blocked.get(work.sender, 0) > now
             ):

@@ -37,6 +37,7 @@ from backstate.chart import (
 )
 from backstate.chart._describe import shape
 from backstate.runtime import (
+    Backstate,
     BackstateError,
     EventRejected,
     Forbidden,
@@ -144,11 +145,12 @@ class Sandbox:
     # -- deployments ---------------------------------------------------------------------------
 
     def add_version(self, machine: str, version_id: str, source: str, filename: str) -> None:
-        self._sources[version_id] = _load_call(machine, version_id, source, filename)
+        self._sources[f"{machine}@{version_id}"] = _load_call(machine, version_id, source, filename)
 
     def add_migration(self, migration: Migration, source: str, filename: str) -> None:
-        self._sources[migration.id] = {
+        self._sources[_mkey(migration)] = {
             "op": "load_migration",
+            "key": _mkey(migration),
             "migration": migration.id,
             "machine": migration.machine,
             "from": migration.from_version,
@@ -169,6 +171,26 @@ class Sandbox:
             dict.fromkeys(loaded.http_api),
         )
 
+    async def deploy(
+        self,
+        runtime: Backstate,
+        machine: str,
+        source: str,
+        *,
+        version: str = "v1",
+        filename: str | None = None,
+        make_current: bool = True,
+    ) -> Version:
+        """Deploy a machine file's source into a runtime that runs its code here
+        (``Backstate(code=sandbox)``): loaded once in a fresh worker to check and
+        describe it (``ProbeFailed`` unless it loads), then run by the org's workers."""
+        filename = filename or f"{machine}@{version}.py"
+        loaded = await self.probe(machine, version, source, filename)
+        self.add_version(machine, version, source, filename)
+        deployed = self.version(machine, version, loaded)
+        runtime.deploy_version(deployed, make_current)
+        return deployed
+
     async def probe(self, machine: str, version_id: str, source: str, filename: str) -> Loaded:
         """Load a version in a fresh worker of its org (then stopped): ``ProbeFailed``
         unless it loads within its limits."""
@@ -183,6 +205,7 @@ class Sandbox:
     async def probe_migration(self, migration: Migration, source: str, filename: str) -> None:
         call = {
             "op": "load_migration",
+            "key": _mkey(migration),
             "migration": migration.id,
             "machine": migration.machine,
             "from": migration.from_version,
@@ -233,13 +256,13 @@ class Sandbox:
             instance,
             {
                 "op": "initial",
-                "version": version.id,
+                "version": _vkey(version),
                 "instance": instance,
                 "input": input,
                 "context": context,
                 "check": _check(check),
             },
-            [version.id],
+            [_vkey(version)],
         )
         return self._step(version, answer)
 
@@ -256,13 +279,13 @@ class Sandbox:
             instance,
             {
                 "op": "transition",
-                "version": version.id,
+                "version": _vkey(version),
                 "instance": instance,
                 "snapshot": snapshot.to_json(),
                 "event": event,
                 "check": _check(check),
             },
-            [version.id],
+            [_vkey(version)],
         )
         return self._step(version, answer)
 
@@ -283,13 +306,13 @@ class Sandbox:
             instance,
             {
                 "op": "read",
-                "version": version.id,
+                "version": _vkey(version),
                 "instance": instance,
                 "context": context,
                 "state": value,
                 "auth": auth,
             },
-            [version.id],
+            [_vkey(version)],
             error=Forbidden,
         )
         if not isinstance(answer, bool):
@@ -300,8 +323,8 @@ class Sandbox:
         return await self._call(
             version,
             slug,
-            {"op": "http", "version": version.id, "slug": slug, "which": which, "arg": arg},
-            [version.id],
+            {"op": "http", "version": _vkey(version), "slug": slug, "which": which, "arg": arg},
+            [_vkey(version)],
         )
 
     async def upgrade(
@@ -317,13 +340,13 @@ class Sandbox:
             instance,
             {
                 "op": "upgrade",
-                "source": source.id,
-                "target": target.id,
-                "chain": [m.id for m in chain],
+                "source": _vkey(source),
+                "target": _vkey(target),
+                "chain": [_mkey(m) for m in chain],
                 "instance": instance,
                 "snapshot": snapshot.to_json(),
             },
-            [source.id, target.id, *(m.id for m in chain)],
+            [_vkey(source), _vkey(target), *(_mkey(m) for m in chain)],
             error=MigrationFailed,
         )
         try:
@@ -344,13 +367,13 @@ class Sandbox:
             instance,
             {
                 "op": "dry_run",
-                "source": source.id,
-                "target": target.id,
-                "chain": [m.id for m in chain],
+                "source": _vkey(source),
+                "target": _vkey(target),
+                "chain": [_mkey(m) for m in chain],
                 "instance": instance,
                 "rows": [{"seq": r.seq, "event": r.event, "snapshot": r.snapshot} for r in rows],
             },
-            [source.id, target.id, *(m.id for m in chain)],
+            [_vkey(source), _vkey(target), *(_mkey(m) for m in chain)],
             error=MigrationFailed,
         )
         try:
@@ -368,7 +391,7 @@ class Sandbox:
                 instance,
                 {
                     "op": "action",
-                    "version": version.id,
+                    "version": _vkey(version),
                     "instance": instance,
                     "ref": ref,
                     "name": effect.name,
@@ -377,7 +400,7 @@ class Sandbox:
                     "event": effect.event,
                     "effect": effect_id,
                 },
-                [version.id],
+                [_vkey(version)],
                 role=EFFECTS,
             )
             await asyncio.wait_for(call, ACTION_TIMEOUT)
@@ -391,7 +414,7 @@ class Sandbox:
         logic = effect.logic
         message = {
             "op": "service",
-            "version": version.id,
+            "version": _vkey(version),
             "instance": instance,
             "ref": logic.ref if isinstance(logic, Remote) else None,
             "child": effect.id,
@@ -402,7 +425,7 @@ class Sandbox:
         }
         try:
             return await asyncio.wait_for(
-                self._call(version, instance, message, [version.id], role=EFFECTS), timeout
+                self._call(version, instance, message, [_vkey(version)], role=EFFECTS), timeout
             )
         except UserCodeFailed as exc:
             raise UserRaised(exc.code, exc.message) from None
@@ -486,9 +509,19 @@ def _org(machine: str) -> str:
     return namespace_of(machine) or "-"
 
 
+def _vkey(version: Version) -> str:
+    """How a worker knows a version (ids are unique per machine, not per org)."""
+    return f"{version.machine_name}@{version.id}"
+
+
+def _mkey(migration: Migration) -> str:
+    return f"{migration.machine}#{migration.id}"
+
+
 def _load_call(machine: str, version_id: str, source: str, filename: str) -> dict[str, Any]:
     return {
         "op": "load",
+        "key": f"{machine}@{version_id}",
         "version": version_id,
         "machine": machine,
         "source": source,

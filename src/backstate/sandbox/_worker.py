@@ -139,7 +139,7 @@ class Worker:
             module.allow_write,
             http_api=module.http_api,
         )
-        self.versions[version.id] = Loaded(version, Refs(module.machine))
+        self.versions[call["key"]] = Loaded(version, Refs(module.machine))
         return {"ok": definition(module)}
 
     def load_migration(self, call: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class Worker:
             module = load_migration_source(call["source"], call["filename"])
         except MachineModuleError as exc:
             return {"error": {"code": exc.code, "message": exc.message, "line": exc.line}}
-        self.migrations[call["migration"]] = Migration(
+        self.migrations[call["key"]] = Migration(
             call["migration"],
             call["machine"],
             call["from"],
