@@ -341,7 +341,7 @@ def test_an_infinite_loop_in_a_migration_leaves_the_instance_on_its_version(worl
         ("import os\nos._exit(1)\n", "user-code-crashed"),
         ("while True:\n    pass\n", "user-code-timeout"),
         ("import signal, os\nos.kill(os.getpid(), signal.SIGKILL)\n", "user-code-crashed"),
-        ("x = bytearray(1 << 34)\n", "import-error"),
+        ("x = bytearray(1 << 34)\n", "user-code-memory"),
     ],
     ids=["exit", "hang", "sigkill", "memory"],
 )
