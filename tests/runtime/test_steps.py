@@ -39,15 +39,15 @@ def test_a_failing_step_is_undone_and_fails_only_its_own_work(db: Target) -> Non
             bs.deploy("m", MACHINE, indexes={"n": "$.n"})
             for name in ("victim", "bystander"):
                 await bs.create("m", name)
-            steps = bs.processor.steps
-            index = steps.index
+            writes = bs.processor.steps.writes
+            index = writes.index
 
             def broken(entry: Any, *args: Any) -> None:
                 if entry.key[1] == "victim":
                     raise RuntimeError("a bug while writing")
                 index(entry, *args)
 
-            steps.index = broken  # type: ignore[method-assign]
+            writes.index = broken  # type: ignore[method-assign]
             # Both in one round: the victim's step fails after it wrote its snapshot,
             # armed its timer and scheduled its publication.
             results = await asyncio.gather(
@@ -64,7 +64,7 @@ def test_a_failing_step_is_undone_and_fails_only_its_own_work(db: Target) -> Non
             assert (entry.seq, entry.snapshot.value) == (0, "a")  # type: ignore[union-attr]
             assert bs.processor.wheel.timers_of(("m", "victim")) == []
             assert db.rows("SELECT instance FROM timers") == [("bystander",)]
-            steps.index = index  # type: ignore[method-assign]
+            writes.index = index  # type: ignore[method-assign]
             assert (await bs.send("m", "victim", "go")).seq == 1
             assert bs.processor.stats.commit_failures == 0
 

@@ -176,7 +176,7 @@ class Cluster:
         if len(renewed) < fair:
             claimed |= await asyncio.to_thread(self.leases.claim, fair - len(renewed))
         if claimed:
-            await self.processor.claim(claimed)
+            await self.processor.recovery.claim(claimed)
             self.held |= claimed
             self._enqueue_load(None)
         self.owners = await asyncio.to_thread(self.leases.owners)
@@ -184,7 +184,7 @@ class Cluster:
     def _lose(self, shards: set[int]) -> None:
         assert self.processor is not None
         self.held -= shards
-        self.processor.lose(shards)
+        self.processor.recovery.lose(shards)
 
     # -- notifications ----------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ class Cluster:
                 if (
                     not self.owns(key)
                     and processor is not None
-                    and processor.observes(key, int(seq))
+                    and processor.recovery.observes(key, int(seq))
                 ):
                     self._refresh.add(key)
                     self._enqueue_load(key)
@@ -247,17 +247,17 @@ class Cluster:
                         self._full_sweep = self._full_sweep or full
                         raise
                     self._swept.append(max([self._swept[-1], *(r.id for r in rows)]))
-                    processor.load_inbox(rows)
+                    processor.recovery.load_inbox(rows)
                     continue
                 if key in self._refresh:
                     self._refresh.discard(key)
                     if self.owns(key):
                         timers = await asyncio.to_thread(leases.timers_of, key)
-                        await processor.adopt(key, timers)
+                        await processor.recovery.adopt(key, timers)
                     else:
-                        await processor.refresh(key)
+                        await processor.recovery.refresh(key)
                         continue
                 rows = await asyncio.to_thread(leases.inbox_of, [key])
-                processor.load_inbox(rows)
+                processor.recovery.load_inbox(rows)
             except StoreError as exc:
                 logger.warning("loading inbox rows failed (%s); the next sweep retries", exc)

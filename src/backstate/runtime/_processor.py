@@ -35,14 +35,12 @@ from typing import Any
 from backstate.store import (
     CommitResult,
     DeadLetterRow,
-    EffectRow,
     InboxRow,
     InstanceKey,
     InstanceRow,
     LogRow,
     Store,
     StoreError,
-    TimerRow,
     WriteBatch,
 )
 from backstate.store._protocol import ADOPT_CHANNEL, INBOX_CHANNEL, STATE_CHANNEL
@@ -54,6 +52,7 @@ from ._deployments import Registry
 from ._effect_runner import EffectRunner, run_now
 from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, NotFound, Unavailable
+from ._recovery import Recovery
 from ._stats import Stats
 from ._steps import Steps
 from ._timers import TimerWheel
@@ -64,9 +63,6 @@ CACHE_SIZE = 10_000
 # How long a round waits for sandboxed code to answer before it is sealed without the
 # steps still waiting (they write into a later round).
 ROUND_WAIT = 0.01
-# How long the ids of applied inbox rows are remembered, so that a read of the inbox
-# that began before they were deleted cannot queue them again (many nodes).
-GONE_SECONDS = 60.0
 
 
 class Processor:
@@ -115,6 +111,7 @@ class Processor:
         self.running: dict[InstanceKey, asyncio.Task[None]] = {}  # steps waiting for code
         self.creating: set[InstanceKey] = set()  # instances whose creation is under way
         self.steps = Steps(self)
+        self.recovery = Recovery(self)
         self.effects = EffectRunner(self)
         self.code.bind(self.log, clock.now_ms)
         clock.on_advance(self._wake.set)
@@ -125,7 +122,7 @@ class Processor:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._recover()
+        await self.recovery.recover()
         self._task = asyncio.create_task(self._supervise(), name="backstate-processor")
 
     async def _supervise(self) -> None:
@@ -183,162 +180,6 @@ class Processor:
             else:
                 self.reject(work, error)
         self._wake.set()
-
-    async def _recover(self, keep: Callable[[InstanceKey], bool] | None = None) -> None:
-        """Effects that were started but never finished get an error event (they are
-        not run again); then queued messages and timers are picked up. Only of the
-        instances ``keep`` says (by default: those this process owns)."""
-        keep = keep or self.ownership.owns
-        now = self.clock.now_ms()
-        batch = WriteBatch()
-        finished = set(self.pending_done)
-        for eff in await asyncio.to_thread(self.store.unfinished_effects):
-            if eff.id in finished or not keep((eff.machine, eff.instance)):
-                continue
-            if eff.kind == "service" and not await asyncio.to_thread(self._child_running, eff):
-                batch.effect_done.append(eff.id)  # its state was left; nobody awaits it
-                continue
-            error = {"name": "Interrupted", "message": "the process stopped while this effect ran"}
-            if eff.kind == "service":
-                event = {"type": f"xstate.error.actor.{eff.child}", "error": error}
-            else:
-                event = {
-                    "type": "backstate.error.effect",
-                    "effectId": eff.id,
-                    "action": eff.name,
-                    "error": error,
-                }
-            batch.inbox_inserts.append(
-                InboxRow(0, eff.machine, eff.instance, event, "recovery", 0, 0, now)
-            )
-            batch.effect_done.append(eff.id)
-        if batch:
-            await asyncio.to_thread(self.store.commit, batch)
-        for row in await asyncio.to_thread(self.store.pending_inbox):
-            if row.id in self.queued_inbox or not keep((row.machine, row.instance)):
-                continue
-            work = Work(
-                "inbox", row.event, sender=row.sender, inbox_id=row.id, attempts=row.attempts
-            )
-            if row.not_before > now and row.attempts:
-                entry = self.entry((row.machine, row.instance))
-                if entry is not None:
-                    entry.blocked[row.sender] = max(
-                        entry.blocked.get(row.sender, 0), row.not_before
-                    )
-            self.enqueue((row.machine, row.instance), work)
-        for t in await asyncio.to_thread(self.store.pending_timers):
-            if not keep((t.machine, t.instance)):
-                continue
-            self.wheel.add((t.machine, t.instance), t.key, t.due, t.event, t.to, t.attempts)
-        self._wake.set()
-
-    # -- ownership (many nodes, see _cluster) ------------------------------------------------
-
-    async def claim(self, shards: set[int]) -> None:
-        """Start running these shards: refresh what is cached of them, then recover."""
-        for key, entry in list(self.entries.items()):
-            if shard_of(key) in shards:
-                row = await asyncio.to_thread(self.store.load_instance, key)
-                if row is not None:
-                    self._load(entry, row)
-                    self.publish(entry, self.state(entry))
-                elif not entry.subscribers:
-                    self.entries.pop(key, None)
-        await self._recover(lambda key: shard_of(key) in shards)
-
-    def lose(self, shards: set[int]) -> None:
-        """Stop running these shards at once: their callers get a 503 (to retry on the
-        new owner); instances with subscribers stay, to follow the new owner's commits."""
-        error = Unavailable("store-unavailable", "this node no longer runs that instance")
-        for key, task in list(self.running.items()):
-            if shard_of(key) in shards:
-                task.cancel()
-        for key, entry in list(self.entries.items()):
-            if shard_of(key) not in shards:
-                continue
-            for work in entry.queue:
-                if work.inbox_id is not None:
-                    self.queued_inbox.discard(work.inbox_id)
-                self.reject(work, error)
-            entry.queue.clear()
-            for future, handle in entry.waiters:
-                handle.cancel()
-                if not future.done():
-                    future.set_exception(error)
-            entry.waiters = []
-            self.waiting.discard(entry)
-            for service in entry.services.values():
-                service.task.cancel()
-            entry.services.clear()
-            entry.starting.clear()
-            entry.blocked.clear()
-            self.ready.pop(key, None)
-            if not entry.subscribers and key not in self.uncommitted:
-                del self.entries[key]
-        self.wheel.forget_where(lambda key: shard_of(key) in shards)
-        parked, self.parked = self.parked, []
-        for key, work in parked:
-            if shard_of(key) in shards:
-                self.reject(work, error)
-            else:
-                self.parked.append((key, work))
-
-    def load_inbox(self, rows: list[InboxRow]) -> None:
-        """Queue inbox rows (in delivery order) of instances this node owns, each once."""
-        now = time.monotonic()
-        if len(self.gone_inbox) > 10_000 or (
-            self.gone_inbox and next(iter(self.gone_inbox.values())) < now - GONE_SECONDS
-        ):
-            self.gone_inbox = {i: t for i, t in self.gone_inbox.items() if t > now - GONE_SECONDS}
-        for row in rows:
-            key = (row.machine, row.instance)
-            if (
-                row.id in self.queued_inbox
-                or row.id in self.gone_inbox
-                or not self.ownership.owns(key)
-            ):
-                continue
-            work = Work(
-                "inbox", row.event, sender=row.sender, inbox_id=row.id, attempts=row.attempts
-            )
-            if row.not_before > self.clock.now_ms() and row.attempts:
-                entry = self.entry(key)
-                if entry is not None:
-                    entry.blocked[row.sender] = max(
-                        entry.blocked.get(row.sender, 0), row.not_before
-                    )
-                    self.retry_later(entry, row.not_before)
-            self.enqueue(key, work)
-
-    async def adopt(self, key: InstanceKey, timers: list[TimerRow]) -> None:
-        """An instance another node created in this node's shard: run its timers."""
-        for t in timers:
-            if not self.wheel.has(key, t.key):
-                self.wheel.add(key, t.key, t.due, t.event, t.to, t.attempts)
-        self._wake.set()
-
-    def observes(self, key: InstanceKey, seq: int) -> bool:
-        """Whether a commit of ``key`` by another node concerns a subscriber here."""
-        entry = self.entries.get(key)
-        return entry is not None and bool(entry.subscribers) and seq > entry.seq
-
-    async def refresh(self, key: InstanceKey) -> None:
-        """Reload an instance another node runs and tell its subscribers here."""
-        row = await asyncio.to_thread(self.store.load_instance, key)
-        entry = self.entries.get(key)
-        if row is None or entry is None or self.ownership.owns(key) or row.seq <= entry.seq:
-            return
-        try:
-            self._load(entry, row)
-        except NotFound:
-            return  # a version deployed on another node only
-        self.publish(entry, self.state(entry))
-
-    def _child_running(self, eff: EffectRow) -> bool:
-        row = self.store.load_instance((eff.machine, eff.instance))
-        children = (row.snapshot.get("children") or {}) if row is not None else {}
-        return eff.child in children
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -701,18 +542,9 @@ class Processor:
         self.waiting.clear()
         self.retries.clear()
         self.wheel = TimerWheel()
-        self._recovering = asyncio.get_running_loop().create_task(self._recover_when_possible())
-
-    async def _recover_when_possible(self) -> None:
-        delay = 0.05
-        while not self.closing:
-            try:
-                await self._recover()
-                return
-            except (StoreError, Unavailable) as exc:
-                logger.warning("store still failing (%s); retrying in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        self._recovering = asyncio.get_running_loop().create_task(
+            self.recovery.recover_when_possible()
+        )
 
     def retry_later(self, entry: Entry, at_ms: int) -> None:
         heapq.heappush(self.retries, (at_ms, next(self._retry_seq), entry.key))
