@@ -387,7 +387,7 @@ class Processor:
         nothing of theirs was written."""
         tasks = [t for k, t in self.running.items() if keys is None or keys(k)]
         for task in tasks:
-            task.cancel()
+            task.cancel("shutting-down")
         if tasks:
             await asyncio.wait(tasks)
 
@@ -520,6 +520,7 @@ class Processor:
         """A failed commit wrote nothing (and the round built on it is dropped too):
         forget in-memory state and answer callers."""
         error = Unavailable("store-unavailable", f"the store failed: {exc}")
+        rounds = [*rounds, self.round]  # and what steps wrote since into the open one
         futures = [f for rnd in rounds for _, f, _ in rnd.settle]
         futures.extend(f for rnd in rounds for f in rnd.deferred)
         for entry in self.entries.values():
@@ -531,7 +532,7 @@ class Processor:
             if not future.done():
                 future.set_exception(error)
         for task in self.running.values():
-            task.cancel()
+            task.cancel("store-unavailable")
         self.round = Round()
         self.creating.clear()
         self.entries.clear()

@@ -100,7 +100,7 @@ class Recovery:
         error = Unavailable("store-unavailable", "this node no longer runs that instance")
         for key, task in list(self.p.running.items()):
             if shard_of(key) in shards:
-                task.cancel()
+                task.cancel("store-unavailable")
         for key, entry in list(self.p.entries.items()):
             if shard_of(key) not in shards:
                 continue

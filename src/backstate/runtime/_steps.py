@@ -141,10 +141,12 @@ class Steps:
             p.stats.handled[work.kind] += 1
             try:
                 await self.handle(entry, work, now)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as stopped:
                 # Stopped waiting for sandboxed code (shutting down, shards lost, a
-                # failed commit): nothing of it was written; its caller is told.
-                p.reject(work, Unavailable("shutting-down", "the step was stopped; retry"))
+                # failed commit: the reason is the cancellation's message): nothing of
+                # it was written; its caller is told.
+                code = str(stopped.args[0]) if stopped.args else "shutting-down"
+                p.reject(work, Unavailable(code, "the step was stopped; retry"))
                 raise
             except BackstateError as exc:
                 p.stats.refused[exc.code] += 1

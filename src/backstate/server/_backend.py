@@ -180,30 +180,49 @@ class Backend:
         does not run yet, and follow each machine's current version: at start, and on
         many nodes every ``DEPLOY_SYNC_SECONDS`` (another node may have uploaded). Only
         ids are read unless something is new."""
+        self._apply_deployments(*self._read_deployments())
+
+    def _read_deployments(
+        self,
+    ) -> tuple[list[VersionRow], list[MachineRow], list[MigrationRow]]:
+        """What is new in the control store (reads only: they may run in a thread)."""
         version_ids, migration_ids = self.control.deployment_ids()
         new_versions = version_ids - self.deployed
-        machines = self.control.machines()
-        if new_versions:
-            current = {m.current_version for m in machines}
-            for version in self.control.versions():
-                if version.id in new_versions:
-                    self._deploy(version, make_current=version.id in current)
+        versions = (
+            [v for v in self.control.versions() if v.id in new_versions] if new_versions else []
+        )
+        migrations = (
+            [m for m in self.control.migrations() if m.id not in self._migrations]
+            if migration_ids - self._migrations
+            else []
+        )
+        return versions, self.control.machines(), migrations
+
+    def _apply_deployments(
+        self, versions: list[VersionRow], machines: list[MachineRow], migrations: list[MigrationRow]
+    ) -> None:
+        current = {m.current_version for m in machines}
+        for version in versions:
+            if version.id not in self.deployed:
+                self._deploy(version, make_current=version.id in current)
+        if versions:
             self.control_changed()
         for machine in machines:
             if machine.current_version in self.deployed:
                 self.runtime.make_current(
                     runtime_name(machine.org_id, machine.slug), machine.current_version
                 )
-        if migration_ids - self._migrations:
-            for migration in self.control.migrations():
-                if migration.id not in self._migrations:
-                    self._register(migration)
+        for migration in migrations:
+            if migration.id not in self._migrations:
+                self._register(migration)
 
     async def _follow_deployments(self) -> None:
         while True:
             await asyncio.sleep(DEPLOY_SYNC_SECONDS)
             try:
-                self.sync_deployments()
+                # Read off the event loop: a store that does not answer (PostgreSQL
+                # restarting) must not stall every request meanwhile.
+                self._apply_deployments(*await asyncio.to_thread(self._read_deployments))
             except StoreError as exc:
                 logger.warning("could not read deployments: %s", exc)
             except MachineModuleError as exc:
