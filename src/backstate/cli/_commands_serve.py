@@ -169,6 +169,7 @@ def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
     if args.trusted:
         return None
     from backstate.sandbox import Limits, Rule, RuleError, Sandbox, SandboxUnavailable
+    from backstate.sandbox._jail import exposed
 
     try:
         rules = [Rule.parse(rule) for rule in args.egress_allow]
@@ -185,6 +186,12 @@ def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
         cpu_seconds=args.worker_cpu,
         workers_per_org=args.workers_per_org,
     )
+    if db is not None and exposed(db):
+        raise CliError(
+            f"{db} is inside what sandboxed workers can read (the Python installation or"
+            " virtual environment): keep the store elsewhere",
+            "store-exposed",
+        )
     sandbox = Sandbox(root.resolve(), limits, rules)
     try:
         sandbox.check()

@@ -178,6 +178,13 @@ def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[s
     return args
 
 
+def exposed(path: Path) -> bool:
+    """Whether ``path`` is inside what every worker's jail binds (read-only): a store
+    there would be readable by machine code."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(p) for p in (*_python_paths(), Path("/usr")))
+
+
 def _python_paths() -> list[Path]:
     """What the worker's interpreter reads: the installation, the virtual environment,
     and backstate's package where it is not inside them (an editable install)."""
