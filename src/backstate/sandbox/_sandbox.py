@@ -148,16 +148,7 @@ class Sandbox:
         self._sources[f"{machine}@{version_id}"] = _load_call(machine, version_id, source, filename)
 
     def add_migration(self, migration: Migration, source: str, filename: str) -> None:
-        self._sources[_mkey(migration)] = {
-            "op": "load_migration",
-            "key": _mkey(migration),
-            "migration": migration.id,
-            "machine": migration.machine,
-            "from": migration.from_version,
-            "to": migration.to_version,
-            "source": source,
-            "filename": filename,
-        }
+        self._sources[_mkey(migration)] = _migration_call(migration, source, filename)
 
     def version(self, machine: str, version_id: str, loaded: Loaded, indexes: Any = ()) -> Version:
         """The registry's version of a sandboxed one: its shape, and stand-ins."""
@@ -203,17 +194,7 @@ class Sandbox:
         return loaded
 
     async def probe_migration(self, migration: Migration, source: str, filename: str) -> None:
-        call = {
-            "op": "load_migration",
-            "key": _mkey(migration),
-            "migration": migration.id,
-            "machine": migration.machine,
-            "from": migration.from_version,
-            "to": migration.to_version,
-            "source": source,
-            "filename": filename,
-        }
-        await self._probe(migration.machine, call)
+        await self._probe(migration.machine, _migration_call(migration, source, filename))
 
     async def _probe(self, machine: str, call: dict[str, Any]) -> Any:
         org = _org(machine)
@@ -524,6 +505,19 @@ def _load_call(machine: str, version_id: str, source: str, filename: str) -> dic
         "key": f"{machine}@{version_id}",
         "version": version_id,
         "machine": machine,
+        "source": source,
+        "filename": filename,
+    }
+
+
+def _migration_call(migration: Migration, source: str, filename: str) -> dict[str, Any]:
+    return {
+        "op": "load_migration",
+        "key": _mkey(migration),
+        "migration": migration.id,
+        "machine": migration.machine,
+        "from": migration.from_version,
+        "to": migration.to_version,
         "source": source,
         "filename": filename,
     }
