@@ -46,6 +46,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,33 +231,46 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
-def _cpu_of_descendants() -> float:
-    """CPU seconds used so far by this process's live descendants (the sandboxed workers
-    and their bubblewrap parents), from /proc; 0 with none."""
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
+def _cpu_seconds() -> tuple[float, float, float]:
+    """CPU seconds used so far by this process's main thread (the event loop), by its
+    other threads (commits, reads), and by its live descendants (the sandboxed workers
+    and their bubblewrap parents), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+
+    def used(stat: str) -> tuple[int, float]:
+        fields = stat[stat.rindex(")") + 2 :].split()  # a name may hold spaces
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+
+    loop = threads = 0.0
+    main = str(threading.main_thread().native_id)
+    for task in os.scandir("/proc/self/task"):
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:  # exited meanwhile
+            with open(f"{task.path}/stat") as f:
+                seconds = used(f.read())[1]
+        except OSError:  # ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        used[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if task.name == main:
+            loop += seconds
+        else:
+            threads += seconds
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"{entry.path}/stat") as f:
+                    parents[int(entry.name)], cpu[int(entry.name)] = used(f.read())
+            except OSError:
+                continue
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
-    total, todo = 0.0, list(children.get(os.getpid(), []))
+    workers, todo = 0.0, list(children.get(os.getpid(), []))
     while todo:
         pid = todo.pop()
-        total += used[pid]
+        workers += cpu[pid]
         todo.extend(children.get(pid, []))
-    return total
+    return loop, threads, workers
 
 
 def _workers_running(sandbox: Any) -> int:
@@ -345,7 +359,7 @@ async def _bench_backstate(
         batches0, commit_seconds0 = stats.commits, stats.commit_seconds
         done0 = sum(counts)
         written0 = _written_bytes()
-        cpu0, workers_cpu0 = time.process_time(), _cpu_of_descendants()
+        cpu0 = _cpu_seconds()
         if main_prof is not None:
             main_prof.enable()
         start = time.perf_counter()
@@ -354,7 +368,7 @@ async def _bench_backstate(
         elapsed = time.perf_counter() - start
         if main_prof is not None:
             main_prof.disable()
-        cpu1, workers_cpu1 = time.process_time(), _cpu_of_descendants()
+        cpu1 = _cpu_seconds()
         batches = stats.commits - batches0
         commit_seconds = stats.commit_seconds - commit_seconds0
         written1 = _written_bytes()
@@ -382,8 +396,7 @@ async def _bench_backstate(
             written_per_transition=(written1 - written0) / transitions
             if written0 is not None and written1 is not None and transitions
             else float("nan"),
-            server_cores=(cpu1 - cpu0) / elapsed,
-            worker_cores=(workers_cpu1 - workers_cpu0) / elapsed,
+            cores=[(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
         )
 
         # Verify: every acknowledged send is a committed transition, no more, no fewer.
@@ -836,8 +849,13 @@ def _print_b(b: dict[str, Any] | None, mode: Mode) -> None:
         f" {100 * b['commit_share']:.0f}% of wall time in store.commit"
     )
     print(
-        f"{'    CPU cores: this process + workers':<48} {_cores(b):>14}"
-        "  event loop and commit thread + sandboxed workers (/proc)"
+        f"{'    CPU cores: event loop + threads + workers':<48} {_cores(b):>14}"
+        "  this process's main thread, its other threads (commits), the workers (/proc)"
+    )
+    per = "/".join(f"{1e6 * c / b['rate']:.0f}" for c in b["cores"])
+    print(
+        f"{'    CPU us per transition, same three':<48} {per:>14}"
+        "  (steadier than rates when other work shares the cores)"
     )
     print(
         f"{'    bytes written to disk per transition':<48}"
@@ -850,7 +868,7 @@ def _print_b(b: dict[str, Any] | None, mode: Mode) -> None:
 
 
 def _cores(b: dict[str, Any]) -> str:
-    return f"{b['server_cores']:.2f} + {b['worker_cores']:.2f}"
+    return "+".join(f"{c:.2f}" for c in b["cores"])
 
 
 def _print_scaling(r: dict[str, Any], s: Settings) -> None:
@@ -879,7 +897,9 @@ def _print_scaling(r: dict[str, Any], s: Settings) -> None:
         print(f"{_count(orgs, 'org') + f' ({each})':<40}{cells(row, lambda c: _fmt(c['rate']))}")
         ratio = (lambda c: f"{c['rate'] / base:.2f}") if base else (lambda c: "n/a")
         print(f"{'  / trusted':<40}{cells(row, ratio)}")
-        print(f"{'  cores: this process + workers':<40}{cells(row, _cores)}")
+        print(f"{'  cores: loop + threads + workers':<40}{cells(row, _cores)}")
+        loop_us = lambda c: f"{1e6 * c['cores'][0] / c['rate']:.0f}"  # noqa: E731
+        print(f"{'  event-loop CPU us per transition':<40}{cells(row, loop_us)}")
     for row in modes:
         for mode in row:
             run = r.get(mode.key)

@@ -10,7 +10,7 @@ from pathlib import Path
 from .benchmark_runs import broken_package, broken_program, quick, run_quick
 
 NUM = r"-?[\d,]+(?:\.\d+)?"
-CORES = rf"{NUM} \+ {NUM}"
+CORES = rf"{NUM}\+{NUM}\+{NUM}"
 
 
 def test_durable_benchmark_quick_without_dbos() -> None:
@@ -26,18 +26,26 @@ def test_durable_benchmark_quick_without_dbos() -> None:
         r"b/a \(backstate / raw SQLite\)",
     ):
         assert re.search(rf"^\s*{label}\s+{NUM}\s", out, re.M), (label, out)
-    assert len(re.findall(r"^\s+transitions per commit \(group commit\)\s+[\d,.]+", out, re.M)) == 2
-    assert len(re.findall(rf"^\s+CPU cores: this process \+ workers\s+{CORES}\s", out, re.M)) == 2
+    for mode_row in (  # once under each of the two (b) rows
+        r"transitions per commit \(group commit\)\s+[\d,.]+",
+        rf"CPU cores: event loop \+ threads \+ workers\s+{CORES}\s",
+        r"CPU us per transition, same three\s+\d+/\d+/\d+\s",
+    ):
+        assert len(re.findall(rf"^\s+{mode_row}", out, re.M)) == 2, (mode_row, out)
     assert len(re.findall(r"verified=True", out)) == 2, out
-    assert re.search(
-        r"^sandboxed / trusted \(b\)\s+\d+\.\d\d\s+bar >= 0\.8: (PASS|MISS)", out, re.M
-    )
+    bar = r"^sandboxed / trusted \(b\)\s+\d+\.\d\d\s+bar >= 0\.8: (PASS|MISS)"
+    assert re.search(bar, out, re.M), out
     assert re.search(r"^\(c\) DBOS Transact steps/s\s+skipped", out, re.M), out
     # the scaling table: every cell measured, for 1 and 4 orgs
     assert re.search(rf"^trusted \(reference, in-process\)\s+{NUM}$", out, re.M), out
     for orgs in (r"1 org \(100 instances\)", r"4 orgs \(25 instances each\)"):
-        block = rf"^{orgs}(\s+{NUM}){{3}}\n  / trusted(\s+{NUM}){{3}}\n  cores: this process \+ workers(\s+{CORES}){{3}}$"
-        assert re.search(block, out, re.M), (orgs, out)
+        rows = (
+            rf"{orgs}(\s+{NUM}){{3}}",
+            rf"  / trusted(\s+{NUM}){{3}}",
+            rf"  cores: loop \+ threads \+ workers(\s+{CORES}){{3}}",
+            r"  event-loop CPU us per transition(\s+\d+){3}",
+        )
+        assert re.search("^" + "\n".join(rows) + "$", out, re.M), (orgs, out)
     assert "failed" not in out and "FAILED" not in out, out
 
 
