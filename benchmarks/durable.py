@@ -900,6 +900,7 @@ def _print_scaling(r: dict[str, Any], s: Settings) -> None:
         print(f"{'  cores: loop + threads + workers':<40}{cells(row, _cores)}")
         loop_us = lambda c: f"{1e6 * c['cores'][0] / c['rate']:.0f}"  # noqa: E731
         print(f"{'  event-loop CPU us per transition':<40}{cells(row, loop_us)}")
+        print(f"{'  transitions per commit':<40}{cells(row, lambda c: _fmt(c['per_batch']))}")
     for row in modes:
         for mode in row:
             run = r.get(mode.key)

@@ -44,6 +44,7 @@ def test_durable_benchmark_quick_without_dbos() -> None:
             rf"  / trusted(\s+{NUM}){{3}}",
             rf"  cores: loop \+ threads \+ workers(\s+{CORES}){{3}}",
             r"  event-loop CPU us per transition(\s+\d+){3}",
+            rf"  transitions per commit(\s+{NUM}){{3}}",
         )
         assert re.search("^" + "\n".join(rows) + "$", out, re.M), (orgs, out)
     assert "failed" not in out and "FAILED" not in out, out
