@@ -6,8 +6,13 @@ One run measures:
 * (a) raw SQLite: one ``INSERT`` + ``COMMIT`` per row, ``journal_mode=WAL``,
   ``synchronous=FULL`` (the one-fsync-per-commit bound);
 * (b) backstate: committed transitions/s across N instances (1,000) of a small
-  toggle machine (an ``assign`` on every event), one asyncio sender task per instance
-  sending in a loop; verified afterwards from each instance's ``seq`` and ``history``;
+  toggle machine (``toggle_machine.py``, an ``assign`` on every event), one asyncio
+  sender task per instance sending in a loop; verified afterwards from each instance's
+  ``seq`` and ``history``. Twice: trusted (the machine in this process) and sandboxed
+  (the same file deployed with ``Sandbox.deploy``, run by bubblewrap-jailed workers, one
+  org, one worker: what ``backstate serve`` runs by default), and the sandboxed rate as a
+  share of the trusted one; then a scaling table, sandboxed with 1, 2 and 4 workers per
+  org, for one org and for four (the instances spread over them);
 * (c) DBOS Transact on SQLite (WAL, ``synchronous=FULL``): checkpointed workflow
   steps/s, in a few configurations (each in its own subprocess); the best is used;
 * the latency of one ``send`` (commit and settle) on an idle store, and the lateness
@@ -15,14 +20,15 @@ One run measures:
 
 Usage::
 
-    .venv/bin/python benchmarks/durable.py                  # full run (~1-2 minutes)
-    .venv/bin/python benchmarks/durable.py --quick          # smoke run (a few seconds)
+    .venv/bin/python benchmarks/durable.py                  # full run (~3 minutes)
+    .venv/bin/python benchmarks/durable.py --quick          # smoke run (~30 s)
     .venv/bin/python benchmarks/durable.py --skip-dbos      # without (c)
-    .venv/bin/python benchmarks/durable.py --profile        # (b) under cProfile
+    .venv/bin/python benchmarks/durable.py --profile        # (b), both modes, under cProfile
 
 Database files live in a temporary directory (``--dir`` picks its parent, default the
-system temp dir) that is removed afterwards. Exits 1 if a verification fails or a peer
-(DBOS, or any one of its configurations) fails, naming it; not when a bar is missed.
+system temp dir) that is removed afterwards. Exits 1 if a verification fails, a run of
+(b) fails (a sandbox that cannot start included) or a peer (DBOS, or any one of its
+configurations) fails, naming it; not when a bar is missed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+TOGGLE = HERE / "toggle_machine.py"  # (b)'s machine, as a machine file
+BAR_SANDBOXED = 0.8  # sandboxed (b) / trusted (b)
 BAR_VS_RAW = 4.0
 BAR_VS_DBOS = 20.0
 # (a) runs before (b), after (b) and after (c): a shared disk's fsync time drifts (other
@@ -159,20 +168,45 @@ def bench_raw(directory: str, seconds: float) -> dict[str, Any]:
 
 
 def _toggle_machine() -> Any:
-    from backstate.chart import assign, setup
+    from backstate.machine import load_file
 
-    inc = assign({"count": lambda c, e: c["count"] + 1})
-    return setup(actions={"inc": inc}).create_machine(
-        {
-            "id": "toggle",
-            "initial": "off",
-            "context": {"count": 0},
-            "states": {
-                "off": {"on": {"toggle": {"target": "on", "actions": ["inc"]}}},
-                "on": {"on": {"toggle": {"target": "off", "actions": ["inc"]}}},
-            },
-        }
-    )
+    return load_file(TOGGLE).machine
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Where (b)'s machine code runs: in this process (trusted), or in sandboxed workers,
+    ``workers`` transition workers for each of ``orgs`` orgs (the instances spread
+    evenly over the orgs, one machine ``org<k>.toggle`` each)."""
+
+    sandboxed: bool
+    orgs: int = 1
+    workers: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"sandboxed-{self.orgs}x{self.workers}" if self.sandboxed else "trusted"
+
+    @property
+    def kind(self) -> str:
+        return "sandboxed" if self.sandboxed else "trusted"
+
+    @property
+    def label(self) -> str:
+        if not self.sandboxed:
+            return "trusted (in-process)"
+        return f"sandboxed, {_count(self.orgs, 'org')} x {_count(self.workers, 'worker')}"
+
+    @property
+    def machines(self) -> list[str]:
+        return [f"org{k}.toggle" for k in range(self.orgs)]
+
+
+TRUSTED = Mode(sandboxed=False)
+SANDBOXED = Mode(sandboxed=True)  # what `backstate serve` runs by default: 1 worker per org
+# The scaling table: orgs x workers per org; (1, 1) is SANDBOXED itself.
+SCALING_ORGS = (1, 4)
+SCALING_WORKERS = (1, 2, 4)
 
 
 class _CommitProfiler:
@@ -193,33 +227,129 @@ class _CommitProfiler:
         self.store.commit = self.original
 
 
-async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[str, Any]:
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _cpu_seconds() -> tuple[float, float, float]:
+    """CPU seconds used so far by this process's main thread (the event loop), by its
+    other threads (commits, reads), and by its live descendants (the sandboxed workers
+    and their bubblewrap parents), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(stat: str) -> tuple[int, float]:
+        fields = stat[stat.rindex(")") + 2 :].split()  # a name may hold spaces
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+
+    loop = threads = 0.0
+    main = str(threading.main_thread().native_id)
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(f"{task.path}/stat") as f:
+                seconds = used(f.read())[1]
+        except OSError:  # ended meanwhile
+            continue
+        if task.name == main:
+            loop += seconds
+        else:
+            threads += seconds
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"{entry.path}/stat") as f:
+                    parents[int(entry.name)], cpu[int(entry.name)] = used(f.read())
+            except OSError:
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    workers, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        workers += cpu[pid]
+        todo.extend(children.get(pid, []))
+    return loop, threads, workers
+
+
+def _workers_running(sandbox: Any) -> int:
+    """Live transition workers over all orgs (reads the sandbox's own bookkeeping)."""
+    from backstate.sandbox._jail import TRANSITIONS
+
+    return sum(sum(1 for w in org.workers[TRANSITIONS] if w.alive) for org in sandbox.orgs.values())
+
+
+async def bench_backstate(
+    directory: str, s: Settings, mode: Mode, profile: bool = False
+) -> dict[str, Any]:
+    """(b) in one mode; a failure to deploy or run is the result's ``error``."""
+    try:
+        return await _bench_backstate(directory, s, mode, profile)
+    except Exception as exc:
+        return {"mode": mode.label, "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def _bench_backstate(
+    directory: str, s: Settings, mode: Mode, profile: bool
+) -> dict[str, Any]:
     from backstate.runtime import Backstate
 
-    path = os.path.join(directory, "backstate.db")
+    path = os.path.join(directory, f"backstate-{mode.key}.db")
     n = s.instances
-    names = [f"i{i}" for i in range(n)]
+    machines = mode.machines
+    keys = [(machines[i % len(machines)], f"i{i}") for i in range(n)]
     counts = [0] * n
-    out: dict[str, Any] = {"instances": n, "senders": n * s.per_instance}
-    async with Backstate(path, synchronous="FULL") as bs:
-        bs.deploy("toggle", _toggle_machine())
+    out: dict[str, Any] = {
+        "mode": mode.label,
+        "instances": n,
+        "senders": n * s.per_instance,
+        "orgs": mode.orgs,
+        "workers_per_org": mode.workers if mode.sandboxed else None,
+    }
+    sandbox = None
+    if mode.sandboxed:
+        from backstate.sandbox import Limits, Sandbox
+
+        sandbox = Sandbox(
+            Path(directory) / f"sandbox-{mode.key}", Limits(workers_per_org=mode.workers)
+        )
+    bs = Backstate(path, synchronous="FULL", code=sandbox)
+    try:
+        for machine in machines:
+            if sandbox is not None:
+                await sandbox.deploy(bs, machine, TOGGLE.read_text(), filename=TOGGLE.name)
+            else:
+                bs.deploy(machine, _toggle_machine())
+    except BaseException:
+        await bs.close()
+        if sandbox is not None:
+            await sandbox.close()
+        raise
+    async with bs:
         start = time.perf_counter()
         for chunk in range(0, n, 500):
-            await asyncio.gather(
-                *(bs.create("toggle", name) for name in names[chunk : chunk + 500])
-            )
+            await asyncio.gather(*(bs.create(m, name) for m, name in keys[chunk : chunk + 500]))
         out["create_rate"] = n / (time.perf_counter() - start)
 
         stop = False
         event = {"type": "toggle"}
 
         async def sender(i: int) -> None:
-            name = names[i]
+            machine, name = keys[i]
             while not stop:
-                await bs.send("toggle", name, event)
+                await bs.send(machine, name, event)
                 counts[i] += 1
 
         tasks = [asyncio.create_task(sender(i % n)) for i in range(n * s.per_instance)]
+        problems: list[str] = []
+        if sandbox is not None:
+            # An org's workers start on demand, one at a time: all of them must be
+            # running before the window, else its first part measures fewer.
+            wanted = mode.orgs * mode.workers
+            deadline = time.monotonic() + 30
+            while _workers_running(sandbox) < wanted and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         await asyncio.sleep(s.warmup)
 
         main_prof = cProfile.Profile() if profile else None
@@ -229,6 +359,7 @@ async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[st
         batches0, commit_seconds0 = stats.commits, stats.commit_seconds
         done0 = sum(counts)
         written0 = _written_bytes()
+        cpu0 = _cpu_seconds()
         if main_prof is not None:
             main_prof.enable()
         start = time.perf_counter()
@@ -237,11 +368,19 @@ async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[st
         elapsed = time.perf_counter() - start
         if main_prof is not None:
             main_prof.disable()
+        cpu1 = _cpu_seconds()
         batches = stats.commits - batches0
         commit_seconds = stats.commit_seconds - commit_seconds0
         written1 = _written_bytes()
         if hook is not None:
             hook.restore()
+        if sandbox is not None:
+            out["workers_running"] = _workers_running(sandbox)
+            if out["workers_running"] != mode.orgs * mode.workers:
+                problems.append(
+                    f"{out['workers_running']} transition workers ran,"
+                    f" not {mode.orgs * mode.workers}"
+                )
         stop = True
         await asyncio.gather(*tasks)
 
@@ -257,36 +396,39 @@ async def bench_backstate(directory: str, s: Settings, profile: bool) -> dict[st
             written_per_transition=(written1 - written0) / transitions
             if written0 is not None and written1 is not None and transitions
             else float("nan"),
+            cores=[(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
         )
 
         # Verify: every acknowledged send is a committed transition, no more, no fewer.
-        problems: list[str] = []
-        for i, name in enumerate(names):
-            state = await bs.get("toggle", name)
+        for i, (machine, name) in enumerate(keys):
+            state = await bs.get(machine, name)
             if state.seq != counts[i] or state.context["count"] != counts[i]:
-                problems.append(f"{name}: seq {state.seq}, count {state.context}, sent {counts[i]}")
-        history = await bs.history("toggle", names[0], limit=counts[0] + 10)
+                problems.append(
+                    f"{machine}/{name}: seq {state.seq}, count {state.context}, sent {counts[i]}"
+                )
+        history = await bs.history(*keys[0], limit=counts[0] + 10)
         if [h.seq for h in history] != list(range(counts[0] + 1)):
-            problems.append(f"{names[0]}: history seqs are not 0..{counts[0]}")
-        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = reader.execute(
-                "SELECT COUNT(*), SUM(seq) FROM (SELECT MAX(seq) AS seq FROM history"
-                " WHERE machine = 'toggle' GROUP BY instance)"
-            ).fetchone()
-            total_rows = reader.execute(
-                "SELECT COUNT(*) FROM history WHERE machine = 'toggle'"
-            ).fetchone()[0]
-        finally:
-            reader.close()
-        if rows[0] != n or rows[1] != sum(counts) or total_rows != sum(counts) + n:
-            problems.append(
-                f"history has {total_rows} rows over {rows[0]} instances (max seqs sum to"
-                f" {rows[1]}); expected {sum(counts) + n} rows, {sum(counts)} transitions"
-            )
-        out["verified"] = not problems
-        out["problems"] = problems[:5]
-        out["total_transitions"] = sum(counts)
+            problems.append(f"{keys[0][0]}/{keys[0][1]}: history seqs are not 0..{counts[0]}")
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = reader.execute(
+            "SELECT COUNT(*), SUM(seq) FROM (SELECT MAX(seq) AS seq FROM history"
+            " GROUP BY machine, instance)"
+        ).fetchone()
+        total_rows = reader.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+    finally:
+        reader.close()
+    if rows[0] != n or rows[1] != sum(counts) or total_rows != sum(counts) + n:
+        problems.append(
+            f"history has {total_rows} rows over {rows[0]} instances (max seqs sum to"
+            f" {rows[1]}); expected {sum(counts) + n} rows, {sum(counts)} transitions"
+        )
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.remove(path + suffix)
+    out["verified"] = not problems
+    out["problems"] = problems[:5]
+    out["total_transitions"] = sum(counts)
 
     if main_prof is not None and commit_prof is not None:
         out["profile"] = _profile_report(main_prof, commit_prof, elapsed)
@@ -609,7 +751,7 @@ def print_report(res: Results, s: Settings, directory: str) -> None:
     print(f"{'measure':<48} {'result':>14}  notes")
     print("-" * 100)
     a = r.get("raw")
-    b = r.get("backstate")
+    b = r.get(TRUSTED.key)
     for key, when in RAW_RUNS.items():
         raw = r.get(key)
         if raw:
@@ -619,23 +761,9 @@ def print_report(res: Results, s: Settings, directory: str) -> None:
                 f"  INSERT+COMMIT per row; commit p50/p99 {raw['commit_p50_ms']:.2f}/"
                 f"{raw['commit_p99_ms']:.2f} ms{mark}"
             )
-    if b:
-        print(
-            f"{'(b) backstate transitions/s':<48} {_fmt(b['rate']):>14}"
-            f"  {b['instances']:,} instances, {b['senders']:,} senders,"
-            f" {b['seconds']:.1f} s, verified={b['verified']}"
-        )
-        print(
-            f"{'    transitions per commit (group commit)':<48} {_fmt(b['per_batch'], 1):>14}"
-            f"  {b['batches']:,} commits, {_fmt(b['commit_ms'], 1)} ms each,"
-            f" {100 * b['commit_share']:.0f}% of wall time in store.commit"
-        )
-        print(
-            f"{'    bytes written to disk per transition':<48}"
-            f" {_fmt(b['written_per_transition']):>14}  /proc/self/io write_bytes"
-            " (WAL frames + checkpoints) over the window"
-        )
-        print(f"{'    creates/s':<48} {_fmt(b['create_rate']):>14}")
+    for mode in (TRUSTED, SANDBOXED):
+        _print_b(r.get(mode.key), mode)
+    sb = r.get(SANDBOXED.key)
     dbos = r.get("dbos")
     best = None
     if dbos is None:
@@ -672,13 +800,22 @@ def print_report(res: Results, s: Settings, directory: str) -> None:
             f"  due -> transition processed; fired early: {lt['timer_early']}"
         )
     print("-" * 100)
-    if a and b:
+    if b and sb and "rate" in b and "rate" in sb:
+        ratio = sb["rate"] / b["rate"]
+        verdict = "PASS" if ratio >= BAR_SANDBOXED else "MISS"
+        print(
+            f"{'sandboxed / trusted (b)':<48} {ratio:>14.2f}  bar >= {BAR_SANDBOXED:g}: {verdict}"
+            f" ({os.cpu_count()} CPUs)"
+        )
+    else:
+        print(f"{'sandboxed / trusted (b)':<48} {'n/a':>14}")
+    if a and b and "rate" in b:
         ratio = b["rate"] / a["rate"]
         verdict = "PASS" if ratio >= BAR_VS_RAW else "MISS"
         print(
             f"{'b/a (backstate / raw SQLite)':<48} {ratio:>14.2f}  bar >= {BAR_VS_RAW:g}: {verdict}"
         )
-    if b and best is not None:
+    if b and "rate" in b and best is not None:
         ratio = b["rate"] / best["rate"]
         verdict = "PASS" if ratio >= BAR_VS_DBOS else "MISS"
         print(
@@ -687,10 +824,94 @@ def print_report(res: Results, s: Settings, directory: str) -> None:
         )
     else:
         print(f"{'b/c (backstate / best DBOS)':<48} {'n/a':>14}")
-    if b and b.get("problems"):
-        print("backstate verification problems:", *b["problems"], sep="\n  ")
-    if b and "profile" in b:
-        print(b["profile"])
+    _print_scaling(r, s)
+    for mode in (TRUSTED, SANDBOXED):
+        run = r.get(mode.key)
+        if run and "profile" in run:
+            print(f"\n(b) {mode.label} under cProfile (the workers' own time is not in it):")
+            print(run["profile"])
+
+
+def _print_b(b: dict[str, Any] | None, mode: Mode) -> None:
+    if b is None:
+        return
+    label = f"(b) backstate transitions/s, {mode.kind}"
+    if "rate" not in b:
+        print(f"{label:<48} {'failed':>14}  {mode.label}: {b['error'][:200]}")
+        return
+    print(
+        f"{label:<48} {_fmt(b['rate']):>14}  {mode.label}: {b['instances']:,} instances,"
+        f" {b['senders']:,} senders, {b['seconds']:.1f} s, verified={b['verified']}"
+    )
+    print(
+        f"{'    transitions per commit (group commit)':<48} {_fmt(b['per_batch'], 1):>14}"
+        f"  {b['batches']:,} commits, {_fmt(b['commit_ms'], 1)} ms each,"
+        f" {100 * b['commit_share']:.0f}% of wall time in store.commit"
+    )
+    print(
+        f"{'    CPU cores: event loop + threads + workers':<48} {_cores(b):>14}"
+        "  this process's main thread, its other threads (commits), the workers (/proc)"
+    )
+    per = "/".join(f"{1e6 * c / b['rate']:.0f}" for c in b["cores"])
+    print(
+        f"{'    CPU us per transition, same three':<48} {per:>14}"
+        "  (steadier than rates when other work shares the cores)"
+    )
+    print(
+        f"{'    bytes written to disk per transition':<48}"
+        f" {_fmt(b['written_per_transition']):>14}  /proc/self/io write_bytes"
+        " (WAL frames + checkpoints) over the window"
+    )
+    print(f"{'    creates/s':<48} {_fmt(b['create_rate']):>14}")
+    for problem in b["problems"]:
+        print(f"    verification problem: {problem}")
+
+
+def _cores(b: dict[str, Any]) -> str:
+    return "+".join(f"{c:.2f}" for c in b["cores"])
+
+
+def _print_scaling(r: dict[str, Any], s: Settings) -> None:
+    """The sandboxed runs by orgs and workers per org, the trusted run as reference."""
+    modes = [[Mode(True, orgs, workers) for workers in SCALING_WORKERS] for orgs in SCALING_ORGS]
+    if not any(m.key in r for row in modes for m in row):
+        return
+    trusted = r.get(TRUSTED.key) or {}
+    base = trusted.get("rate")
+
+    def cells(row: list[Mode], cell: Callable[[dict[str, Any]], str]) -> str:
+        out = []
+        for mode in row:
+            run = r.get(mode.key)
+            out.append("-" if run is None else cell(run) if "rate" in run else "failed")
+        return "".join(f"{x:>16}" for x in out)
+
+    print()
+    heads = "".join(f"{_count(w, 'worker') + '/org':>16}" for w in SCALING_WORKERS)
+    print(f"{'sandboxed scaling (transitions/s)':<40}{heads}")
+    print(f"{'trusted (reference, in-process)':<40}{_fmt(base) if base else 'failed':>16}")
+    for orgs, row in zip(SCALING_ORGS, modes, strict=True):
+        each = (
+            f"{s.instances:,} instances" if orgs == 1 else f"{s.instances // orgs:,} instances each"
+        )
+        print(f"{_count(orgs, 'org') + f' ({each})':<40}{cells(row, lambda c: _fmt(c['rate']))}")
+        ratio = (lambda c: f"{c['rate'] / base:.2f}") if base else (lambda c: "n/a")
+        print(f"{'  / trusted':<40}{cells(row, ratio)}")
+        print(f"{'  cores: loop + threads + workers':<40}{cells(row, _cores)}")
+        loop_us = lambda c: f"{1e6 * c['cores'][0] / c['rate']:.0f}"  # noqa: E731
+        print(f"{'  event-loop CPU us per transition':<40}{cells(row, loop_us)}")
+        print(f"{'  transitions per commit':<40}{cells(row, lambda c: _fmt(c['per_batch']))}")
+    for row in modes:
+        for mode in row:
+            run = r.get(mode.key)
+            if run is not None and "rate" not in run:
+                print(f"  {mode.label}: failed: {run['error'][:300]}")
+            elif run is not None and not run["verified"]:
+                print(f"  {mode.label}: not verified: {'; '.join(run['problems'])[:300]}")
+    print(
+        f"({os.cpu_count()} CPUs, shared by this process, every worker and whatever else runs:"
+        " more workers can only help while the workers' side is what waits)"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -746,10 +967,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("(a) raw SQLite ...", flush=True)
         res.rows["raw_before"] = bench_raw(directory, s.raw_seconds)
-        print(f"(b) backstate, {s.instances:,} instances ...", flush=True)
-        res.rows["backstate"] = asyncio.run(bench_backstate(directory, s, args.profile))
+        for mode in (TRUSTED, SANDBOXED):
+            print(f"(b) backstate, {s.instances:,} instances, {mode.label} ...", flush=True)
+            res.rows[mode.key] = asyncio.run(bench_backstate(directory, s, mode, args.profile))
         print("(a) raw SQLite again ...", flush=True)
         res.rows["raw_after"] = bench_raw(directory, s.raw_seconds)
+        for orgs in SCALING_ORGS:
+            for workers in SCALING_WORKERS:
+                mode = Mode(True, orgs, workers)
+                if mode.key not in res.rows:
+                    print(f"(b) scaling: {mode.label} ...", flush=True)
+                    res.rows[mode.key] = asyncio.run(bench_backstate(directory, s, mode))
         print("latency and timers on an idle store ...", flush=True)
         res.rows["idle"] = asyncio.run(bench_latency_and_timers(directory, s))
         if not args.skip_dbos:
@@ -779,8 +1007,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = list(res.errors)
     if not all(res.rows[k].get("verified") for k in RAW_RUNS if k in res.rows):
         failed.append("raw SQLite row count")
-    if not res.rows.get("backstate", {}).get("verified"):
-        failed.append("backstate transitions")
+    for key, run in res.rows.items():
+        if key == TRUSTED.key or key.startswith("sandboxed-"):
+            if "error" in run:
+                failed.append(f"(b) {run['mode']} failed: {run['error'][:300]}")
+            elif not run["verified"]:
+                failed.append(f"(b) {run['mode']}: transitions not verified")
     idle = res.rows.get("idle", {})
     if idle.get("timers_fired") != idle.get("timers"):
         failed.append("timers did not all fire")

@@ -1,17 +1,23 @@
 """HTTP and /rt throughput of a real ``backstate serve`` process, against its peers.
 
 Starts the server the way ``tests/server/test_e2e.py`` does (its ``Server`` class, the
-toggler example deployed, SQLite in a temporary directory), creates N toggler instances,
-then runs the load generator in a separate process (multiprocessing, ``spawn``):
+toggler example deployed, SQLite in a temporary directory) as it runs by default, with
+machine code in sandboxed workers (``--workers-per-org`` passed on), and a second one
+with ``--trusted``; creates N toggler instances in each, then runs the load generator in
+a separate process (multiprocessing, ``spawn``):
 
 * send-event: ``POST /machines/toggler/i/{name}/events`` ``{"event": "toggle"}`` over C
-  HTTP/1.1 keep-alive connections, cycling through the instances. The load generator is
+  HTTP/1.1 keep-alive connections, cycling through the instances, against the sandboxed
+  server (the bar judges this phase). The load generator is
   ``wrk`` (C): a Python client needs more CPU per request than the server and, on two
   cores, measures itself. Without wrk on the PATH it is installed from Debian's packages
   into ``benchmarks/.wrk/`` (``apt-get download``, unpacked, git-ignored). With
   ``--loader python``: C asyncio workers over httpx, each owning a disjoint slice of the
   instances;
-* get: ``GET /machines/toggler/i/{name}``, same shape;
+* peer, ``--trusted``: the same send-event load against the trusted server, right
+  after; send-event is printed as a ratio of it (what sandboxing costs);
+* get: ``GET /machines/toggler/i/{name}``, same shape (sandboxed: ``allow_read`` runs
+  in a worker);
 * peer, Restate (``restate_peer.py``): the same load, one request per key in turn over
   the same keys and connections, against the Restate server's ingress, as
   ``POST /counter/{key}/add`` ``1`` to a Virtual Object whose exclusive handler adds to
@@ -434,6 +440,11 @@ def _load(args: dict[str, Any], out: Any) -> None:
             ("warm-up", args["url"], send, args["warmup"], []),
             ("send", args["url"], send, args["seconds"], []),
         ]
+        if args["trusted_url"] is not None:
+            trusted = backstate_load("send", names, args["trusted_tokens"])
+            url = args["trusted_url"]
+            phases.append(("trusted-warm-up", url, trusted, args["warmup"], []))
+            phases.append(("trusted", url, trusted, args["seconds"], []))
         if args["restate_enter"] is not None:
             add = restate_load(names)
             enter = args["restate_enter"]
@@ -474,6 +485,37 @@ def _start_restate(skip: bool) -> tuple[restate_peer.RestatePeer | None, str | N
         return None, str(e)
 
 
+def _start_server(folder: Path, options: tuple[str, ...]) -> tuple[Any, str | None]:
+    """A ``backstate serve`` (``tests/server/test_e2e.py``'s ``Server``) in ``folder``,
+    or why it did not start."""
+    from tests.server.test_e2e import Server
+
+    folder.mkdir()
+    try:
+        return Server(folder, options=options), None
+    except RuntimeError as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        return None, lines[-1][-300:] if lines else "it did not start"
+
+
+def _create(server: Any, names: list[str]) -> tuple[dict[str, str], str | None]:
+    """One toggler instance per name, each with its own token (``sid`` = its name, so
+    the toggler's authorizers pass): the tokens, or what went wrong."""
+    import httpx
+
+    tokens = {name: server.token({"sid": name}, ttl=3600) for name in names}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for name in names:
+            r = c.post(
+                "/machines/toggler",
+                json={"slug": name},
+                headers={"authorization": f"Bearer {tokens[name]}"},
+            )
+            if r.status_code != 200:
+                return tokens, f"create {name}: {r.status_code} {r.text[:200]}"
+    return tokens, None
+
+
 def _row(label: str, r: dict[str, Any]) -> str:
     ms = 1000.0
     return (
@@ -498,6 +540,12 @@ def main() -> int:
         help="send-event, get and peer load generator (default wrk, installed if missing)",
     )
     p.add_argument("--skip-restate", action="store_true", help="leave the Restate peer out")
+    p.add_argument(
+        "--workers-per-org",
+        type=int,
+        default=1,
+        help="the sandboxed server's --workers-per-org (default 1, serve's default)",
+    )
     p.add_argument("--closed-loop", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.closed_loop:  # a phase of the Python load generator, in Restate's namespace
@@ -520,30 +568,31 @@ def main() -> int:
         return 1
 
     sys.path.insert(0, str(ROOT))
-    import httpx
-
-    from tests.server.test_e2e import Server
-
+    sandboxed_options = ("--workers-per-org", str(a.workers_per_org))
     restate: restate_peer.RestatePeer | None = None
     restate_error: str | None = None
+    trusted_error: str | None = None
     with tempfile.TemporaryDirectory(prefix="backstate-http-bench-") as tmp:
         t0 = time.perf_counter()
-        server = Server(Path(tmp))
+        # The subject, backstate serve as it runs by default (machine code in sandboxed
+        # workers), and the same server with --trusted (machine code in its process).
+        server, error = _start_server(Path(tmp) / "sandboxed", sandboxed_options)
+        if server is None:
+            print(f"FAILED: backstate serve (sandboxed) did not start: {error}")
+            return 1
+        trusted, trusted_error = _start_server(Path(tmp) / "trusted", ("--trusted",))
         noop, noop_url = _noop_server()
         try:
-            print(f"server up in {time.perf_counter() - t0:.1f}s at {server.url}", flush=True)
+            print(f"servers up in {time.perf_counter() - t0:.1f}s at {server.url}", flush=True)
             names = [f"bench-{i}" for i in range(n)]
-            tokens = {name: server.token({"sid": name}, ttl=3600) for name in names}
-            with httpx.Client(base_url=server.url, timeout=30) as c:
-                for name in names:
-                    r = c.post(
-                        "/machines/toggler",
-                        json={"slug": name},
-                        headers={"authorization": f"Bearer {tokens[name]}"},
-                    )
-                    if r.status_code != 200:
-                        print(f"create {name}: {r.status_code} {r.text}", file=sys.stderr)
-                        return 1
+            tokens, error = _create(server, names)
+            if error is not None:
+                print(f"FAILED: backstate serve (sandboxed): {error}")
+                return 1
+            trusted_tokens: dict[str, str] = {}
+            if trusted is not None:
+                trusted_tokens, trusted_error = _create(trusted, names)
+            trusted_url = trusted.url if trusted is not None and trusted_error is None else None
             restate, restate_error = _start_restate(a.skip_restate)
             ctx = mp.get_context("spawn")
             out = ctx.Queue()
@@ -552,6 +601,8 @@ def main() -> int:
                 args=(
                     {
                         "url": server.url,
+                        "trusted_url": trusted_url,
+                        "trusted_tokens": trusted_tokens,
                         "noop_url": noop_url,
                         "restate_enter": restate.enter if restate else None,
                         "port": server.port,
@@ -583,6 +634,8 @@ def main() -> int:
                 restate.stop()
             noop.kill()
             noop.wait()
+            if trusted is not None:
+                trusted.stop()
             server.stop()
     if status != "ok":
         print(f"FAILED: load generator: {res}")
@@ -591,9 +644,10 @@ def main() -> int:
     ms = 1000.0
     print()
     print(
-        f"backstate serve (toggler, SQLite) vs load generator in a separate process; "
-        f"{os.cpu_count()} CPUs shared by all; Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"backstate serve (toggler, SQLite; machine code in sandboxed workers,"
+        f" --workers-per-org {a.workers_per_org}; peer: the same with --trusted) vs load"
+        f" generator in a separate process; {os.cpu_count()} CPUs shared by all;"
+        f" Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"load generator: {'wrk (C)' if wrk else 'Python (httpx)'}; "
@@ -609,6 +663,10 @@ def main() -> int:
     print()
     print(f"{'phase':<30}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     print(_row("send-event", res["send"]))
+    if "trusted" in res:
+        print(_row("peer: send-event, --trusted", res["trusted"]))
+    else:
+        print(f"{'peer: send-event, --trusted':<30}failed: {trusted_error}")
     print(_row("get", res["get"]))
     if "restate" in res:
         print(_row("peer: Restate counter/add", res["restate"]))
@@ -635,6 +693,14 @@ def main() -> int:
         f"(the peer is what uvicorn itself allows on this machine)"
     )
     failed = []
+    if "trusted" in res:
+        t = res["trusted"]
+        print(
+            f"send-event / --trusted: {rps / (t['n'] / t['elapsed']):.2f} "
+            f"(the same server and load, machine code in sandboxed workers / in its process)"
+        )
+    else:
+        failed.append(f"peer backstate serve --trusted: {trusted_error}")
     restate_verified = False
     if "restate" in res:
         adds = res["restate-warm-up"]["answered"] + res["restate"]["answered"]
@@ -660,12 +726,13 @@ def main() -> int:
     ok = rps >= BAR_RPS and p99 < BAR_P99_MS
     print()
     print(
-        f"bar: >= {BAR_RPS:,.0f} send-event/s with p99 < {BAR_P99_MS:g} ms: "
+        f"bar: >= {BAR_RPS:,.0f} send-event/s with p99 < {BAR_P99_MS:g} ms, sandboxed: "
         f"{'PASS' if ok else 'FAIL'} ({rps:,.0f}/s, p99 {p99:.1f} ms; "
         f"servers and load generator share {os.cpu_count()} cores)"
     )
     for phase, label in (
         ("send", "send-event"),
+        ("trusted", "peer send-event, --trusted"),
         ("get", "get"),
         ("restate", "peer Restate"),
         ("noop", "peer no-op uvicorn"),

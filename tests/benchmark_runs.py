@@ -51,3 +51,13 @@ def broken_program(folder: Path, name: str) -> dict[str, str]:
     program.write_text(f"#!/bin/sh\necho '{name}: broken by a test' >&2\nexit 1\n")
     program.chmod(0o755)
     return _first_on("PATH", folder)
+
+
+def broken_command(folder: Path, argument: str) -> dict[str, str]:
+    """The environment of a run in which every Python process started with ``argument``
+    on its command line exits at once (a ``sitecustomize`` on ``PYTHONPATH``; processes
+    started with ``python -I``, as sandboxed workers are, do not read it)."""
+    (folder / "sitecustomize.py").write_text(
+        f"import sys\nif {argument!r} in sys.argv:\n    sys.exit('{argument}: broken by a test')\n"
+    )
+    return _first_on("PYTHONPATH", folder)
