@@ -83,3 +83,35 @@ def test_strings_that_are_not_unicode_are_refused_and_reads_keep_working(
         assert httpx.get(f"{base}/i/lone{path}", headers=headers).status_code == 200, path
     transitions = httpx.get(f"{base}/i/lone/events", headers=admin).json()["transitions"]
     assert [t["event"].get("data") for t in transitions[1:]] == ["😀"]
+
+
+WRONG_TYPES: list[Any] = [[["x"], []], {"a": 1}, 7, True, 1.5]
+
+
+def test_fields_of_the_wrong_type_get_400_and_change_nothing(server: Server) -> None:
+    me = server.headers({"sid": "types"})
+    admin = server.headers({})
+    base = f"{server.url}/machines/toggler"
+    assert httpx.post(base, json={"slug": "types"}, headers=me).status_code == 200
+    cases: list[tuple[str, str, dict[str, str], str, dict[str, Any]]] = []
+    for wrong in WRONG_TYPES:
+        cases += [
+            ("POST", base, me, "machineVersionId", {"slug": "types2"}),
+            ("POST", base, me, "slug", {}),
+            ("POST", base, me, "context", {"slug": "types3"}),
+            ("POST", f"{base}/i/types/events", me, "event", {}),
+            ("PUT", f"{base}/i/types/v", admin, "targetMachineVersionId", {}),
+            ("POST", f"{server.url}/machines", admin, "slug", {}),
+            ("POST", f"{server.url}/machines", admin, "indexes", {"slug": "m-types"}),
+        ]
+        for method, url, headers, field, rest in cases[-7:]:
+            if field == "context" and isinstance(wrong, dict):
+                continue  # an object is the right type for a context
+            response = httpx.request(method, url, json={**rest, field: wrong}, headers=headers)
+            assert response.status_code == 400, (method, url, field, wrong, response.text)
+            assert response.json()["code"] in {"invalid-parameter", "invalid-event"}, response.text
+    state = httpx.get(f"{base}/i/types", headers=me).json()
+    assert (state["state"], state["publicContext"]) == ("on", {"toggleCount": 0}), state
+    for name in ("types2", "types3"):
+        assert httpx.get(f"{base}/i/{name}", headers=me).status_code == 404
+    assert httpx.get(f"{server.url}/machines/m-types", headers=admin).status_code == 404

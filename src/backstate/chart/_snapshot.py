@@ -18,6 +18,7 @@ class Snapshot:
         "context",
         "error",
         "history",
+        "json_text",
         "machine",
         "output",
         "status",
@@ -42,6 +43,9 @@ class Snapshot:
         self.error = error
         self.history = history
         self.children = children
+        # Its JSON, once someone encoded it (``to_json`` as text): a snapshot never
+        # changes, so whoever stores or sends it again can reuse the text.
+        self.json_text: str | None = None
 
     @property
     def value(self) -> Any:

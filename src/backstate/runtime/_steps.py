@@ -108,7 +108,8 @@ class Section:
                 entry.restore(state)
             wheel.rollback(self.journal)
         wheel.close(self.journal)
-        self.processor.wake()  # a step that waited for code: the loop seals its round
+        if not self.processor.committing:
+            self.processor.wake()  # the loop seals the round now (else once committed)
 
 
 class Steps:
@@ -385,7 +386,9 @@ class Steps:
         snap = step.snapshot
         data = snap.to_json()
         # What can fail is done before anything changes.
-        text = RawJson(encode_state(data, "the context"))
+        plain = encode_state(data, "the context")
+        snap.json_text = plain
+        text = RawJson(plain)
         event_text = event_json or RawJson(encode_state(event, "the event"))
         # A snapshot is never shorter than its context: the exact size of the context
         # is needed only for large snapshots.

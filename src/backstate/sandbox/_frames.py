@@ -38,19 +38,25 @@ class Unpacker:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Any]:
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
+        view = memoryview(buffer)
         messages = []
-        while len(self._buffer) >= HEADER.size:
-            (length,) = HEADER.unpack_from(self._buffer)
-            if length > self.limit:
-                raise FrameError(f"a frame of {length} bytes (the limit is {self.limit})")
-            end = HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            body = bytes(self._buffer[HEADER.size : end])
-            del self._buffer[:end]
-            try:
-                messages.append(orjson.loads(body))
-            except orjson.JSONDecodeError as exc:
-                raise FrameError(f"a frame that is not JSON: {exc}") from None
+        start, size = 0, len(buffer)
+        try:
+            while size - start >= HEADER.size:
+                (length,) = HEADER.unpack_from(buffer, start)
+                if length > self.limit:
+                    raise FrameError(f"a frame of {length} bytes (the limit is {self.limit})")
+                end = start + HEADER.size + length
+                if size < end:
+                    break
+                try:
+                    messages.append(orjson.loads(view[start + HEADER.size : end]))
+                except orjson.JSONDecodeError as exc:
+                    raise FrameError(f"a frame that is not JSON: {exc}") from None
+                start = end
+        finally:
+            view.release()
+        del buffer[:start]  # once per read, not once per frame
         return messages

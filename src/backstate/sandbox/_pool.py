@@ -63,6 +63,7 @@ class Worker:
         self._flushing = False
         self._proc: asyncio.subprocess.Process | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._head_since = 0.0
         self._overdue: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
@@ -113,7 +114,7 @@ class Worker:
             self._flushing = True
             loop.call_soon(self._flush)
         if self.role == TRANSITIONS and len(self.calls) == 1:
-            self._arm(call_id)
+            self._head(loop)
         return future
 
     def cancel(self, future: asyncio.Future[dict[str, Any]]) -> None:
@@ -130,16 +131,28 @@ class Worker:
             data, self._out = b"".join(self._out), []
             self._proc.stdin.write(data)
 
-    def _arm(self, call_id: int) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        seconds = self.calls[call_id][1] + DEADLINE_MARGIN
-        self._watchdog = asyncio.get_running_loop().call_later(seconds, self._late, call_id)
+    def _head(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The call at the head of the queue starts running now; one timer per worker
+        (not per call) checks that it ends in time."""
+        self._head_since = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._allowed(), self._check)
 
-    def _late(self, call_id: int) -> None:
-        if call_id in self.calls:
-            self._overdue = call_id
-            self.kill(f"a call ran past its {self.calls[call_id][1]:g} s limit")
+    def _allowed(self) -> float:
+        return self.calls[next(iter(self.calls))][1] + DEADLINE_MARGIN
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if not self.calls or not self.alive:
+            return
+        loop = asyncio.get_running_loop()
+        late = self._head_since + self._allowed() - loop.time()
+        if late > 0:
+            self._watchdog = loop.call_later(late, self._check)
+            return
+        head = next(iter(self.calls))
+        self._overdue = head
+        self.kill(f"a call ran past its {self.calls[head][1]:g} s limit")
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -173,12 +186,8 @@ class Worker:
             raise FrameError(f"an answer to no call ({call_id!r})")
         if not pending[0].done():
             pending[0].set_result(frame)
-        if self.role == TRANSITIONS:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-                self._watchdog = None
-            if self.calls:
-                self._arm(next(iter(self.calls)))
+        if self.role == TRANSITIONS and self.calls:
+            self._head_since = asyncio.get_running_loop().time()
 
     def _died(self) -> None:
         if not self.alive and not self.calls:

@@ -262,7 +262,7 @@ class Sandbox:
                 "op": "transition",
                 "version": _vkey(version),
                 "instance": instance,
-                "snapshot": snapshot.to_json(),
+                **_encoded(snapshot),
                 "event": event,
                 "check": _check(check),
             },
@@ -521,6 +521,14 @@ def _migration_call(migration: Migration, source: str, filename: str) -> dict[st
         "source": source,
         "filename": filename,
     }
+
+
+def _encoded(snapshot: Snapshot) -> dict[str, Any]:
+    """The snapshot for a call: its JSON text as stored, once it has been (encoded once
+    only), else the snapshot."""
+    if snapshot.json_text is not None:
+        return {"snapshotText": snapshot.json_text}
+    return {"snapshot": snapshot.to_json()}
 
 
 def _check(check: WriteCheck | None) -> dict[str, Any] | None:

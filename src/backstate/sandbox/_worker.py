@@ -35,6 +35,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
+
 from backstate.chart import RunAction, StartActor
 from backstate.chart._actions import takes_params
 from backstate.machine import (
@@ -56,6 +58,7 @@ from ._jail import EFFECTS, EGRESS_PROXY, EGRESS_SOCKET, TRANSITIONS, harden
 
 MAX_LOG_LINES = 200  # per call
 MAX_LOG_LINE = 4000  # characters
+FLUSH_SECONDS = 0.002  # a long batch's answers are written at least this often
 OUT_OF_MEMORY = {"code": "user-code-memory", "message": "the worker ran out of memory"}
 
 
@@ -162,9 +165,13 @@ class Worker:
     def serve_transitions(self, read: int, unpacker: Unpacker, calls: list[Any]) -> None:
         signal.signal(signal.SIGPROF, self._cpu_limit)
         while True:
+            flushed = time.monotonic()
             for call in calls:
                 _call_logs.set(Logs())
                 self.handle(call)
+                if time.monotonic() - flushed > FLUSH_SECONDS:
+                    self.flush()  # answers as they come: the server seals rounds meanwhile
+                    flushed = time.monotonic()
             self.flush()
             data = os.read(read, 1 << 20)
             if not data:
@@ -225,7 +232,8 @@ class Worker:
             )
             return self._step(loaded, step)
         if op == "transition":
-            snapshot = version.machine.resolve_snapshot(call["snapshot"])
+            data = call["snapshot"] if "snapshot" in call else orjson.loads(call["snapshotText"])
+            snapshot = version.machine.resolve_snapshot(data)
             step = run_now(
                 self.code.transition(
                     version, call["instance"], snapshot, call["event"], _check(call)

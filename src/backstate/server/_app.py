@@ -416,6 +416,10 @@ class _Api(Requests):
         if not isinstance(context, dict):
             raise ApiError(400, "invalid-parameter", "context must be an object", "context")
         version = body.get("machineVersionId")
+        if version is not None and not isinstance(version, str):
+            raise ApiError(
+                400, "invalid-parameter", "machineVersionId must be a string", "machineVersionId"
+            )
         forwarded = await self.forwarder.route(request, (machine, name))
         if forwarded is not None:
             return forwarded

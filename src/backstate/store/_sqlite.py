@@ -208,24 +208,37 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
                 row.desired_version,
             ),
         )
-    for key, expected, row in batch.instance_updates:
-        cur = ex(
+    if batch.instance_updates:
+        # One statement for all the updates (a row at a time, each taking the GIL back,
+        # made commits slow while the event loop was busy); each must find its row at
+        # the sequence number it expects, which the count of changed rows tells.
+        before = db.total_changes
+        many(
             "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?, children = ?,"
             " updated_at = ?, desired_version = ? WHERE machine = ? AND name = ? AND seq = ?",
-            (
-                row.version,
-                row.seq,
-                _dumps(row.snapshot),
-                row.status,
-                _children(row),
-                row.updated_at,
-                row.desired_version,
-                *key,
-                expected,
-            ),
+            [
+                (
+                    row.version,
+                    row.seq,
+                    _dumps(row.snapshot),
+                    row.status,
+                    _children(row),
+                    row.updated_at,
+                    row.desired_version,
+                    *key,
+                    expected,
+                )
+                for key, expected, row in batch.instance_updates
+            ],
         )
-        if cur.rowcount != 1:
-            raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
+        if db.total_changes - before != len(batch.instance_updates):
+            for key, expected, row in batch.instance_updates:
+                found = db.execute(
+                    "SELECT seq FROM instances WHERE machine = ? AND name = ?", key
+                ).fetchone()
+                if found is None or found[0] != row.seq:
+                    raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
+            raise SequenceConflict("an instance is no longer at the sequence expected")
     many(
         "UPDATE instances SET status = ? WHERE machine = ? AND name = ?",
         [(s, *k) for k, s in batch.status_updates],
