@@ -60,6 +60,9 @@ from ._timers import TimerWheel
 logger = logging.getLogger("backstate.runtime")
 
 CACHE_SIZE = 10_000
+# How long a round waits for sandboxed code to answer before it is sealed without the
+# steps still waiting (they write into a later round).
+ROUND_WAIT = 0.01
 
 
 class Processor:
@@ -105,7 +108,6 @@ class Processor:
         # (see _steps), so a step waiting for slow sandboxed code lands in a later round
         # instead of holding this one back.
         self.round = Round()
-        self.committing = False  # a commit is in flight: the open round waits for it
         self.running: dict[InstanceKey, asyncio.Task[None]] = {}  # steps waiting for code
         self.creating: set[InstanceKey] = set()  # instances whose creation is under way
         self.steps = Steps(self)
@@ -314,30 +316,16 @@ class Processor:
 
     async def _loop(self) -> None:
         """Build a round while the previous one commits (pipelining): a round's
-        effects still happen only after its own commit, and commits stay in order.
-
-        With sandboxed code, steps run in tasks of their own and write into the open
-        round whenever their code has answered; the round is sealed once the commit in
-        flight is done, so it holds everything that was ready meanwhile (group commit
-        with no wait of its own), and a step whose code is slow or stuck holds nobody
-        back: it writes into a later round."""
+        effects still happen only after its own commit, and commits stay in order."""
         pending: tuple[Round, asyncio.Task[CommitResult]] | None = None
-        concurrent = not self.code.synchronous
         while True:
-            self.committing = pending is not None and not pending[1].done()
-            if concurrent and self.committing:
-                # Only new steps to start wake the loop before the commit is done: the
-                # rest (answers, logs, the open round) waits to be sealed anyway.
-                idle = not self.ready and not self.closing
-            else:
-                idle = (
-                    not self.ready
-                    and not self.closing
-                    and not self.pending_done
-                    and not self.pending_logs
-                    and self.round.empty
-                )
-            if idle:
+            if (
+                not self.ready
+                and not self.closing
+                and not self.pending_done
+                and not self.pending_logs
+                and self.round.empty
+            ):
                 await self._idle(pending[1] if pending else None)
             self._wake.clear()
             self._fire_timers()
@@ -346,14 +334,11 @@ class Processor:
                 await self._stop_running()
             entries = [e for e in self.ready.values() if not e.busy]
             self.ready.clear()  # a busy one is queued again when its step ends
-            if concurrent:
-                for entry in entries:
-                    self._run(entry)
-                if pending is not None and not pending[1].done() and not self.closing:
-                    continue  # sealed once that commit is done
-            else:
+            if self.code.synchronous:
                 for entry in entries:
                     run_now(self.steps.process(entry))
+            elif entries:
+                await asyncio.wait([self._run(e) for e in entries], timeout=ROUND_WAIT)
             rnd, self.round = self.round, Round()
             self._seal(rnd)
             if pending is not None:

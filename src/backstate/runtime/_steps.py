@@ -108,8 +108,7 @@ class Section:
                 entry.restore(state)
             wheel.rollback(self.journal)
         wheel.close(self.journal)
-        if not self.processor.committing:
-            self.processor.wake()  # the loop seals the round now (else once committed)
+        self.processor.wake()  # a step that waited for code: the loop seals its round
 
 
 class Steps:
