@@ -114,6 +114,8 @@ def test_bad_input_is_rejected_and_changes_nothing(db: Target) -> None:
             cases: list[tuple[Any, str]] = [
                 ({"type": 3}, "invalid-event"),
                 ("xstate.init", "invalid-event"),
+                ("", "invalid-event"),
+                ({"type": ""}, "invalid-event"),
                 ({"type": "inc", "by": float("nan")}, "invalid-json"),
                 ({"type": "inc", "x": object()}, "invalid-json"),
                 # 200,001 characters but 400,002 bytes of UTF-8: the limit is in bytes.
@@ -134,10 +136,17 @@ def test_bad_input_is_rejected_and_changes_nothing(db: Target) -> None:
                 await bs.send("counter", "c1", {"type": "grow", "size": 400_001})
             assert big.value.code == "context-too-large"
             assert (await bs.get("counter", "c1")).seq == 0
+            # A creation refused for its size leaves the name free.
+            with pytest.raises(InvalidRequest) as big:
+                await bs.create("counter", "c2", context={"count": 0, "x": "y" * 400_001})
+            assert big.value.code == "context-too-large"
+            with pytest.raises(NotFound):
+                await bs.get("counter", "c2")
+            assert (await bs.create("counter", "c2")).seq == 0
 
     run(body)
-    assert db.rows("SELECT count(*) FROM history") == [(1,)]
-    assert db.rows("SELECT seq FROM instances") == [(0,)]
+    assert db.rows("SELECT count(*) FROM history") == [(2,)]
+    assert db.rows("SELECT seq FROM instances") == [(0,), (0,)]
 
 
 def test_effects_run_after_their_transition_is_committed(db: Target) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from .test_e2e import Server
+from .test_e2e import TOGGLER, Server
 
 
 def error(response: httpx.Response) -> tuple[int, str]:
@@ -110,6 +110,25 @@ def test_fields_of_the_wrong_type_get_400_and_change_nothing(server: Server) -> 
             response = httpx.request(method, url, json={**rest, field: wrong}, headers=headers)
             assert response.status_code == 400, (method, url, field, wrong, response.text)
             assert response.json()["code"] in {"invalid-parameter", "invalid-event"}, response.text
+    # Optional fields of the wrong type are refused too, not read as absent.
+    code = TOGGLER.read_text()
+    versions = httpx.get(f"{base}/v", headers=admin).json()["versions"]
+    for method, url, body in [
+        ("POST", f"{base}/v", {"code": code, "clientInfo": ["c"]}),
+        ("POST", f"{base}/v", {"code": code, "makeCurrent": "yes"}),
+        ("POST", f"{base}/v", {"code": code, "indexSelectors": ["x"]}),
+        (
+            "PUT",
+            f"{base}/i/types/v",
+            {"targetMachineVersionId": versions[0]["id"], "upgradeNow": "yes"},
+        ),
+    ]:
+        response = httpx.request(method, url, json=body, headers=admin)
+        assert error(response) == (400, "invalid-parameter"), (url, body, response.text)
+    assert len(httpx.get(f"{base}/v", headers=admin).json()["versions"]) == len(versions)
+    for event in ("", {"type": ""}):
+        response = httpx.post(f"{base}/i/types/events", json={"event": event}, headers=me)
+        assert error(response) == (400, "invalid-event"), response.text
     state = httpx.get(f"{base}/i/types", headers=me).json()
     assert (state["state"], state["publicContext"]) == ("on", {"toggleCount": 0}), state
     for name in ("types2", "types3"):

@@ -195,6 +195,8 @@ class Backstate:
             )
         if ev["type"].startswith(("xstate.", "backstate.")):
             raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
+        if not ev["type"]:
+            raise InvalidRequest("invalid-event", "an event's type must not be empty")
         work = Work("api", ev, future=self._future(), auth=auth, event_json=RawJson(text))
         self.processor.submit(key, work)
         assert work.future is not None

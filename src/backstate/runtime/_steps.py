@@ -106,6 +106,8 @@ class Section:
             self.rnd.rollback(self.mark)
             for entry, state in zip(self.entries, self.states, strict=True):
                 entry.restore(state)
+                if not entry.exists:  # a creation that failed: its name is free again
+                    self.processor.creating.discard(entry.key)
             wheel.rollback(self.journal)
         wheel.close(self.journal)
         self.processor.wake()  # a step that waited for code: the loop seals its round

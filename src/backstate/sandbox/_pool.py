@@ -34,6 +34,8 @@ START_TIMEOUT = 20.0  # seconds a worker may take to start and harden itself
 DEADLINE_MARGIN = 1.0  # seconds past a call's CPU limit before its worker is killed
 STDERR_LINES = 50  # a worker's own output logged per minute, at most
 RETRIES = 2  # times a call lost with a dead worker is sent to a fresh one
+# Answers after which a transition worker exits (its code was cut off midway).
+LAST = frozenset({"user-code-timeout", "user-code-memory"})
 
 
 class WorkerDied(Exception):
@@ -69,6 +71,7 @@ class Worker:
         self._stderr: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._cause = "the worker exited"
+        self._retiring = False  # it answered its last call and exits: take no more
 
     @property
     def pid(self) -> int | None:
@@ -186,6 +189,11 @@ class Worker:
             raise FrameError(f"an answer to no call ({call_id!r})")
         if not pending[0].done():
             pending[0].set_result(frame)
+        error = frame.get("error")
+        if self.role == TRANSITIONS and isinstance(error, dict) and error.get("code") in LAST:
+            # The worker exits after this answer: the calls queued behind it are lost
+            # through no fault of theirs (retried on a fresh worker), and none join them.
+            self._retiring, self.alive = True, False
         if self.role == TRANSITIONS and self.calls:
             self._head_since = asyncio.get_running_loop().time()
 
@@ -208,7 +216,7 @@ class Worker:
             elif call_id == self._overdue:
                 kind = "timeout"
             else:
-                kind = "crashed" if index == 0 else "lost"
+                kind = "crashed" if index == 0 and not self._retiring else "lost"
             future.set_exception(WorkerDied(kind, detail))
         if calls:
             logger.warning(

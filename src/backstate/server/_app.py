@@ -77,6 +77,14 @@ def parse_time(value: str, parameter: str) -> int:
     return ms
 
 
+def _optional(body: dict[str, Any], field: str, kind: type, what: str) -> Any:
+    """``body[field]`` if it is a ``kind`` or absent (None); else a 400 naming it."""
+    value = body.get(field)
+    if value is not None and not isinstance(value, kind):
+        raise ApiError(400, "invalid-parameter", f"{field} must be {what}", field)
+    return value
+
+
 def _confirm_deletion(body: dict[str, Any], field: str, key: str, data: str) -> None:
     """State Backed's guard on deletes: an explicit flag and HMAC-SHA256(key, data)."""
     if body.get("dangerDataWillBeDeletedForever") is not True:
@@ -309,18 +317,15 @@ class _Api(Requests):
         self, principal: Principal, slug: str, code: Any, body: dict[str, Any]
     ) -> Response:
         _check_source(code, "machine")
-        client_info = body.get("clientInfo")
-        selectors = body.get("indexSelectors")
-        if selectors is not None and not isinstance(selectors, dict):
-            raise ApiError(
-                400, "invalid-parameter", "indexSelectors must be an object", "indexSelectors"
-            )
+        client_info = _optional(body, "clientInfo", str, "a string")
+        selectors = _optional(body, "indexSelectors", dict, "an object")
+        make_current = _optional(body, "makeCurrent", bool, "true or false")
         version = await self.backend.create_version(
             principal.org_id,
             slug,
             code,
-            client_info if isinstance(client_info, str) else None,
-            body.get("makeCurrent", True) is not False,
+            client_info,
+            make_current is not False,
             f"{slug}.py",
             selectors,
         )
@@ -415,11 +420,7 @@ class _Api(Requests):
         context = body.get("context", {})
         if not isinstance(context, dict):
             raise ApiError(400, "invalid-parameter", "context must be an object", "context")
-        version = body.get("machineVersionId")
-        if version is not None and not isinstance(version, str):
-            raise ApiError(
-                400, "invalid-parameter", "machineVersionId must be a string", "machineVersionId"
-            )
+        version = _optional(body, "machineVersionId", str, "a string")
         forwarded = await self.forwarder.route(request, (machine, name))
         if forwarded is not None:
             return forwarded
@@ -551,12 +552,11 @@ class _Api(Requests):
         _, machine, name = self._instance(request, principal)
         body = await self.body(request)
         target = check_name(body.get("targetMachineVersionId"), "targetMachineVersionId")
+        now = _optional(body, "upgradeNow", bool, "true or false") is True
         forwarded = await self.forwarder.route(request, (machine, name))
         if forwarded is not None:
             return forwarded
-        await self.backend.runtime.set_desired_version(
-            machine, name, target, now=body.get("upgradeNow") is True
-        )
+        await self.backend.runtime.set_desired_version(machine, name, target, now=now)
         return Response(status_code=201)
 
     async def dry_run_upgrade(self, request: Request) -> Response:
