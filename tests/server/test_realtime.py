@@ -137,6 +137,11 @@ def test_bad_messages_get_errors_and_the_socket_keeps_serving(server: Server, ro
             ('{"type": "subscribe-to-instance", "machineName": "\\ud800"}', "invalid-unicode"),
             ('{"type": "nonsense", "requestId": "z"}', "invalid-parameter"),
             ("[1, 2]", "invalid-parameter"),
+            (
+                '{"type": "subscribe-to-instance", "requestId": "t",'
+                ' "machineName": ["x"], "machineInstanceName": 5}',
+                "invalid-parameter",
+            ),
         ):
             await ws.send(text)
             error = await next_message(ws)

@@ -85,7 +85,11 @@ class Connection:
         if kind not in ("subscribe-to-instance", "unsubscribe-from-instance"):
             await self._send_error(request_id, 400, "invalid-parameter")
             return
-        key = (str(message.get("machineName")), str(message.get("machineInstanceName")))
+        machine, instance = message.get("machineName"), message.get("machineInstanceName")
+        if not isinstance(machine, str) or not isinstance(instance, str):
+            await self._send_error(request_id, 400, "invalid-parameter")
+            return
+        key = (machine, instance)
         if kind == "unsubscribe-from-instance":
             wanted = self.requests.get(key, set())
             wanted.discard(str(request_id))
