@@ -16,6 +16,7 @@ import contextlib
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from backstate.store import (
     open_store,
 )
 
-from ._cache import MISS, Expiring
+from ._cache import ReadThrough, StoreHealth
 
 ADMIN_SCOPES = tuple(Scope)
 logger = logging.getLogger("backstate.server")
@@ -115,8 +116,16 @@ class Backend:
         )
         self.control = open_control(db)
         self.deployed: set[str] = set()  # ids of the versions the runtime runs
-        self._keys: Expiring[str, Key | None] = Expiring()
-        self._machines: Expiring[tuple[str, str], MachineRow | None] = Expiring()
+        # One thread reads behind the caches (see ReadThrough), so a store that hangs
+        # holds that thread, never the event loop nor the default executor /readyz uses.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="backstate-control")
+        health = StoreHealth()
+        self._keys: ReadThrough[str, Key | None] = ReadThrough(
+            self._read_key, CONTROL_CACHE_SECONDS, self._reader, health
+        )
+        self._machines: ReadThrough[tuple[str, str], MachineRow | None] = ReadThrough(
+            lambda key: self.control.machine(*key), CONTROL_CACHE_SECONDS, self._reader, health
+        )
         self._migrations: set[str] = set()  # registered migration ids
         self._sync: asyncio.Task[None] | None = None
 
@@ -139,6 +148,7 @@ class Backend:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync
         await self.runtime.close()
+        self._reader.shutdown(wait=False, cancel_futures=True)
         self.control.close()
 
     async def _describe_versions(self) -> None:
@@ -247,17 +257,14 @@ class Backend:
         return Credentials(org_id, admin.id, admin.secret)
 
     def lookup_key(self, key_id: str) -> Key | None:
-        now = time.monotonic()
-        hit = self._keys.get(key_id, now)
-        if hit is not MISS:
-            return hit
+        return self._keys.get(key_id)
+
+    def _read_key(self, key_id: str) -> Key | None:
         row = self.control.key(key_id)
-        key = None
-        if row is not None:
-            scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
-            key = Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
-        self._keys.put(key_id, key, now + CONTROL_CACHE_SECONDS)
-        return key
+        if row is None:
+            return None
+        scopes = tuple(Scope(s) for s in row.scopes if s in Scope._value2member_map_)
+        return Key(row.id, row.org_id, row.name, scopes, row.secret, row.created_at)
 
     # -- machines and versions ----------------------------------------------------------------
 
@@ -269,11 +276,7 @@ class Backend:
         return row
 
     def machine(self, org_id: str, slug: str) -> MachineRow:
-        now = time.monotonic()
-        row = self._machines.get((org_id, slug), now)
-        if row is MISS:
-            row = self.control.machine(org_id, slug)
-            self._machines.put((org_id, slug), row, now + CONTROL_CACHE_SECONDS)
+        row = self._machines.get((org_id, slug))
         if row is None:
             raise NotFound("machine-not-found", f"no machine {slug!r}")
         if self.cluster and row.current_version and row.current_version not in self.deployed:
