@@ -27,7 +27,7 @@ from backstate.store import LogRow
 
 from . import _logs
 from ._deployments import Persistent
-from ._errors import EventRejected, Forbidden, InvalidRequest
+from ._errors import BackstateError, EventRejected, Forbidden, InvalidRequest
 from ._json import encode_state
 from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
 from ._usercode import call, describe, user_code
@@ -57,6 +57,16 @@ class WriteCheck:
 
     auth_context: dict[str, Any]
     write_type: str  # "initialization" | "event"
+
+
+class TransitionCall(NamedTuple):
+    """The arguments of ``UserCode.transition``, for ``UserCode.transitions``."""
+
+    version: Version
+    instance: str
+    snapshot: Snapshot
+    event: dict[str, Any]
+    check: WriteCheck | None
 
 
 class UserCode(Protocol):
@@ -91,6 +101,11 @@ class UserCode(Protocol):
     ) -> Step:
         """``allow_write`` (when ``check``), then the transition; raises ``Forbidden`` or
         ``EventRejected``."""
+        ...
+
+    async def transitions(self, calls: list[TransitionCall]) -> list[Step | BackstateError]:
+        """Many ``transition`` calls of one org's instances at once, each one's step or
+        error in their order (sandboxed code: one crossing of the process boundary)."""
         ...
 
     async def may_read(
@@ -234,6 +249,15 @@ class TrustedCode:
                 ),
             )
             return self._resolved(version, instance, step)
+
+    async def transitions(self, calls: list[TransitionCall]) -> list[Step | BackstateError]:
+        results: list[Step | BackstateError] = []
+        for one in calls:
+            try:
+                results.append(await self.transition(*one))
+            except BackstateError as exc:
+                results.append(exc)
+        return results
 
     def _step(
         self,

@@ -9,12 +9,15 @@ import operator
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backstate.chart import Snapshot
 from backstate.store import InstanceKey, InstanceRow, RawJson, WriteBatch
 
 from ._indexes import IndexEntry
+
+if TYPE_CHECKING:
+    from ._batches import Prefetched
 from ._timers import Due
 
 
@@ -94,6 +97,7 @@ class Entry:
     desired: str | None = None  # the version to upgrade to at the next settled event
     indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
     busy: bool = False  # its work is being processed (waiting for sandboxed code)
+    prefetched: Prefetched | None = None  # its next work's transition, made in a batch
 
     def mark(self) -> tuple[Any, ...]:
         """What a step may change of the entry, to undo it (see Steps.section)."""

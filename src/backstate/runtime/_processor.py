@@ -45,6 +45,7 @@ from backstate.store import (
 )
 from backstate.store._protocol import ADOPT_CHANNEL, INBOX_CHANNEL, STATE_CHANNEL
 
+from ._batches import Batches
 from ._clock import Clock
 from ._cluster import Ownership, SoleOwner, shard_of
 from ._code import TrustedCode, UserCode
@@ -54,7 +55,7 @@ from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, NotFound, Unavailable
 from ._recovery import Recovery
 from ._stats import Stats
-from ._steps import Steps
+from ._steps import BATCH_PER_INSTANCE, Steps
 from ._timers import TimerWheel
 
 logger = logging.getLogger("backstate.runtime")
@@ -111,6 +112,7 @@ class Processor:
         self.running: dict[InstanceKey, asyncio.Task[None]] = {}  # steps waiting for code
         self.creating: set[InstanceKey] = set()  # instances whose creation is under way
         self.steps = Steps(self)
+        self.batches = Batches(self)
         self.recovery = Recovery(self)
         self.effects = EffectRunner(self)
         self.code.bind(self.log, clock.now_ms)
@@ -338,7 +340,9 @@ class Processor:
                 for entry in entries:
                     run_now(self.steps.process(entry))
             elif entries:
-                await asyncio.wait([self._run(e) for e in entries], timeout=ROUND_WAIT)
+                await self._wait_for_steps(
+                    self.batches.start(entries), pending[1] if pending else None
+                )
             rnd, self.round = self.round, Round()
             self._seal(rnd)
             if pending is not None:
@@ -364,23 +368,41 @@ class Processor:
             if self.closing and not self.ready and not self.running:
                 return
 
-    def _run(self, entry: Entry) -> asyncio.Task[None]:
+    async def _wait_for_steps(
+        self, steps: list[asyncio.Task[None]], commit: asyncio.Task[CommitResult] | None
+    ) -> None:
+        """Until the round's steps are done, or ``ROUND_WAIT`` has passed and the commit
+        in flight is done: sealed any sooner, the round could not be committed sooner,
+        and the steps answered meanwhile would wait for the next one."""
+        _, rest = await asyncio.wait(steps, timeout=ROUND_WAIT)
+        while rest and commit is not None and not commit.done():
+            waiting: set[asyncio.Future[Any]] = {*rest, commit}
+            _, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            rest = {t for t in rest if t in waiting}
+
+    def run(self, entry: Entry) -> asyncio.Task[None]:
         """Process the entry's queue in a task of its own (sandboxed code)."""
         entry.busy = True
-        task = asyncio.get_running_loop().create_task(self._process(entry))
+        task = asyncio.get_running_loop().create_task(self.process(entry))
         self.running[entry.key] = task
         return task
 
-    async def _process(self, entry: Entry) -> None:
+    async def process(self, entry: Entry, limit: int = BATCH_PER_INSTANCE) -> None:
+        """Up to ``limit`` units of the entry's work (see Steps.process), then it is
+        free again."""
         try:
-            await self.steps.process(entry)
+            await self.steps.process(entry, limit)
         finally:
-            entry.busy = False
-            if self.running.get(entry.key) is asyncio.current_task():
-                del self.running[entry.key]
-            if entry.queue and self.entries.get(entry.key) is entry:
-                self.ready[entry.key] = entry
-            self._wake.set()
+            self.release(entry)
+
+    def release(self, entry: Entry) -> None:
+        """The entry's step is over (or never began): it is ready again if it has work."""
+        entry.busy = False
+        if self.running.get(entry.key) is asyncio.current_task():
+            del self.running[entry.key]
+        if entry.queue and self.entries.get(entry.key) is entry:
+            self.ready[entry.key] = entry
+        self._wake.set()
 
     async def _stop_running(self, keys: Callable[[InstanceKey], bool] | None = None) -> None:
         """Cancel steps still waiting for sandboxed code (their callers are told so);

@@ -16,5 +16,7 @@ class Stats:
     commit_failures: int = 0  # rounds the store refused (their callers got 503)
     commit_seconds: float = 0.0  # time in the store's commit, summed over commits
     transitions: int = 0  # transitions durably written (creations included)
+    batches: int = 0  # calls to sandboxed code carrying many instances' transitions
+    batched: int = 0  # the transitions those calls carried
     handled: Counter[str] = field(default_factory=Counter)  # work items, by kind
     refused: Counter[str] = field(default_factory=Counter)  # failed work items, by code

@@ -120,15 +120,15 @@ class Steps:
 
     # -- one instance's queue ---------------------------------------------------------------
 
-    async def process(self, entry: Entry) -> None:
-        """Up to ``BATCH_PER_INSTANCE`` units of the instance's queued work, in order;
-        work held back (paused, or its sender backing off) keeps its place."""
+    async def process(self, entry: Entry, limit: int = BATCH_PER_INSTANCE) -> None:
+        """Up to ``limit`` units of the instance's queued work, in order; work held back
+        (paused, or its sender backing off) keeps its place."""
         p = self.p
         now = p.clock.now_ms()
         handled = 0
         skipped: list[Work] = []
         held: set[str] = set()  # senders with held work: their later work waits too
-        while entry.queue and handled < BATCH_PER_INSTANCE:
+        while entry.queue and handled < limit:
             work = entry.queue.popleft()
             # Each work's own time: waiting for sandboxed code, work (a timer just due)
             # may join the queue after this loop began.
@@ -164,7 +164,7 @@ class Steps:
                 break  # what was held runs first, in order, in the next round
         entry.queue.extendleft(reversed(skipped))
         if entry.queue and (
-            handled == BATCH_PER_INSTANCE or (skipped and not entry.paused and not entry.blocked)
+            handled == limit or (skipped and not entry.paused and not entry.blocked)
         ):
             p.ready[entry.key] = entry
         elif skipped and not entry.paused:
@@ -215,7 +215,18 @@ class Steps:
         version = p.registry.get(entry.key[0], entry.version)
         check = self.write_check(work)
         assert entry.snapshot is not None
-        step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
+        pre, entry.prefetched = entry.prefetched, None
+        if (
+            pre is not None
+            and pre.work is work
+            and pre.snapshot is entry.snapshot
+            and pre.version is version
+        ):
+            if isinstance(pre.result, BackstateError):
+                raise pre.result
+            step = pre.result
+        else:
+            step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
         children = await self.prepare_children(entry, version, step, 0)
         with self.section(entry, children) as rnd:
             if due is not None:

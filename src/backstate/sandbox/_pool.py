@@ -279,16 +279,25 @@ class OrgWorkers:
         self._starting: dict[str, asyncio.Task[Worker]] = {}
 
     async def call(
-        self, role: str, message: dict[str, Any], needs: list[str], retriable: bool
+        self,
+        role: str,
+        message: dict[str, Any],
+        needs: list[str],
+        retriable: bool,
+        weight: int = 1,
     ) -> dict[str, Any]:
-        """``message``'s answer from a worker of ``role`` that has loaded ``needs``."""
+        """``message``'s answer from a worker of ``role`` that has loaded ``needs``;
+        ``weight``: how many transition calls it carries (a batch may run that many
+        times one call's CPU limit before its worker is killed)."""
         for attempt in itertools.count():
             worker = await self._worker(role)
             for needed in needs:
                 if needed not in worker.loaded:
                     worker.loaded.add(needed)
-                    worker.submit(self.load(needed), self.limits.load_seconds)
-            seconds = self.limits.cpu_seconds if role == TRANSITIONS else None
+                    loading = worker.submit(self.load(needed), self.limits.load_seconds)
+                    # Its failure is the next call's (it runs after): nobody awaits it.
+                    loading.add_done_callback(_retrieved)
+            seconds = self.limits.cpu_seconds * weight if role == TRANSITIONS else None
             future = worker.submit(dict(message), seconds)
             try:
                 return await future
@@ -326,3 +335,8 @@ class OrgWorkers:
         for workers in self.workers.values():
             for worker in workers:
                 await worker.close()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

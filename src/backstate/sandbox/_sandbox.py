@@ -48,7 +48,7 @@ from backstate.runtime import (
     UserCodeTimeout,
     UserRaised,
 )
-from backstate.runtime._code import LogSink, Step, WriteCheck
+from backstate.runtime._code import LogSink, Step, TransitionCall, WriteCheck
 from backstate.runtime._deployments import Version, namespace_of
 from backstate.runtime._migrations import Migration
 from backstate.store import LogRow
@@ -255,20 +255,49 @@ class Sandbox:
         event: dict[str, Any],
         check: WriteCheck | None,
     ) -> Step:
-        answer = await self._call(
-            version,
-            instance,
-            {
-                "op": "transition",
-                "version": _vkey(version),
-                "instance": instance,
-                **_encoded(snapshot),
-                "event": event,
-                "check": _check(check),
-            },
-            [_vkey(version)],
-        )
+        call = TransitionCall(version, instance, snapshot, event, check)
+        answer = await self._call(version, instance, _transition(call), [_vkey(version)])
         return self._step(version, answer)
+
+    async def transitions(self, calls: list[TransitionCall]) -> list[Step | BackstateError]:
+        """Transitions of one org's instances in one frame to one worker, answered in
+        one (a round's calls cross the process boundary together): each as
+        ``transition`` would give it. Calls the worker did not answer (it died, or ran
+        out of time on one of them) are then made one by one, so only the call at fault
+        fails."""
+        first = calls[0].version
+        workers = self._workers(_org(first.machine_name))
+        message = {"op": "batch", "calls": [_transition(c) for c in calls]}
+        needs = list(dict.fromkeys(_vkey(c.version) for c in calls))
+        answers: Any = []
+        try:
+            answer = await workers.call(TRANSITIONS, message, needs, True, len(calls))
+            answers = answer.get("answers")
+        except WorkerDied as died:
+            logger.warning(
+                "%s: a worker died running %d transitions (%s); making them one by one",
+                first.machine_name,
+                len(calls),
+                died.detail,
+            )
+        results: list[Step | BackstateError] = []
+        for call, body in zip(calls, answers if isinstance(answers, list) else [], strict=False):
+            try:
+                if not isinstance(body, dict):
+                    raise _garbage(call.version, "an answer is an object")
+                step = self._result(call.version, call.instance, body, None)
+                results.append(self._step(call.version, step))
+            except BackstateError as exc:
+                results.append(exc)
+        if len(results) < len(calls):
+            results.extend(await asyncio.gather(*(self._one(c) for c in calls[len(results) :])))
+        return results
+
+    async def _one(self, call: TransitionCall) -> Step | BackstateError:
+        try:
+            return await self.transition(*call)
+        except BackstateError as exc:
+            return exc
 
     def _step(self, version: Version, answer: Any) -> Step:
         try:
@@ -422,16 +451,11 @@ class Sandbox:
         error: type[BackstateError] | None = None,
     ) -> Any:
         org = _org(version.machine_name)
-        workers = self.orgs.get(org)
-        if workers is None:
-            socket = self._sockets / f"{hashlib.sha256(org.encode()).hexdigest()[:16]}.sock"
-            workers = self.orgs[org] = OrgWorkers(
-                org, self._scratch(org), self.limits, self._sources.__getitem__, socket
-            )
+        workers = self._workers(org)
         if role == EFFECTS and workers.egress is not None:
             await self.egress.open(org, workers.egress)
         try:
-            answer = await workers.call(role, message, needs, retriable=role == TRANSITIONS)
+            answer = await workers.call(role, message, needs, role == TRANSITIONS)
         except WorkerDied as died:
             where = f"{version.machine_name}@{version.id}/{instance}"
             logger.error(
@@ -447,6 +471,25 @@ class Sandbox:
                     "user-code-crashed", f"machine code stopped its worker ({died.detail})"
                 )
             raise _as(failure, error) from None
+        return self._result(version, instance, answer, error)
+
+    def _workers(self, org: str) -> OrgWorkers:
+        workers = self.orgs.get(org)
+        if workers is None:
+            socket = self._sockets / f"{hashlib.sha256(org.encode()).hexdigest()[:16]}.sock"
+            workers = self.orgs[org] = OrgWorkers(
+                org, self._scratch(org), self.limits, self._sources.__getitem__, socket
+            )
+        return workers
+
+    def _result(
+        self,
+        version: Version,
+        instance: str,
+        answer: dict[str, Any],
+        error: type[BackstateError] | None,
+    ) -> Any:
+        """What a call's answer holds (its logs go to the log sink), or its error."""
         self._logs(version, instance, answer.get("logs"))
         if "ok" in answer:
             return answer["ok"]
@@ -529,6 +572,17 @@ def _encoded(snapshot: Snapshot) -> dict[str, Any]:
     if snapshot.json_text is not None:
         return {"snapshotText": snapshot.json_text}
     return {"snapshot": snapshot.to_json()}
+
+
+def _transition(call: TransitionCall) -> dict[str, Any]:
+    return {
+        "op": "transition",
+        "version": _vkey(call.version),
+        "instance": call.instance,
+        **_encoded(call.snapshot),
+        "event": call.event,
+        "check": _check(call.check),
+    }
 
 
 def _check(check: WriteCheck | None) -> dict[str, Any] | None:

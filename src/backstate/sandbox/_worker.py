@@ -9,8 +9,9 @@ calls, each a frame with an ``id`` and an ``op``:
 - ``load`` / ``load_migration``: a machine version's or a migration's source, executed
   here; the answer describes it (its state tree, HTTP-API slugs, index selectors);
 - ``initial``, ``transition``, ``read``, ``upgrade``, ``dry_run``, ``http``: transition
-  code, one call at a time, each under a CPU limit (past it the worker answers
-  ``user-code-timeout`` and exits, to be replaced);
+  code, one call at a time, each under a CPU limit and a limit on the clock half a
+  second longer (past either the worker answers ``user-code-timeout`` and exits, to be
+  replaced); ``batch``: many such calls in one frame, answered in one;
 - ``action``, ``service``, ``cancel``: effects (a worker of the effects role), run
   concurrently, each answered when it ends.
 
@@ -58,12 +59,13 @@ from ._jail import EFFECTS, EGRESS_PROXY, EGRESS_SOCKET, TRANSITIONS, harden
 
 MAX_LOG_LINES = 200  # per call
 MAX_LOG_LINE = 4000  # characters
-FLUSH_SECONDS = 0.002  # a long batch's answers are written at least this often
+WALL_MARGIN = 0.5  # seconds on the clock past a call's CPU limit (code that sleeps)
 OUT_OF_MEMORY = {"code": "user-code-memory", "message": "the worker ran out of memory"}
 
 
 class CpuLimit(BaseException):
-    """The CPU time of one call ran out (SIGPROF)."""
+    """The CPU time of one call ran out (SIGPROF), or its time on the clock (SIGALRM:
+    code that sleeps or blocks)."""
 
 
 class Logs:
@@ -164,15 +166,15 @@ class Worker:
 
     def serve_transitions(self, read: int, unpacker: Unpacker, calls: list[Any]) -> None:
         signal.signal(signal.SIGPROF, self._cpu_limit)
+        signal.signal(signal.SIGALRM, self._cpu_limit)
         while True:
-            flushed = time.monotonic()
             for call in calls:
                 _call_logs.set(Logs())
                 self.handle(call)
-                if time.monotonic() - flushed > FLUSH_SECONDS:
-                    self.flush()  # answers as they come: the server seals rounds meanwhile
-                    flushed = time.monotonic()
-            self.flush()
+                # Each answer leaves before the next call runs: if that call kills this
+                # worker, the server knows which calls were answered and which one was
+                # running (a batch of a round's calls is one call, one answer).
+                self.flush()
             data = os.read(read, 1 << 20)
             if not data:
                 return
@@ -183,11 +185,46 @@ class Worker:
         raise CpuLimit
 
     def handle(self, call: dict[str, Any]) -> None:
+        if call.get("op") == "batch":
+            self.batch(call)
+            return
+        body, fatal = self.run(call)
+        if fatal:
+            self.last(call["id"], body)
+        self.reply(call["id"], body)
+
+    def batch(self, call: dict[str, Any]) -> None:
+        """Many transition calls in one frame, answered in one: ``answers`` in their
+        order, each with its own logs. A call after which this worker exits ends the
+        batch there (the answers so far, that call's included, and its ``error``): the
+        calls after it were not run."""
+        answers = []
+        for sub in call["calls"]:
+            _call_logs.set(Logs())
+            body, fatal = self.run(sub)
+            logs = _call_logs.get(None)
+            answers.append({"logs": logs.taken() if logs is not None else [], **body})
+            if fatal:
+                _call_logs.set(Logs())
+                self.last(call["id"], {"answers": answers, **body})
+        _call_logs.set(Logs())
+        self.reply(call["id"], {"answers": answers})
+
+    def last(self, call_id: Any, body: dict[str, Any]) -> None:
+        """Answer, then exit: the code ran out of time or memory (a fresh worker takes
+        over, since even code that caught the signal was cut off midway)."""
+        self.reply(call_id, body)
+        self.flush()
+        os._exit(0 if body["error"]["code"] == "user-code-timeout" else 70)
+
+    def run(self, call: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A call's answer, and whether this worker must exit after giving it."""
         op = call.get("op")
         seconds = self.load_seconds if op in ("load", "load_migration") else self.cpu_seconds
         body: dict[str, Any]
         try:
             signal.setitimer(signal.ITIMER_PROF, seconds)
+            signal.setitimer(signal.ITIMER_REAL, seconds + WALL_MARGIN)
             try:
                 if op == "load":
                     body = self.load(call)
@@ -197,6 +234,7 @@ class Worker:
                     body = self.transition_call(call)
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except BackstateError as exc:
             body = {"error": _error(exc)}
         except CpuLimit:
@@ -206,17 +244,11 @@ class Worker:
         except Exception as exc:  # the call was malformed, or our own bug
             body = {"error": {"code": "worker-error", "message": _describe(exc)}}
         if self.overran:
-            # Even if the code caught the signal: it is cut off midway, and a fresh
-            # worker takes over.
-            message = f"machine code ran out of its {seconds:g} s of CPU time"
-            self.reply(call["id"], {"error": {"code": "user-code-timeout", "message": message}})
-            self.flush()
-            os._exit(0)
+            message = f"machine code ran past its {seconds:g} s limit"
+            return {"error": {"code": "user-code-timeout", "message": message}}, True
         if _exhausted(body):
-            self.reply(call["id"], {"error": OUT_OF_MEMORY})
-            self.flush()
-            os._exit(70)
-        self.reply(call["id"], body)
+            return {"error": OUT_OF_MEMORY}, True
+        return body, False
 
     def transition_call(self, call: dict[str, Any]) -> dict[str, Any]:
         op = call["op"]
