@@ -10,8 +10,9 @@ reach their receivers' queues.
 
 When user code runs in this process (``UserCode.synchronous``), a round is built
 instance after instance without suspending. When it runs in sandbox workers, every
-instance of the round is processed at once, so that the calls of a round reach each
-worker together (one crossing of the process boundary for many instances).
+instance of the round is processed at once: API events in batches per org, one call to a
+worker for many instances (_batches), other work in a task per instance, its calls sent
+together.
 
 Work reaches an instance's queue from the API (applied in the same transaction that
 accepts it, so an accepted event is never lost), from durable inbox rows (messages

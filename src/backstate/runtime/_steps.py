@@ -213,9 +213,8 @@ class Steps:
                     rnd.batch.effect_done.append(work.effect_id)
             return
         version = p.registry.get(entry.key[0], entry.version)
-        check = self.write_check(work)
         assert entry.snapshot is not None
-        pre, entry.prefetched = entry.prefetched, None
+        pre, entry.prefetched = entry.prefetched, None  # made in a batch (see _batches)
         if (
             pre is not None
             and pre.work is work
@@ -226,6 +225,7 @@ class Steps:
                 raise pre.result
             step = pre.result
         else:
+            check = self.write_check(work)
             step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
         children = await self.prepare_children(entry, version, step, 0)
         with self.section(entry, children) as rnd:
