@@ -185,6 +185,7 @@ def build_parser() -> Parser:
         _commands_logs,
         _commands_machines,
         _commands_serve,
+        _commands_viz,
     )
 
     root = Parser(
@@ -199,6 +200,7 @@ def build_parser() -> Parser:
     _commands_instances.register(commands)
     _commands_logs.register(commands)
     _commands_identity.register(commands)
+    _commands_viz.register(commands)
     return root
 
 

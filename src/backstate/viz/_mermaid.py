@@ -23,10 +23,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 ACTIVE_CLASS = "active"
+ACTIVE_GROUP_CLASS = "activeGroup"  # an active composite: its border, not its fill
 # Characters kept as they are in labels; everything else becomes an entity code.
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,*/()[]!&|=+-?'")
 _STYLE = {
     ACTIVE_CLASS: "fill:#ffe08a,stroke:#b7791f,stroke-width:3px,color:#000",
+    ACTIVE_GROUP_CLASS: "stroke:#b7791f,stroke-width:3px",
     "history": "fill:#eef,stroke:#557,stroke-dasharray:3 3",
 }
 
@@ -54,9 +56,13 @@ def to_mermaid(
     names = state_names(outline)
     counts = counts or {}
     lines = ["stateDiagram-v2"]
-    highlighted = [names[i] for i in active if i in names]
-    if highlighted:
-        lines.append(f"  classDef {ACTIVE_CLASS} {_STYLE[ACTIVE_CLASS]}")
+    active = set(active)
+    nodes = [n for n in _walk(outline) if n["id"] in active]
+    highlighted = [names[n["id"]] for n in nodes if not n["states"]]
+    groups = [names[n["id"]] for n in nodes if n["states"]]
+    for cls, members in ((ACTIVE_CLASS, highlighted), (ACTIVE_GROUP_CLASS, groups)):
+        if members:
+            lines.append(f"  classDef {cls} {_STYLE[cls]}")
     if _has_history(outline):
         lines.append(f"  classDef history {_STYLE['history']}")
     _declare(outline, names, counts, lines, 1)
@@ -66,8 +72,9 @@ def to_mermaid(
     histories = [names[n["id"]] for n in _walk(outline) if n["type"] == "history"]
     if histories:
         lines.append(f"  class {', '.join(histories)} history")
-    if highlighted:
-        lines.append(f"  class {', '.join(highlighted)} {ACTIVE_CLASS}")
+    for cls, members in ((ACTIVE_CLASS, highlighted), (ACTIVE_GROUP_CLASS, groups)):
+        if members:
+            lines.append(f"  class {', '.join(members)} {cls}")
     return "\n".join(lines) + "\n"
 
 
