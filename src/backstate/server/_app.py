@@ -27,6 +27,8 @@ from backstate.store import StoreError
 
 from . import _gc, _serving
 from ._backend import Backend, runtime_name, state_body
+from ._dashboard import dashboard_routes
+from ._diagrams import diagram_routes
 from ._forward import Forwarder
 from ._hot import HotRoutes
 from ._http import (
@@ -183,6 +185,8 @@ def create_app(
         Route("/readyz", api.readyz, methods=["GET"]),
         *identity_routes(backend),
         *http_api_routes(backend),
+        *diagram_routes(backend),
+        *dashboard_routes(),
     ]
     # The same endpoints again, dispatched ahead of Starlette's router (see _hot).
     hot = [
@@ -522,7 +526,12 @@ class _Api(Requests):
         rows = await self.backend.runtime.history(machine, name, after=after, limit=100)
         body: dict[str, Any] = {
             "transitions": [
-                {"createdAt": iso(r.ts), "state": r.snapshot["value"], "event": r.event}
+                {
+                    "createdAt": iso(r.ts),
+                    "state": r.snapshot["value"],
+                    "event": r.event,
+                    "context": r.snapshot.get("context"),  # extension: admin-only route
+                }
                 for r in rows
             ]
         }
