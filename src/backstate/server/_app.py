@@ -28,6 +28,7 @@ from backstate.store import StoreError
 from . import _gc, _serving
 from ._backend import Backend, runtime_name, state_body
 from ._dashboard import dashboard_routes
+from ._dead_letters import dead_letter_routes
 from ._diagrams import diagram_routes
 from ._forward import Forwarder
 from ._hot import HotRoutes
@@ -186,6 +187,7 @@ def create_app(
         *identity_routes(backend),
         *http_api_routes(backend),
         *diagram_routes(backend),
+        *dead_letter_routes(backend),
         *dashboard_routes(),
     ]
     # The same endpoints again, dispatched ahead of Starlette's router (see _hot).

@@ -354,7 +354,7 @@
       const rows = states.filter((s) => (!stateSelect.value || (s.active && s.active.has(stateSelect.value)))
         && (since === null || s.admin.ts <= since));
       table.replaceChildren(el("tr", {}, el("th", {}, "instance"), el("th", {}, "state"), el("th", {}, "status"), el("th", {}, "since")),
-        rows.map((s) => el("tr", {},
+        ...rows.map((s) => el("tr", {},
           el("td", {}, link(instanceHref(machine, s.instance.slug), s.instance.slug)),
           el("td", {}, JSON.stringify(s.admin.state)),
           el("td", {}, s.admin.status),
@@ -366,7 +366,7 @@
     where.replaceChildren(
       el("form", { onsubmit: (e) => e.preventDefault() }, "In ", stateSelect, " for longer than ", minutes, " minutes"),
       table,
-      instances.length === 100 ? el("p", { class: "muted" }, "The first 100 instances.") : null);
+      el("p", { class: "muted" }, instances.length === 100 ? "The first 100 instances." : `${instances.length} instances.`));
   }
 
   function queryForm(machine, indexes, where) {
@@ -470,17 +470,28 @@
       showStep(Number(slider.value));
     });
 
+    // Built once and updated in place, so a live update never wipes what is being typed.
+    const statusBadge = el("span", { id: "status", class: "badge" });
+    const versionText = el("span", { id: "version" });
+    const stateText = el("code", { id: "state" });
+    const pauseButton = el("button", { type: "button", id: "pause", onclick: () =>
+      setStatus(admin.status === "paused" ? "running" : "paused") });
+    const accepted = el("datalist", { id: "accepted-events" });
+    const acceptedText = el("span", { class: "muted" });
+    controls.replaceChildren(
+      el("p", {}, "Status ", statusBadge, " · version ", versionText, " · state ", stateText),
+      pauseButton, sendForm());
+
     const showNow = () => {
-      const full = el("pre", { id: "full-context" }, json(admin.context));
       contextBox.replaceChildren(el("div", {}, "Public"), el("pre", { id: "public-context" }, json(admin.publicContext)),
-        el("div", {}, "Full (admin)"), full);
-      const active = drawn ? activeIds(drawn.diagram.outline, admin.state) : new Set();
-      controls.replaceChildren(
-        el("p", {}, "Status ", el("span", { id: "status", class: "badge" }, admin.status), " · version ", admin.machineVersion.id,
-          " · state ", el("code", { id: "state" }, JSON.stringify(admin.state))),
-        el("button", { type: "button", id: "pause", onclick: () => setStatus(admin.status === "paused" ? "running" : "paused") },
-          admin.status === "paused" ? "Resume" : "Pause"),
-        sendForm(drawn ? acceptedEvents(drawn.diagram.outline, active) : []));
+        el("div", {}, "Full (admin)"), el("pre", { id: "full-context" }, json(admin.context)));
+      statusBadge.textContent = admin.status;
+      versionText.textContent = admin.machineVersion.id;
+      stateText.textContent = JSON.stringify(admin.state);
+      pauseButton.textContent = admin.status === "paused" ? "Resume" : "Pause";
+      const events = drawn ? acceptedEvents(drawn.diagram.outline, activeIds(drawn.diagram.outline, admin.state)) : [];
+      accepted.replaceChildren(...events.map((ev) => el("option", { value: ev })));
+      acceptedText.textContent = events.length ? `accepted now: ${events.join(", ")}` : "";
     };
 
     const refresh = async () => {
@@ -499,7 +510,7 @@
       }
     };
 
-    function sendForm(events) {
+    function sendForm() {
       const type = el("input", { name: "event", list: "accepted-events", placeholder: "event type", required: true });
       const data = el("input", { name: "data", placeholder: "data (JSON object, optional)", size: "24" });
       const result = el("span", { class: "muted", id: "send-result" });
@@ -514,9 +525,7 @@
           result.textContent = err.code ? `${err.message} (${err.code})` : String(err);
         }
       } },
-      el("datalist", { id: "accepted-events" }, events.map((ev) => el("option", { value: ev }))),
-      el("label", {}, "Send ", type), data, el("button", { type: "submit" }, "Send"),
-      el("span", { class: "muted" }, events.length ? `accepted now: ${events.join(", ")}` : ""), result);
+      accepted, el("label", {}, "Send ", type), data, el("button", { type: "submit" }, "Send"), acceptedText, result);
     }
 
     // Live: /rt with a token carrying the auth context; if the machine's allow_read
@@ -709,7 +718,9 @@
         signInPage();
         return;
       }
-      showError(main, e);
+      const error = el("div");
+      showError(error, e);
+      main.replaceChildren(el("h1", { id: "page-title" }, parts.filter(Boolean).join(" / ") || "Machines"), error);
     }
   }
 
