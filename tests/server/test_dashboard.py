@@ -27,6 +27,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".cache" / "artifacts"
 COURIER = Path(__file__).with_name("machines") / "courier.py"
+HOSTILE_MACHINE = Path(__file__).with_name("machines") / "hostile.py"
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script><b>bold</b>"
 
 
@@ -45,6 +46,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             headers=admin,
             timeout=60,
         )
+        assert version.status_code == 200, version.text
+        made = httpx.post(f"{srv.url}/machines", json={"slug": "hostile"}, headers=admin)
+        assert made.status_code == 201, made.text
+        code = {"code": HOSTILE_MACHINE.read_text()}
+        version = httpx.post(f"{srv.url}/machines/hostile/v", json=code, headers=admin, timeout=60)
         assert version.status_code == 200, version.text
         yield srv
     finally:
@@ -369,3 +375,23 @@ def test_untrusted_names_and_context_render_as_text(tab: Tab, live: Server) -> N
     # The refused request is logged as a failed load, and only that.
     tab.problems = [p for p in tab.problems if "Failed to load resource" not in p]
     tab.shot("hostile-name")
+
+
+def test_hostile_state_and_event_names_are_drawn_as_text(tab: Tab, live: Server) -> None:
+    admin = live.headers({"sub": "admin"})
+    name = _name()
+    made = httpx.post(f"{live.url}/machines/hostile", json={"slug": name}, headers=admin)
+    assert made.status_code == 200, made.text
+    page = tab.page
+    tab.sign_in()
+    drawn = page.locator("section.machine[data-machine=hostile] svg")
+    drawn.wait_for()
+    # Wrapped labels are several <tspan>s: compare without white space.
+    words = "".join(drawn.text_content().split())
+    assert "<script>alert(1)</script>" in words
+    assert "<imgsrc=xonerror=alert(2)>" in words
+    assert 'a:b;c"d{e}#f;%%g' in words
+    assert drawn.locator("script, img, foreignObject").count() == 0
+    page.evaluate("where => { location.hash = where }", f"#/m/hostile/i/{name}")
+    page.wait_for_selector("#instance-diagram g[data-active='x --> y.<script>alert(1)</script>']")
+    tab.shot("hostile-diagram")

@@ -1,7 +1,7 @@
 """The dashboard's files, served at ``/dashboard/`` (and ``/`` redirects there).
 
-The dashboard is static: HTML, one script, one stylesheet and mermaid (vendored in
-``backstate.viz``), all inside the package. It talks to the server only through the
+The dashboard is static: HTML, its script, a stylesheet, and mermaid with the label
+decoding ``backstate viz`` uses too (both from ``backstate.viz``), all inside the package. It talks to the server only through the
 public API and /rt with a bearer token it signs (or is given) in the browser, so it adds
 no way into the server: these routes serve the same bytes to anyone and read nothing.
 
@@ -49,6 +49,7 @@ def _files() -> dict[str, Traversable]:
     vendor = resources.files("backstate.viz").joinpath("vendor")
     found = {f.name: f for f in own.iterdir() if f.is_file() and f.name.endswith(tuple(TYPES))}
     found["vendor/mermaid.min.js"] = vendor.joinpath("mermaid.min.js")
+    found["labels.js"] = resources.files("backstate.viz").joinpath("labels.js")
     return found
 
 

@@ -15,6 +15,9 @@ written before the target's declaration would draw the target twice.
 Names are generated (``s`` and the state's document-order number); every label goes
 through ``_text``, which writes any character that could end or change a statement as
 a mermaid entity (``#60;``), so a state key or event name cannot inject syntax or HTML.
+Mermaid hands entities on as HTML character references (``&#60;``), which an HTML
+label decodes (GitHub's) but an SVG text shows as they are: the dashboard and
+``_render`` decode them in the drawn SVG's text nodes.
 """
 
 from __future__ import annotations
@@ -182,4 +185,9 @@ def _transition_label(t: Mapping[str, Any]) -> str:
 
 
 def _text(text: str) -> str:
-    return "".join(ch if ch in _SAFE else f"#{ord(ch)};" for ch in text)
+    return "".join(ch if ch in _SAFE or _letter(ch) else f"#{ord(ch)};" for ch in text)
+
+
+def _letter(ch: str) -> bool:
+    """Letters and digits beyond ASCII (``é``, ``…`` is not one) mean nothing to mermaid."""
+    return ord(ch) > 127 and ch.isalnum()

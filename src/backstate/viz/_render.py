@@ -28,7 +28,11 @@ class RenderError(Exception):
 
 
 def mermaid_js() -> str:
-    return resources.files("backstate.viz").joinpath("vendor/mermaid.min.js").read_text("utf-8")
+    return _asset("vendor/mermaid.min.js")
+
+
+def _asset(name: str) -> str:
+    return resources.files("backstate.viz").joinpath(name).read_text("utf-8")
 
 
 def chromium_path() -> str:
@@ -58,6 +62,7 @@ def render(text: str, fmt: str) -> bytes:
             page = browser.new_page(device_scale_factor=2)
             page.set_content(_PAGE)
             page.add_script_tag(content=mermaid_js())
+            page.add_script_tag(content=_asset("labels.js"))
             try:
                 svg: str = page.evaluate(_RENDER, text)
             except Error as exc:
@@ -75,7 +80,10 @@ _RENDER = """async (text) => {
   mermaid.initialize({startOnLoad: false, securityLevel: "strict", htmlLabels: false,
                       flowchart: {htmlLabels: false}, state: {htmlLabels: false}});
   const { svg } = await mermaid.render("diagram", text);
-  return svg;
+  const holder = document.createElement("div");
+  holder.innerHTML = svg;
+  backstateDecodeLabels(holder);
+  return holder.innerHTML;
 }"""
 
 

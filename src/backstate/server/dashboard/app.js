@@ -184,6 +184,7 @@
     const parsed = new DOMParser().parseFromString(svg, "image/svg+xml");
     if (parsed.querySelector("parsererror")) throw new Error("mermaid drew no SVG");
     const node = document.importNode(parsed.documentElement, true);
+    backstateDecodeLabels(node);
     container.replaceChildren(node);
     return { svg: node, id, diagram };
   }
