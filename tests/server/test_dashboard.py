@@ -20,6 +20,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.cli.conftest import Cli
+
 from .test_e2e import Server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -308,45 +310,65 @@ def _counts(live: Server) -> dict[str, int]:
     return counts
 
 
-def test_a_dead_letter_is_listed_and_redelivered(tab: Tab, live: Server) -> None:
+def test_dead_letters_are_listed_and_redelivered_from_the_page_and_the_cli(
+    tab: Tab, live: Server
+) -> None:
     admin = live.headers({"sub": "admin"})
-    receiver, sender = _name(), _name()
-    for name in (receiver, sender):
+    receiver, senders = _name(), [_name(), _name()]
+    for name in (receiver, *senders):
         made = httpx.post(f"{live.url}/machines/courier", json={"slug": name}, headers=admin)
         assert made.status_code == 200, made.text
     go = {"event": {"type": "go", "to": receiver}}
-    sent = httpx.post(f"{live.url}/machines/courier/i/{sender}/events", json=go, headers=admin)
-    assert sent.status_code == 200, sent.text
+    for sender in senders:
+        sent = httpx.post(f"{live.url}/machines/courier/i/{sender}/events", json=go, headers=admin)
+        assert sent.status_code == 200, sent.text
 
     def letters() -> list[dict[str, Any]]:
         found = httpx.get(f"{live.url}/dead-letters", headers=admin).json()["deadLetters"]
         return [d for d in found if d["to"]["machineInstanceName"] == receiver]
 
-    _eventually(lambda: len(letters()) == 1)  # 5 attempts: about 15 s of back-off
-    [letter] = letters()
-    assert letter["from"] == {"machineName": "courier", "machineInstanceName": sender}
-    assert letter["event"]["type"] == "msg" and letter["attempts"] == 5
+    _eventually(lambda: len(letters()) == 2)  # 5 attempts each: about 15 s of back-off
+    first, second = sorted(letters(), key=lambda d: d["from"]["machineInstanceName"])
+    assert {first["from"]["machineInstanceName"], second["from"]["machineInstanceName"]} == set(
+        senders
+    )
+    assert first["from"]["machineName"] == "courier" and first["event"]["type"] == "msg"
+    assert first["attempts"] == 5 and live.creds["orgId"] not in first["error"]
     opened = httpx.post(
         f"{live.url}/machines/courier/i/{receiver}/events", json={"event": "open"}, headers=admin
     )
     assert opened.status_code == 200, opened.text
+
+    cli = Cli(live.creds_path.parent)
+    listed = cli("dead-letters", "list", "--json").json()["deadLetters"]
+    assert {d["id"] for d in listed} >= {first["id"], second["id"]}
+    table = cli("dead-letters", "list").stdout
+    assert f"courier/{receiver}" in table and "not open yet" in table
+
     page = tab.page
     tab.sign_in("#/dead-letters")
-    row = page.locator(f"#dead-letters tr[data-id='{letter['id']}']")
+    row = page.locator(f"#dead-letters tr[data-id='{first['id']}']")
     row.wait_for()
-    assert "not open yet" in row.inner_text() or "rejected" in row.inner_text()
+    assert "not open yet" in row.inner_text()
     tab.shot("dead-letters")
     row.locator("button.redeliver").click()
     row.wait_for(state="detached")
+    done = cli("dead-letters", "redeliver", "--id", str(second["id"]))
+    assert done.stdout.strip() == f"dead letter {second['id']} is back in its instance's inbox"
 
     def received() -> bool:
         state = httpx.get(f"{live.url}/machines/courier/i/{receiver}/admin", headers=admin)
-        return bool(state.json()["context"]["public"]["got"] == 1)
+        return bool(state.json()["context"]["public"]["got"] == 2)
 
     _eventually(received)
     assert letters() == []
-    again = httpx.post(f"{live.url}/dead-letters/{letter['id']}/redeliver", headers=admin)
+    again = httpx.post(f"{live.url}/dead-letters/{first['id']}/redeliver", headers=admin)
     assert (again.status_code, again.json()["code"]) == (404, "dead-letter-not-found")
+    missing = cli("dead-letters", "redeliver", "--id", str(second["id"]), ok=False)
+    assert (missing.status, missing.error) == (
+        1,
+        f"error: no dead letter {second['id']} (dead-letter-not-found)",
+    )
 
 
 def test_untrusted_names_and_context_render_as_text(tab: Tab, live: Server) -> None:

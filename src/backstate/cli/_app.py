@@ -180,6 +180,7 @@ class Context:
 
 def build_parser() -> Parser:
     from . import (
+        _commands_dead_letters,
         _commands_identity,
         _commands_instances,
         _commands_logs,
@@ -199,6 +200,7 @@ def build_parser() -> Parser:
     _commands_machines.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
+    _commands_dead_letters.register(commands)
     _commands_identity.register(commands)
     _commands_viz.register(commands)
     return root
