@@ -109,3 +109,14 @@ def test_long_labels_are_cut() -> None:
         {"id": "m", "initial": "a", "states": {"a": {"on": {"E" * 500: "a"}}}}
     )
     assert len(outline(machine)["states"][0]["transitions"][0]["event"]) == MAX_LABEL
+
+
+def test_a_skeleton_is_drawn_as_its_states_alone() -> None:
+    """Versions stored before outlines were recorded are drawn from their skeleton."""
+    from backstate.chart._describe import shape, skeleton
+
+    data = outline(shape(skeleton(history())))
+    assert check_outline(data) is data
+    assert [s["key"] for s in data["states"]] == ["editing", "help"]
+    assert all(not n["transitions"] for n in _walk(data))
+    assert _find(data, "deep")["history"] == "deep"

@@ -151,6 +151,23 @@ def test_assets_carry_a_strict_policy_and_no_inline_script(live: Server) -> None
     assert (root.status_code, root.headers["location"]) == (307, "/dashboard/")
 
 
+def test_a_versions_diagram_route(live: Server) -> None:
+    admin = live.headers({"sub": "admin"})
+    machine = httpx.get(f"{live.url}/machines/toggler", headers=admin).json()["machine"]
+    version = machine["currentVersion"]["id"]
+    got = httpx.get(f"{live.url}/machines/toggler/v/{version}/diagram", headers=admin)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["complete"] is True and body["machineVersionId"] == version
+    assert body["mermaid"] == (ROOT / "tests" / "viz" / "golden" / "toggler.mmd").read_text()
+    assert body["stateNames"] == {"toggler": "s0", "toggler.on": "s1", "toggler.off": "s2"}
+    assert [s["key"] for s in body["outline"]["states"]] == ["on", "off"]
+    missing = httpx.get(f"{live.url}/machines/toggler/v/ver_nope/diagram", headers=admin)
+    assert (missing.status_code, missing.json()["code"]) == (404, "machine-version-not-found")
+    anonymous = httpx.get(f"{live.url}/machines/toggler/v/{version}/diagram")
+    assert anonymous.status_code == 401
+
+
 def test_sign_in_with_a_key_draws_every_machine(tab: Tab, live: Server) -> None:
     page = tab.page
     page.goto(f"{live.url}/dashboard/")
