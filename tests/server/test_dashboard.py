@@ -279,6 +279,10 @@ def test_funnel_counts_and_index_queries(tab: Tab, live: Server) -> None:
     assert moved.status_code == 200, moved.text
     page = tab.page
     tab.sign_in("#/m/courier")
+    timers = httpx.get(f"{live.url}/machines/courier/i/{prefix}-3/timers", headers=admin)
+    assert [t["event"]["type"] for t in timers.json()["timers"]] == [
+        "xstate.after.3600000.courier.received"
+    ]
     page.wait_for_selector("text.bs-count[data-state='courier.received']")
     counts = page.eval_on_selector_all(
         "text.bs-count", "ts => Object.fromEntries(ts.map(t => [t.dataset.state, t.textContent]))"
@@ -289,6 +293,9 @@ def test_funnel_counts_and_index_queries(tab: Tab, live: Server) -> None:
     page.select_option("select[name=state]", "courier.received")
     rows = page.locator("#instances tr")
     assert rows.count() == expected["courier.received"] + 1
+    page.fill("input[name=minutes]", "60")
+    assert rows.count() == 1  # none has been there for an hour
+    page.fill("input[name=minutes]", "")
     tab.shot("machine-funnel")
 
     page.select_option("#query select[name=index]", "got")
@@ -302,6 +309,11 @@ def test_funnel_counts_and_index_queries(tab: Tab, live: Server) -> None:
         want = {f"{prefix}-{i}" for i in _which(hits)}
         _eventually(lambda want=want: _hits(page, prefix) == want)  # type: ignore[misc]
     tab.shot("machine-query")
+    page.evaluate("where => { location.hash = where }", f"#/m/courier/i/{prefix}-3")
+    page.wait_for_selector("#timers td:has-text('xstate.after.3600000.courier.received')")
+    empty = httpx.get(f"{live.url}/machines/courier/i/{prefix}-0/timers", headers=admin)
+    assert empty.json() == {"timers": []}
+    tab.shot("instance-timers")
 
 
 def _which(values: set[int]) -> set[int]:

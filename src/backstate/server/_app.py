@@ -50,6 +50,7 @@ from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
 from ._realtime import Connection, origin_allowed
+from ._timers import timer_routes
 from ._uploads import Uploads
 
 logger = logging.getLogger("backstate.server")
@@ -188,6 +189,7 @@ def create_app(
         *http_api_routes(backend),
         *diagram_routes(backend),
         *dead_letter_routes(backend),
+        *timer_routes(backend),
         *dashboard_routes(),
     ]
     # The same endpoints again, dispatched ahead of Starlette's router (see _hot).

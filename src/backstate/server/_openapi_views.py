@@ -1,5 +1,6 @@
 """The OpenAPI paths of what the dashboard reads beyond State Backed's API: a version's
-diagram and the dead letters (extensions; see ``_diagrams`` and ``_dead_letters``). The
+diagram, an instance's pending timers and the dead letters (extensions; see
+``_diagrams``, ``_timers`` and ``_dead_letters``). The
 dashboard's static files are not API and are not listed."""
 
 from __future__ import annotations
@@ -71,6 +72,40 @@ def view_paths() -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": {"type": "string"},
                                 },
+                            },
+                        }
+                    ),
+                    **_errors(),
+                },
+            },
+        },
+        "/machines/{machine}/i/{instance}/timers": {
+            "parameters": [
+                {"name": "machine", "in": "path", "required": True, "schema": NAME},
+                {"name": "instance", "in": "path", "required": True, "schema": NAME},
+            ],
+            "get": {
+                "operationId": "listInstanceTimers",
+                "description": "Extension (instances.admin): the instance's pending timers "
+                "(after transitions, delayed sends), soonest first.",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["timers"],
+                            "properties": {
+                                "timers": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["id", "dueAt", "event"],
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "dueAt": {"type": "string", "format": "date-time"},
+                                            "event": {"type": "object"},
+                                        },
+                                    },
+                                }
                             },
                         }
                     ),

@@ -166,7 +166,7 @@ def _transition_label(t: Mapping[str, Any]) -> str:
         label = t["event"]
     elif kind == "after":
         delay = t["delay"]
-        label = f"after {delay}ms" if isinstance(delay, int) else f"after {delay}"
+        label = f"after {_duration(delay)}" if isinstance(delay, int) else f"after {delay}"
     elif kind == "invoke.done":
         label = f"done({t['invoke']})"
     elif kind == "invoke.error":
@@ -182,6 +182,13 @@ def _transition_label(t: Mapping[str, Any]) -> str:
     elif t.get("reenter"):
         label += " (reenter)"
     return label
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _text(text: str) -> str:

@@ -41,7 +41,10 @@ machine = setup(
                     "msg": {"target": "received", "guard": "isOpen", "actions": "receive"},
                 }
             },
-            "received": {"on": {"msg": {"actions": "receive"}, "go": {"actions": "deliver"}}},
+            "received": {
+                "on": {"msg": {"actions": "receive"}, "go": {"actions": "deliver"}},
+                "after": {"3600000": "waiting"},
+            },
         },
     }
 )

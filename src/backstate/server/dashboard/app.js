@@ -419,6 +419,7 @@
     const timeline = el("ol", { id: "timeline" });
     const controls = el("div");
     const logsBox = el("pre", { id: "logs" });
+    const timersBox = el("div", { id: "timers" });
     const upgradeBox = el("div");
     main.replaceChildren(
       el("h1", {}, el("a", { href: machineHref(machine) }, machine), " / ", el("span", { id: "instance-name" }, name)),
@@ -429,6 +430,7 @@
         el("section", { class: "card grow" }, el("h2", {}, "State"), box,
           el("h2", {}, "History"), slider, stepInfo, timeline),
         el("section", { class: "card grow" }, controls, el("h2", {}, "Context"), contextBox,
+          el("h2", {}, "Pending timers"), timersBox,
           el("h2", {}, "Logs"), logsBox, el("h2", {}, "Upgrade"), upgradeBox)));
 
     let admin = await api("GET", `${base}/admin`);
@@ -495,11 +497,20 @@
       acceptedText.textContent = events.length ? `accepted now: ${events.join(", ")}` : "";
     };
 
+    const showTimers = async () => {
+      const { timers } = await api("GET", `${base}/timers`);
+      timersBox.replaceChildren(timers.length
+        ? el("table", {}, el("tr", {}, el("th", {}, "due"), el("th", {}, "event")),
+          ...timers.map((t) => el("tr", {}, el("td", {}, t.dueAt), el("td", {}, JSON.stringify(t.event)))))
+        : el("p", { class: "muted" }, "None."));
+    };
+
     const refresh = async () => {
       admin = await api("GET", `${base}/admin`);
       await loadHistory();
       showNow();
       showTimeline();
+      await showTimers();
     };
 
     const setStatus = async (value) => {
