@@ -408,9 +408,16 @@ def test_untrusted_names_and_context_render_as_text(tab: Tab, live: Server) -> N
         f"{live.url}/machines/courier", json={"slug": name, "context": context}, headers=admin
     )
     assert made.status_code == 200, made.text
+    opened = httpx.post(
+        f"{live.url}/machines/courier/i/{name}/events", json={"event": "open"}, headers=admin
+    )
+    assert opened.status_code == 200, opened.text
+    context["public"]["open"] = True
     page = tab.page
     tab.sign_in(f"#/m/courier/i/{name}")
     page.wait_for_selector("#full-context")
+    page.wait_for_selector("#logs:has-text('opened')", timeout=15_000)
+    assert f"opened <b>{HOSTILE}</b>" in page.inner_text("#logs")
     assert json.loads(page.inner_text("#full-context")) == context
     assert json.loads(page.inner_text("#public-context"))["note"] == HOSTILE
     assert page.locator("main img, main b, main script").count() == 0
@@ -446,3 +453,47 @@ def test_hostile_state_and_event_names_are_drawn_as_text(tab: Tab, live: Server)
     page.evaluate("where => { location.hash = where }", f"#/m/hostile/i/{name}")
     page.wait_for_selector("#instance-diagram g[data-active='x --> y.<script>alert(1)</script>']")
     tab.shot("hostile-diagram")
+
+
+def test_upgrade_dry_run_is_shown_as_a_diff(tab: Tab, live: Server) -> None:
+    admin = live.headers({"sub": "admin"})
+    base = f"{live.url}/machines/toggler"
+    # A version that counts the ons instead of the offs: replaying diverges at once.
+    source = (ROOT / "examples" / "toggler.py").read_text()
+    counts_ons = source.replace(
+        '"on": {"on": {"toggle": {"target": "off", "actions": "count"}}},\n'
+        '            "off": {"on": {"toggle": "on"}},',
+        '"on": {"on": {"toggle": "off"}},\n'
+        '            "off": {"on": {"toggle": {"target": "on", "actions": "count"}}},',
+    )
+    assert counts_ons != source
+    made = httpx.post(
+        f"{base}/v", json={"code": counts_ons, "makeCurrent": False}, headers=admin, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    v2 = made.json()["machineVersionId"]
+    v1 = httpx.get(base, headers=admin).json()["machine"]["currentVersion"]["id"]
+    identity = (ROOT / "examples" / "migrations" / "tic_tac_toe_y_to_o.py").read_text()
+    body = {"fromMachineVersionId": v1, "toMachineVersionId": v2, "code": identity}
+    signed = httpx.post(f"{base}/migrations", json=body, headers=admin).json()
+    done = httpx.put(
+        f"{base}/migrations/{signed['machineVersionMigrationId']}", headers=admin, timeout=60
+    )
+    assert done.is_success, done.text
+    name = _name()
+    me = live.headers({"sid": name})
+    assert httpx.post(base, json={"slug": name}, headers=me).is_success
+    assert httpx.post(f"{base}/i/{name}/events", json={"event": "toggle"}, headers=me).is_success
+
+    page = tab.page
+    tab.sign_in(f"#/m/toggler/i/{name}")
+    page.wait_for_selector("select[name=target]")
+    page.select_option("select[name=target]", v2)
+    page.click("text=Dry run")
+    page.wait_for_selector("#dry-run .diff")
+    assert "diverges" in page.inner_text("#dry-run-summary")
+    removed = page.locator("#dry-run .diff-del").all_inner_texts()
+    added = page.locator("#dry-run .diff-add").all_inner_texts()
+    assert any('"toggleCount": 1' in line for line in removed)
+    assert any('"toggleCount": 0' in line for line in added)
+    tab.shot("upgrade-dry-run")

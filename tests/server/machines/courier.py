@@ -1,7 +1,8 @@
 """Instances that message each other (for dead letters): ``go`` with ``{"to": name}``
 sends ``msg`` to that courier; ``msg`` is refused (its guard raises, so the sender's
-message is retried, then dead-lettered) until the receiver got ``open``. Anyone may read
-and write; ``got`` (public) is indexed."""
+message is retried, then dead-lettered) until the receiver got ``open``, which also
+prints a log line with markup in it. Anyone may read and write; ``got`` (public) is
+indexed; ``received`` has a timer."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def is_open(context: Any, event: Any) -> bool:
     return True
 
 
+def announce(context: Any, event: Any) -> None:
+    print(f"opened <b>{context['public'].get('note', '')}</b>")
+
+
 def _with(context: Any, **changes: Any) -> Any:
     return {**context, "public": {**context["public"], **changes}}
 
@@ -25,6 +30,7 @@ machine = setup(
     guards={"isOpen": is_open},
     actions={
         "open": assign(lambda c, e: _with(c, open=True)),
+        "announce": announce,
         "receive": assign(lambda c, e: _with(c, got=c["public"]["got"] + 1)),
         "deliver": send_to(lambda c, e: instance_ref("courier", e["to"]), {"type": "msg"}),
     },
@@ -36,7 +42,7 @@ machine = setup(
         "states": {
             "waiting": {
                 "on": {
-                    "open": {"actions": "open"},
+                    "open": {"actions": ["open", "announce"]},
                     "go": {"actions": "deliver"},
                     "msg": {"target": "received", "guard": "isOpen", "actions": "receive"},
                 }

@@ -615,7 +615,17 @@
         el("button", { type: "button", onclick: async () => {
           try {
             const result = await api("POST", `${base}/v/dry-run`, { body: { targetMachineVersionId: target.value } });
-            report.replaceChildren(diff(json({ state: admin.state, context: admin.context }), json(result)));
+            const path = result.migrationPath.length ? ` through ${result.migrationPath.join(" → ")}` : "";
+            if (result.divergedAt === null) {
+              report.replaceChildren(el("p", { id: "dry-run-summary" },
+                `Replayed ${result.replayed} transitions on ${result.toMachineVersionId}${path}: the same states and context.`));
+            } else {
+              report.replaceChildren(
+                el("p", { id: "dry-run-summary" },
+                  `Replayed ${result.replayed} transitions${path}; it diverges at transition #${result.divergedAt}, event ${JSON.stringify(result.event)}: `
+                  + "this version's result (+) against the current one's, migrated (-)."),
+                diff(json(result.expected), json(result.actual)));
+            }
           } catch (e) {
             showError(report, e);
           }
