@@ -45,13 +45,14 @@ DEAD_LETTER = {
 }
 
 
+def _names(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "path", "required": True, "schema": NAME} for n in names]
+
+
 def view_paths() -> dict[str, Any]:
     return {
         "/machines/{machine}/v/{version}/diagram": {
-            "parameters": [
-                {"name": "machine", "in": "path", "required": True, "schema": NAME},
-                {"name": "version", "in": "path", "required": True, "schema": NAME},
-            ],
+            "parameters": _names("machine", "version"),
             "get": {
                 "operationId": "getVersionDiagram",
                 "description": "Extension (machine-versions.read): the version's outline "
@@ -80,10 +81,7 @@ def view_paths() -> dict[str, Any]:
             },
         },
         "/machines/{machine}/i/{instance}/timers": {
-            "parameters": [
-                {"name": "machine", "in": "path", "required": True, "schema": NAME},
-                {"name": "instance", "in": "path", "required": True, "schema": NAME},
-            ],
+            "parameters": _names("machine", "instance"),
             "get": {
                 "operationId": "listInstanceTimers",
                 "description": "Extension (instances.admin): the instance's pending timers "
