@@ -42,6 +42,7 @@ def normalized(lines: list[str], port: int) -> list[str]:
     def one(line: str) -> str:
         line = line.replace("127.0.0.1:8780", f"127.0.0.1:{port}")
         line = re.sub(r"ver_[A-Za-z0-9_-]{22}", "ver_<id>", line)
+        line = re.sub(r"keyId=[^&]+&secret=\S+", "keyId=sbk_...&secret=...", line)
         return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<time>", line)
 
     return [one(line.rstrip()) for line in lines]

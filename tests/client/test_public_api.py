@@ -25,6 +25,7 @@ PUBLIC_API = [
     "CreatedKey",
     "CreatedOrg",
     "Credentials",
+    "DeadLetter",
     "Event",
     "ExchangeAuth",
     "Forbidden",

@@ -180,11 +180,13 @@ class Context:
 
 def build_parser() -> Parser:
     from . import (
+        _commands_dead_letters,
         _commands_identity,
         _commands_instances,
         _commands_logs,
         _commands_machines,
         _commands_serve,
+        _commands_viz,
     )
 
     root = Parser(
@@ -198,7 +200,9 @@ def build_parser() -> Parser:
     _commands_machines.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
+    _commands_dead_letters.register(commands)
     _commands_identity.register(commands)
+    _commands_viz.register(commands)
     return root
 
 

@@ -12,6 +12,7 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from backstate.client import default_credentials_path
 
@@ -253,7 +254,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
         serve_metrics(backend, args.metrics_port, args.metrics_host)
         print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
-    print(f"backstate API on {api}", flush=True)
+    print(f"backstate API on {api}")
+    print(f"dashboard on {api}/dashboard/ (sign in with a key)", flush=True)
     config = _uvicorn_config(backend, args, cors_origins=args.cors_origin)
     Serving(config, backend, args.shutdown_grace).run()
     return 0
@@ -341,6 +343,16 @@ def _dev_credentials(backend: Any, api: str, path: Path) -> tuple[str, str]:
     return key_id, secret
 
 
+def dashboard_url(api: str, key_id: str, secret: str) -> str:
+    """The dashboard; on a loopback address, signed in with the dev key: the key rides in
+    the URL's fragment, which the browser never sends, and the page wipes at once (the
+    same key is in the credentials file beside it)."""
+    host = urlsplit(api).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return f"{api}/dashboard/"
+    return f"{api}/dashboard/#signin?{urlencode({'keyId': key_id, 'secret': secret})}"
+
+
 def _home_relative(path: Path) -> str:
     """``~/...`` for a path in the user's home, as people write it."""
     try:
@@ -374,6 +386,7 @@ class Dev:
             for path in sorted(self.folder.glob("*.py")):
                 await self.deploy(client, path, changed=False)
             self.output.line(f"backstate API on {self.api}")
+            self.output.line(f"dashboard on {dashboard_url(self.api, self.key_id, self.secret)}")
             self.output.line(f"credentials in {_home_relative(credentials)}")
             self.output.line(f"watching {self.folder} for changes (Ctrl-C to stop)")
             watching = asyncio.create_task(self.watch(client))

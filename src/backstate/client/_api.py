@@ -22,6 +22,7 @@ from ._models import (
     AdminState,
     CreatedKey,
     CreatedOrg,
+    DeadLetter,
     Event,
     IdentityProviderInfo,
     IndexEntry,
@@ -390,6 +391,23 @@ def delete_instance(machine: str, instance: str, confirmed: object) -> Flow[None
         "hmacSha256OfMachineInstanceNameWithMachineNameKey": confirmation_hmac(machine, instance),
     }
     return single(Call("DELETE", _instance(machine, instance), nothing, json=body))
+
+
+# -- dead letters (backstate's extension) ----------------------------------------------------
+
+
+def list_dead_letters() -> Flow[list[DeadLetter]]:
+    return single(
+        Call(
+            "GET",
+            "/dead-letters",
+            lambda body: [DeadLetter.from_json(d) for d in body.get("deadLetters", [])],
+        )
+    )
+
+
+def redeliver_dead_letter(dead_letter_id: int) -> Flow[None]:
+    return single(Call("POST", f"/dead-letters/{int(dead_letter_id)}/redeliver", nothing))
 
 
 # -- logs -----------------------------------------------------------------------------------

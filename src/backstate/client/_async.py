@@ -26,6 +26,7 @@ from ._models import (
     AdminState,
     CreatedKey,
     CreatedOrg,
+    DeadLetter,
     Event,
     IdentityProviderInfo,
     IndexEntry,
@@ -84,6 +85,7 @@ class AsyncClient(BaseClient):
         self.migrations = Migrations(self)
         self.instances = Instances(self)
         self.logs = LogsApi(self)
+        self.dead_letters = DeadLetters(self)
         self.orgs = Orgs(self)
         self.keys = Keys(self)
         self.identity_providers = IdentityProviders(self)
@@ -413,6 +415,19 @@ class LogsApi(_Namespace):
                 yield entry
             if cursor.caught_up and not cursor.finished(datetime.now(UTC)):
                 await asyncio.sleep(poll_interval_s)
+
+
+class DeadLetters(_Namespace):
+    """Messages between instances that exhausted their retries (backstate's extension;
+    ``instances.admin``)."""
+
+    async def list(self) -> list[DeadLetter]:
+        """The org's dead letters, oldest first (at most 100)."""
+        return await self._run(_api.list_dead_letters())
+
+    async def redeliver(self, dead_letter_id: int) -> None:
+        """Back into its instance's inbox, and off the list."""
+        await self._run(_api.redeliver_dead_letter(dead_letter_id))
 
 
 class Orgs(_Namespace):

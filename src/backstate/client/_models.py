@@ -367,3 +367,37 @@ class TokenProviderInfo:
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> TokenProviderInfo:
         return cls(body["service"], body["keyId"], body.get("mapping") or {})
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message between instances that exhausted its retries (backstate's extension).
+    ``from_machine``/``from_instance`` name the sending instance, or are None when the
+    sender was not one (``sender`` then says what it was)."""
+
+    id: int
+    created_at: datetime
+    to_machine: str
+    to_instance: str
+    from_machine: str | None
+    from_instance: str | None
+    sender: str | None
+    event: dict[str, Any]
+    error: str
+    attempts: int
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> DeadLetter:
+        sent_by = body.get("from") or {}
+        return cls(
+            id=int(body["id"]),
+            created_at=parse_time(body["createdAt"]),
+            to_machine=body["to"]["machineName"],
+            to_instance=body["to"]["machineInstanceName"],
+            from_machine=sent_by.get("machineName"),
+            from_instance=sent_by.get("machineInstanceName"),
+            sender=sent_by.get("sender"),
+            event=body.get("event") or {},
+            error=body.get("error", ""),
+            attempts=int(body.get("attempts", 0)),
+        )

@@ -29,6 +29,7 @@ from ._models import (
     AdminState,
     CreatedKey,
     CreatedOrg,
+    DeadLetter,
     Event,
     IdentityProviderInfo,
     IndexEntry,
@@ -88,6 +89,7 @@ class Client(BaseClient):
         self.migrations = Migrations(self)
         self.instances = Instances(self)
         self.logs = LogsApi(self)
+        self.dead_letters = DeadLetters(self)
         self.orgs = Orgs(self)
         self.keys = Keys(self)
         self.identity_providers = IdentityProviders(self)
@@ -477,6 +479,19 @@ class LogsApi(_Namespace):
             yield from cursor.accept(self._run(cursor.fetch()))
             if cursor.caught_up and not cursor.finished(datetime.now(UTC)):
                 time.sleep(poll_interval_s)
+
+
+class DeadLetters(_Namespace):
+    """Messages between instances that exhausted their retries (backstate's extension;
+    ``instances.admin``)."""
+
+    def list(self) -> list[DeadLetter]:
+        """The org's dead letters, oldest first (at most 100)."""
+        return self._run(_api.list_dead_letters())
+
+    def redeliver(self, dead_letter_id: int) -> None:
+        """Back into its instance's inbox, and off the list."""
+        self._run(_api.redeliver_dead_letter(dead_letter_id))
 
 
 class Orgs(_Namespace):

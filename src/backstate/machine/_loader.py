@@ -14,6 +14,7 @@ from typing import Any
 
 from backstate.chart import ChartError, Machine
 from backstate.chart._describe import skeleton
+from backstate.chart._outline import outline
 
 Authorizer = Callable[..., bool]
 _SLUG = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -85,9 +86,11 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
 
 def definition(module: MachineModule) -> dict[str, Any]:
     """What a machine file defines, as plain JSON: its state tree without behaviour
-    (``backstate.chart`` skeleton), its HTTP-API slugs and index selectors."""
+    (``backstate.chart`` skeleton), what a diagram draws of it (its outline), its
+    HTTP-API slugs and index selectors."""
     return {
         "skeleton": skeleton(module.machine),
+        "outline": outline(module.machine),
         "httpApi": sorted(module.http_api),
         "indexSelectors": module.index_selectors,
     }

@@ -36,6 +36,7 @@ from backstate.chart import (
     StartActor,
 )
 from backstate.chart._describe import shape
+from backstate.chart._outline import check_outline
 from backstate.runtime import (
     Backstate,
     BackstateError,
@@ -66,18 +67,21 @@ ACTION_TIMEOUT = 90.0  # seconds a custom action may run
 
 @dataclass(frozen=True)
 class Loaded:
-    """What a probe learnt of a version: its shape, HTTP-API slugs, index selectors."""
+    """What a probe learnt of a version: its shape, HTTP-API slugs, index selectors, and
+    its outline (for diagrams; None from a backstate that did not describe it)."""
 
     skeleton: dict[str, Any]
     http_api: list[str]
     index_selectors: dict[str, str] | None
+    outline: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "skeleton": self.skeleton,
             "httpApi": self.http_api,
             "indexSelectors": self.index_selectors,
         }
+        return data if self.outline is None else {**data, "outline": self.outline}
 
     @classmethod
     def from_json(cls, data: Any) -> Loaded:
@@ -92,7 +96,13 @@ class Loaded:
             and all(isinstance(k, str) and isinstance(v, str) for k, v in selectors.items())
         ):
             raise BadOutput("indexSelectors must map names to selectors")
-        return cls(data["skeleton"], slugs, selectors)
+        drawn = data.get("outline")
+        if drawn is not None:
+            try:
+                check_outline(drawn)
+            except DefinitionError as exc:
+                raise BadOutput(exc.message) from None
+        return cls(data["skeleton"], slugs, selectors, drawn)
 
     def machine(self) -> Machine:
         return shape(self.skeleton)

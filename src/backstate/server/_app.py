@@ -27,6 +27,9 @@ from backstate.store import StoreError
 
 from . import _gc, _serving
 from ._backend import Backend, runtime_name, state_body
+from ._dashboard import dashboard_routes
+from ._dead_letters import dead_letter_routes
+from ._diagrams import diagram_routes
 from ._forward import Forwarder
 from ._hot import HotRoutes
 from ._http import (
@@ -47,6 +50,7 @@ from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
 from ._realtime import Connection, origin_allowed
+from ._timers import timer_routes
 from ._uploads import Uploads
 
 logger = logging.getLogger("backstate.server")
@@ -183,6 +187,10 @@ def create_app(
         Route("/readyz", api.readyz, methods=["GET"]),
         *identity_routes(backend),
         *http_api_routes(backend),
+        *diagram_routes(backend),
+        *dead_letter_routes(backend),
+        *timer_routes(backend),
+        *dashboard_routes(),
     ]
     # The same endpoints again, dispatched ahead of Starlette's router (see _hot).
     hot = [
@@ -522,7 +530,12 @@ class _Api(Requests):
         rows = await self.backend.runtime.history(machine, name, after=after, limit=100)
         body: dict[str, Any] = {
             "transitions": [
-                {"createdAt": iso(r.ts), "state": r.snapshot["value"], "event": r.event}
+                {
+                    "createdAt": iso(r.ts),
+                    "state": r.snapshot["value"],
+                    "event": r.event,
+                    "context": r.snapshot.get("context"),  # extension: admin-only route
+                }
                 for r in rows
             ]
         }

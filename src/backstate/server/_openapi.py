@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._openapi_views import view_paths
+
 NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,128}$"}
 ERROR = {
     "type": "object",
@@ -466,6 +468,7 @@ def document() -> dict[str, Any]:
     }
     paths.update(_identity_paths())
     paths["/http-api/{org}/machines/{machine}/{slug}"] = _http_api_path()
+    paths.update(view_paths())
     return {
         "openapi": "3.1.0",
         "info": {
