@@ -115,18 +115,19 @@ class Batches:
             # As a step stopped while it waits for code (see Steps.process): the work
             # each instance was to run now is refused, nothing of it written.
             code = str(stopped.args[0]) if stopped.args else "shutting-down"
-            for entry, work, _ in chunk[begun:]:
-                if entry.queue and entry.queue[0] is work:
-                    entry.queue.popleft()
-                    p.reject(work, Unavailable(code, "the step was stopped; retry"))
+            self._refuse(chunk[begun:], Unavailable(code, "the step was stopped; retry"))
             raise
         except Exception as exc:  # a bug of ours: only this chunk's work fails
             logger.exception("%d transitions in a batch failed", len(chunk) - begun)
             error = BackstateError("internal-error", f"internal error: {type(exc).__name__}")
-            for entry, work, _ in chunk[begun:]:
-                if entry.queue and entry.queue[0] is work:
-                    entry.queue.popleft()
-                    p.reject(work, error)
+            self._refuse(chunk[begun:], error)
         finally:
             for entry, _, _ in chunk[begun:]:
                 p.release(entry)
+
+    def _refuse(self, chunk: Chunk, error: BackstateError) -> None:
+        """The work each instance of ``chunk`` was to run now is refused, unwritten."""
+        for entry, work, _ in chunk:
+            if entry.queue and entry.queue[0] is work:
+                entry.queue.popleft()
+                self.p.reject(work, error)

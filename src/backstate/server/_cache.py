@@ -131,10 +131,11 @@ class ReadThrough(Generic[K, V]):
         def done(future: asyncio.Future[V]) -> None:
             self._reading.discard(key)
             exc = future.exception()
+            if isinstance(exc, StoreError):
+                self._health.down = True
+                return
             if exc is not None:
-                self._health.down = isinstance(exc, StoreError) or self._health.down
-                if not isinstance(exc, StoreError):
-                    logger.error("reading the control store failed", exc_info=exc)
+                logger.error("reading the control store failed", exc_info=exc)
                 return
             self._health.down = False
             if generation == self._generation:
