@@ -26,6 +26,7 @@ from ._code import UserCode
 from ._deployments import Authorizer, Registry, Version, check_machine, check_name
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from ._idempotency import RETENTION_S, idempotency
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
@@ -52,10 +53,12 @@ class Backstate:
         synchronous: str = "FULL",
         cluster: Cluster | None = None,
         code: UserCode | None = None,
+        idempotency_retention: float = RETENTION_S,
     ) -> None:
         """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
         _cluster); without it this process runs every instance of the store. ``code``:
-        where machine code runs (``backstate.sandbox``); by default in this process."""
+        where machine code runs (``backstate.sandbox``); by default in this process.
+        ``idempotency_retention``: seconds an idempotency key is remembered (24 h)."""
         self.store: Store = (
             open_store(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
@@ -63,7 +66,13 @@ class Backstate:
         self.registry = Registry()
         self.cluster = cluster
         self.processor = Processor(
-            self.store, self.registry, self.clock, step_timeout, cluster, code
+            self.store,
+            self.registry,
+            self.clock,
+            step_timeout,
+            cluster,
+            code,
+            idempotency_retention,
         )
         self._started = False
 
@@ -127,10 +136,12 @@ class Backstate:
         await self.processor.start()
         if self.cluster is not None:
             await self.cluster.start(self.processor)
+        self.processor.keys.start()
         self._started = True
 
     async def close(self) -> None:
         if self._started:
+            await self.processor.keys.stop()
             if self.cluster is not None:
                 await self.cluster.stop()
             await self.processor.close()
@@ -162,7 +173,11 @@ class Backstate:
         input: Any = None,
         version: str | None = None,
         auth: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> InstanceState:
+        """``idempotency_key``: made again with the same key and arguments (within the
+        retention), answered as the first time without creating anything (see
+        _idempotency)."""
         key = (check_machine(machine), check_name("instance", name))
         self.registry.get(machine, version)
         if context is not None and not isinstance(context, dict):
@@ -175,14 +190,25 @@ class Backstate:
             future=self._future(),
             auth=auth,
             create={"context": context, "input": input, "version": version},
+            idempotency=idempotency(
+                idempotency_key, {"context": context, "input": input, "version": version}
+            ),
         )
         self.processor.submit(key, work)
         assert work.future is not None
         return await work.future
 
     async def send(
-        self, machine: str, name: str, event: Any, *, auth: dict[str, Any] | None = None
+        self,
+        machine: str,
+        name: str,
+        event: Any,
+        *,
+        auth: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> InstanceState:
+        """``idempotency_key``: sent again with the same key and event (within the
+        retention), answered as the first time without applying it again."""
         key = (check_machine(machine), check_name("instance", name))
         try:
             ev = to_event(event)
@@ -197,7 +223,14 @@ class Backstate:
             raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
         if not ev["type"]:
             raise InvalidRequest("invalid-event", "an event's type must not be empty")
-        work = Work("api", ev, future=self._future(), auth=auth, event_json=RawJson(text))
+        work = Work(
+            "api",
+            ev,
+            future=self._future(),
+            auth=auth,
+            event_json=RawJson(text),
+            idempotency=idempotency(idempotency_key, ev),
+        )
         self.processor.submit(key, work)
         assert work.future is not None
         return await work.future

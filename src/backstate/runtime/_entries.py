@@ -18,6 +18,7 @@ from ._indexes import IndexEntry
 
 if TYPE_CHECKING:
     from ._batches import Prefetched
+    from ._idempotency import Idempotency, Remembered
 from ._timers import Due
 
 
@@ -62,6 +63,7 @@ class Work:
     auth: dict[str, Any] | None = None
     create: dict[str, Any] | None = None
     event_json: RawJson | None = None  # the event already encoded (by the API)
+    idempotency: Idempotency | None = None  # its caller's idempotency key
 
 
 @dataclass(eq=False)
@@ -98,6 +100,7 @@ class Entry:
     indexed: frozenset[IndexEntry] | None = None  # as written; None: not known
     busy: bool = False  # its work is being processed (waiting for sandboxed code)
     prefetched: Prefetched | None = None  # its next work's transition, made in a batch
+    keys: dict[str, Remembered] = field(default_factory=dict)  # idempotency keys seen here
 
     def mark(self) -> tuple[Any, ...]:
         """What a step may change of the entry, to undo it (see Steps.section)."""

@@ -2,10 +2,11 @@
 
 BackstateError
 ├── NotFound            404  machine-not-found, instance-not-found
-├── Conflict            409  instance-exists, invalid-state (paused)
+├── Conflict            409  instance-exists, invalid-state (paused), idempotency-key-in-use
 ├── InvalidRequest      400  invalid-name, invalid-json, invalid-event, context-too-large
 ├── EventRejected       400  event-rejected: the machine's own code raised
 ├── Forbidden           403  rejected-by-machine-authorizer, authorizer-failed
+├── IdempotencyKeyReused 422 idempotency-key-reused: the key came with another request
 ├── UserCodeFailed      422  user-code-crashed, invalid-user-code-output, user-code-memory
 │   └── UserCodeTimeout 408  user-code-timeout: machine code ran past its CPU limit
 └── Unavailable         503  store-unavailable, shutting-down
@@ -41,6 +42,10 @@ class EventRejected(BackstateError):
 
 class Forbidden(BackstateError):
     status = 403
+
+
+class IdempotencyKeyReused(BackstateError):
+    status = 422
 
 
 class UserCodeFailed(BackstateError):

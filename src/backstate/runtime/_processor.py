@@ -54,6 +54,7 @@ from ._deployments import Registry
 from ._effect_runner import EffectRunner, run_now
 from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, NotFound, Unavailable
+from ._idempotency import RETENTION_S, Keys
 from ._recovery import Recovery
 from ._stats import Stats
 from ._steps import BATCH_PER_INSTANCE, Steps
@@ -76,6 +77,7 @@ class Processor:
         step_timeout: float,
         ownership: Ownership | None = None,
         code: UserCode | None = None,
+        idempotency_retention: float = RETENTION_S,
     ) -> None:
         self.store = store
         self.code: UserCode = code or TrustedCode()
@@ -116,6 +118,7 @@ class Processor:
         self.batches = Batches(self)
         self.recovery = Recovery(self)
         self.effects = EffectRunner(self)
+        self.keys = Keys(self, idempotency_retention)
         self.code.bind(self.log, clock.now_ms)
         clock.on_advance(self._wake.set)
 

@@ -179,6 +179,8 @@ class Steps:
 
     async def handle(self, entry: Entry, work: Work, now: int) -> None:
         p = self.p
+        if work.idempotency is not None and p.keys.replayed(entry, work, now):
+            return
         if work.kind == "create":
             await self.create(entry, work, now)
             return
@@ -243,6 +245,8 @@ class Steps:
                 rnd.after.append(lambda: p.effects.forget_service(entry, child, token))
             if work.future is not None:
                 p.answer(entry, work.future, rnd, state)
+            if work.idempotency is not None:
+                p.keys.record(entry, work, state, rnd, now)
 
     def timer_fired(self, entry: Entry, work: Work, rnd: Round) -> None:
         """A timer's row goes in the same section as what it does, and before it: a
@@ -314,6 +318,8 @@ class Steps:
             state = self.commit_creation(entry, version, opts, step, rnd, now, children)
             if work.future is not None:
                 p.answer(entry, work.future, rnd, state)
+            if work.idempotency is not None:
+                p.keys.record(entry, work, state, rnd, now)
 
     def commit_creation(
         self,

@@ -121,6 +121,16 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO shard_leases SELECT s, NULL, '-infinity', 0 FROM generate_series(0, 63) AS s;
     """,
+    # 4: idempotency keys (see runtime/_idempotency).
+    """
+    CREATE TABLE idempotency_keys (
+        machine TEXT COLLATE "C" NOT NULL, instance TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL, fingerprint TEXT NOT NULL, version TEXT NOT NULL,
+        seq BIGINT NOT NULL, created_at BIGINT NOT NULL,
+        PRIMARY KEY (machine, instance, key)
+    );
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    """,
 ]
 
 # pg_advisory_xact_lock key for migrations: "backstat" as a big-endian int64.
@@ -291,6 +301,9 @@ class PostgresStore(SqlReads):
     def commit(self, batch: WriteBatch) -> CommitResult:
         return self.db.run(lambda conn, attempt: _apply(conn, batch, attempt))
 
+    def expire_idempotency_keys(self, before: int) -> int:
+        return self.db.execute(("DELETE FROM idempotency_keys WHERE created_at < ?", (before,)))[0]
+
     def close(self) -> None:
         self.db.close()
 
@@ -459,6 +472,21 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                 for g in batch.logs
             ],
         )
+        many(
+            "INSERT INTO idempotency_keys VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (machine, instance, key) DO UPDATE SET"
+            " fingerprint = excluded.fingerprint, version = excluded.version,"
+            " seq = excluded.seq, created_at = excluded.created_at",
+            [
+                (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
+                for r in batch.idempotency_puts
+            ],
+        )
+        many(
+            "UPDATE idempotency_keys SET version = %s, seq = %s WHERE machine = %s"
+            " AND instance = %s AND key = %s",
+            [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
+        )
         for key in batch.instance_deletes:
             for delete in _DELETES:
                 cur.execute(delete, key)
@@ -576,6 +604,7 @@ _DELETES = (
     "DELETE FROM timers WHERE machine = %s AND instance = %s",
     "DELETE FROM effects WHERE machine = %s AND instance = %s",
     "DELETE FROM instance_index WHERE machine = %s AND instance = %s",
+    "DELETE FROM idempotency_keys WHERE machine = %s AND instance = %s",
 )
 
 

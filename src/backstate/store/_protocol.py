@@ -15,6 +15,7 @@ from ._records import (
     DeadLetterRow,
     EffectRow,
     HistoryRow,
+    IdempotencyRow,
     InboxRow,
     IndexHit,
     IndexQuery,
@@ -78,6 +79,14 @@ class Store(Protocol):
 
     def query_index(self, query: IndexQuery) -> list[IndexHit]:
         """One page of a secondary index, read in one statement (so consistent)."""
+        ...
+
+    def idempotency_key(self, key: InstanceKey, idempotency_key: str) -> IdempotencyRow | None:
+        """The request recorded under ``idempotency_key`` for the instance, if any."""
+        ...
+
+    def expire_idempotency_keys(self, before: int) -> int:
+        """Forget keys recorded before ``before`` (ms); how many."""
         ...
 
     def record_version(self, machine: str, version: str, now: int) -> None: ...

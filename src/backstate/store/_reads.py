@@ -12,6 +12,7 @@ from ._records import (
     DeadLetterRow,
     EffectRow,
     HistoryRow,
+    IdempotencyRow,
     InboxRow,
     IndexHit,
     IndexQuery,
@@ -58,6 +59,14 @@ class SqlReads:
             (*key, after_seq, limit),
         )
         return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
+
+    def idempotency_key(self, key: InstanceKey, idempotency_key: str) -> IdempotencyRow | None:
+        rows = self._read(
+            "SELECT machine, instance, key, fingerprint, version, seq, created_at"
+            " FROM idempotency_keys WHERE machine = ? AND instance = ? AND key = ?",
+            (*key, idempotency_key),
+        )
+        return IdempotencyRow(*rows[0]) if rows else None
 
     def pending_inbox(self, after_id: int = 0) -> list[InboxRow]:
         rows = self._read(

@@ -91,6 +91,21 @@ class LogRow:
     message: str
 
 
+@dataclass(slots=True)
+class IdempotencyRow:
+    """A request applied under an ``Idempotency-Key``: what it asked (``fingerprint``,
+    a digest of its body) and the state it was answered with (``version``, ``seq``: a
+    row of the instance's history). Scoped by the instance (its machine names the org)."""
+
+    machine: str
+    instance: str
+    key: str
+    fingerprint: str
+    version: str
+    seq: int
+    created_at: int
+
+
 # One value of a secondary index: (index, kind, number, text); kind 0 is a number
 # (text is ""), kind 1 a string (number is 0). Numbers sort before strings.
 IndexEntry = tuple[str, int, float, str]
@@ -151,6 +166,11 @@ class WriteBatch:
     # An instance's index entries, replacing all it had (written with its transition).
     index_puts: list[tuple[InstanceKey, frozenset[IndexEntry]]] = field(default_factory=list)
     desired_updates: list[tuple[InstanceKey, str | None]] = field(default_factory=list)
+    # Requests applied under an idempotency key (written with their transition, replacing
+    # an expired row of the same key), and the later answers of those whose instance
+    # settled after their transition: (instance, key, version, seq).
+    idempotency_puts: list[IdempotencyRow] = field(default_factory=list)
+    idempotency_answers: list[tuple[InstanceKey, str, str, int]] = field(default_factory=list)
     # Many nodes (PostgreSQL): notifications sent on commit as (channel, line); and the
     # (node, shards) whose leases the node must still hold for the batch to commit.
     notices: list[tuple[str, str]] = field(default_factory=list)

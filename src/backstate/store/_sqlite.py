@@ -88,6 +88,16 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX instance_index_instance ON instance_index (machine, instance);
     """,
+    # 3: idempotency keys (see runtime/_idempotency).
+    """
+    CREATE TABLE idempotency_keys (
+        machine TEXT NOT NULL, instance TEXT NOT NULL, key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (machine, instance, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    """,
 ]
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -180,6 +190,15 @@ class SQLiteStore(SqlReads):
         try:
             with self._write() as db:
                 return _apply(db, batch)
+        except sqlite3.Error as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def expire_idempotency_keys(self, before: int) -> int:
+        try:
+            with self._write() as db:
+                return db.execute(
+                    "DELETE FROM idempotency_keys WHERE created_at < ?", (before,)
+                ).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
 
@@ -303,6 +322,8 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
         "INSERT INTO logs (ts, machine, version, instance, level, message) VALUES (?, ?, ?, ?, ?, ?)",
         [(g.ts, g.machine, g.version, g.instance, g.level, g.message) for g in batch.logs],
     )
+    if batch.idempotency_puts or batch.idempotency_answers:
+        _apply_idempotency(db, batch)
     for key in batch.instance_deletes:
         for table, col in (
             ("instances", "name"),
@@ -311,9 +332,25 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
             ("timers", "instance"),
             ("effects", "instance"),
             ("instance_index", "instance"),
+            ("idempotency_keys", "instance"),
         ):
             ex(f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key)
     return CommitResult(inbox_ids)
+
+
+def _apply_idempotency(db: sqlite3.Connection, batch: WriteBatch) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
+            for r in batch.idempotency_puts
+        ],
+    )
+    db.executemany(
+        "UPDATE idempotency_keys SET version = ?, seq = ? WHERE machine = ? AND instance = ?"
+        " AND key = ?",
+        [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
+    )
 
 
 def _ref(key: InstanceKey | None) -> str | None:
