@@ -60,6 +60,12 @@ def register(commands: Commands) -> None:
         help="refuse larger request bodies with 413 payload-too-large (default 1,000,000)",
     )
     serve.add_argument(
+        "--idempotency-retention",
+        type=positive_int,
+        metavar="SECONDS",
+        help="how long an Idempotency-Key is remembered (default 86400: 24 hours)",
+    )
+    serve.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -218,6 +224,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
     api = f"http://{args.host}:{args.port}"
     limits = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
+    if args.idempotency_retention is not None:
+        limits["idempotency_retention"] = args.idempotency_retention
     sandbox = _sandbox(args, None if args.store else Path(args.db))
     backend = Backend(
         args.store or args.db,

@@ -56,6 +56,8 @@ from ._uploads import Uploads
 logger = logging.getLogger("backstate.server")
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 READY_TIMEOUT = 3.0  # seconds /readyz waits for the stores
+# The IETF httpapi draft's header: a create or an event under a key is applied once.
+IDEMPOTENCY_HEADER = "idempotency-key"
 LOG_PAGE = 100  # State Backed's "at most 100 entries per call"
 # A page holds a millisecond whole; one with more entries than this (user code printing
 # in a tight loop does not come near) would be cut, and the rest lost.
@@ -441,8 +443,11 @@ class _Api(Requests):
                 context=context or None,
                 version=version,
                 auth=self.auth_context(request, principal),
+                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
             )
         except Conflict as exc:
+            if exc.code != "instance-exists":
+                raise
             # State Backed's code for "that instance already exists" is invalid-state.
             raise ApiError(409, "invalid-state", caller_message(exc), "slug") from exc
         return JSONResponse(state_body(state))
@@ -500,7 +505,11 @@ class _Api(Requests):
         if forwarded is not None:
             return forwarded
         state = await self.backend.runtime.send(
-            machine, name, body["event"], auth=self.auth_context(request, principal)
+            machine,
+            name,
+            body["event"],
+            auth=self.auth_context(request, principal),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
         )
         return JSONResponse(state_body(state))
 

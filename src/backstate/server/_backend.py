@@ -39,6 +39,7 @@ from backstate.runtime import (
 )
 from backstate.runtime._deployments import Version
 from backstate.runtime._migrations import Migration
+from backstate.runtime._idempotency import RETENTION_S
 from backstate.sandbox import Loaded, ProbeFailed, Sandbox
 from backstate.store import (
     MachineRow,
@@ -92,6 +93,7 @@ class Backend:
         max_body_bytes: int = MAX_BODY_BYTES,
         sandbox: Sandbox | None = None,
         allow_private_jwks: bool = False,
+        idempotency_retention: float = RETENTION_S,
     ) -> None:
         """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
         ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
@@ -99,7 +101,8 @@ class Backend:
         request bodies are refused with 413 ``payload-too-large``, before they are read.
         ``sandbox``: where machine code runs; without one, in this process (trusted).
         ``allow_private_jwks``: identity providers' JWKS may be fetched from loopback,
-        private and link-local addresses (see _jwks_fetch)."""
+        private and link-local addresses (see _jwks_fetch). ``idempotency_retention``:
+        seconds an ``Idempotency-Key`` is remembered."""
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
         self.max_body_bytes = max_body_bytes
@@ -112,7 +115,12 @@ class Backend:
         )
         self.sandbox = sandbox
         self.runtime = Backstate(
-            store, clock=clock, step_timeout=step_timeout, cluster=self.cluster, code=sandbox
+            store,
+            clock=clock,
+            step_timeout=step_timeout,
+            cluster=self.cluster,
+            code=sandbox,
+            idempotency_retention=idempotency_retention,
         )
         self.control = open_control(db)
         self.deployed: set[str] = set()  # ids of the versions the runtime runs
