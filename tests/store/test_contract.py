@@ -10,6 +10,7 @@ from backstate.store import (
     DeadLetterRow,
     EffectRow,
     HistoryRow,
+    IdempotencyRow,
     InboxRow,
     IndexQuery,
     InstanceRow,
@@ -389,3 +390,22 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
         target.open()
     target.rows("UPDATE schema_version SET version = ?", current)
     target.open().close()
+
+
+def test_idempotency_keys_are_written_answered_expired_and_deleted(store: Store) -> None:
+    key = ("m", "a")
+    row = IdempotencyRow("m", "a", "k", "f1", "v1", 0, 10)
+    store.commit(WriteBatch(instance_creates=[instance("a")], idempotency_puts=[row]))
+    assert store.idempotency_key(key, "k") == row
+    assert store.idempotency_key(key, "K") is None
+    assert store.idempotency_key(("m", "b"), "k") is None
+    store.commit(WriteBatch(idempotency_answers=[(key, "k", "v2", 3)]))
+    assert store.idempotency_key(key, "k") == IdempotencyRow("m", "a", "k", "f1", "v2", 3, 10)
+    # A key written again (once expired) replaces its row.
+    store.commit(WriteBatch(idempotency_puts=[IdempotencyRow("m", "a", "k", "f2", "v1", 4, 20)]))
+    assert store.idempotency_key(key, "k") == IdempotencyRow("m", "a", "k", "f2", "v1", 4, 20)
+    store.commit(WriteBatch(idempotency_puts=[IdempotencyRow("m", "a", "old", "f", "v1", 1, 5)]))
+    assert store.expire_idempotency_keys(10) == 1
+    assert store.idempotency_key(key, "old") is None
+    store.commit(WriteBatch(instance_deletes=[key]))
+    assert store.idempotency_key(key, "k") is None

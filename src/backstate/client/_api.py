@@ -8,16 +8,19 @@ backstate's one-step version upload (``POST /machines/{m}/v {code}``).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip as gzip_module
 import hashlib
 import hmac
+import itertools
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from ._calls import Call, Flow, Upload, nothing, single
-from ._errors import Conflict, NotFound
+from ._errors import ApiError, Conflict, NotFound
 from ._models import (
     AdminState,
     CreatedKey,
@@ -42,6 +45,8 @@ from ._models import (
     UpgradeReport,
     iso,
 )
+
+T = TypeVar("T")
 
 TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -262,13 +267,17 @@ def create_instance(
     instance: str,
     context: Mapping[str, Any] | None,
     machine_version_id: str | None,
+    idempotency_key: str | None = None,
+    retries: int = 0,
 ) -> Flow[State]:
     body: dict[str, Any] = {"slug": instance}
     if context is not None:
         body["context"] = dict(context)
     if machine_version_id is not None:
         body["machineVersionId"] = machine_version_id
-    return single(Call("POST", f"/machines/{_p(machine)}", State.from_json, json=body))
+    headers = _idempotency(idempotency_key, retries)
+    call = Call("POST", f"/machines/{_p(machine)}", State.from_json, json=body, headers=headers)
+    return _retried(call, retries if headers else 0)
 
 
 def get_instance(machine: str, instance: str) -> Flow[State]:
@@ -276,7 +285,11 @@ def get_instance(machine: str, instance: str) -> Flow[State]:
 
 
 def get_or_create_instance(
-    machine: str, instance: str, context: ContextSource, machine_version_id: str | None
+    machine: str,
+    instance: str,
+    context: ContextSource,
+    machine_version_id: str | None,
+    retries: int = 0,
 ) -> Flow[State]:
     """State Backed's getOrCreate: get; on 404 create; if another request created it
     meanwhile (409), get again. A callable ``context`` is called only to create."""
@@ -286,17 +299,52 @@ def get_or_create_instance(
         pass
     initial = context() if callable(context) else context
     try:
-        return (yield from create_instance(machine, instance, initial, machine_version_id))
+        return (
+            yield from create_instance(
+                machine, instance, initial, machine_version_id, None, retries
+            )
+        )
     except Conflict:
         return (yield from get_instance(machine, instance))
 
 
-def send_event(machine: str, instance: str, event: Event) -> Flow[State]:
-    return single(
-        Call(
-            "POST", f"{_instance(machine, instance)}/events", State.from_json, json={"event": event}
-        )
-    )
+def send_event(
+    machine: str,
+    instance: str,
+    event: Event,
+    idempotency_key: str | None = None,
+    retries: int = 0,
+) -> Flow[State]:
+    headers = _idempotency(idempotency_key, retries)
+    path = f"{_instance(machine, instance)}/events"
+    call = Call("POST", path, State.from_json, json={"event": event}, headers=headers)
+    return _retried(call, retries if headers else 0)
+
+
+# Waits before a create or an event is sent again under its idempotency key.
+RETRY_DELAYS_S = (0.25, 1.0, 4.0)
+
+
+def _idempotency(key: str | None, retries: int) -> dict[str, str]:
+    """The ``Idempotency-Key`` header: the caller's key, else one of the client's own
+    when it may retry (so its retries cannot apply the request twice)."""
+    if key is None and retries:
+        key = str(uuid.uuid4())
+    return {} if key is None else {"idempotency-key": key}
+
+
+def _retried(call: Call[T], retries: int) -> Flow[T]:
+    """``call``, sent again (the same request, so the same key) up to ``retries`` more
+    times while it gets no answer, a 502/503/504 or 409 ``idempotency-key-in-use``."""
+    for attempt in itertools.count():
+        try:
+            return (yield from call)
+        except ApiError as error:
+            worth = error.status in (0, 502, 503, 504) or error.code == "idempotency-key-in-use"
+            if attempt >= retries or not worth:
+                raise
+        call = dataclasses.replace(call, pause_s=RETRY_DELAYS_S[min(attempt, 2)])
+    raise AssertionError("unreachable")
 
 
 def list_instances(machine: str, cursor: str | None) -> Flow[Page[InstanceInfo]]:

@@ -19,7 +19,7 @@ import httpx
 from . import _api
 from ._api import ContextSource, InstanceStatus, QueryOp
 from ._auth import DEFAULT_API_HOST, Auth, supplier, token_error, token_flow
-from ._base import DEFAULT_PING_INTERVAL_S, DEFAULT_TIMEOUT, BaseClient
+from ._base import DEFAULT_PING_INTERVAL_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT, BaseClient
 from ._calls import Call, Flow, run_async
 from ._errors import ApiError, Unreachable
 from ._models import (
@@ -65,6 +65,7 @@ class AsyncClient(BaseClient):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         reconnect_backoff: Backoff | None = None,
         ping_interval_s: float = DEFAULT_PING_INTERVAL_S,
+        retries: int = DEFAULT_RETRIES,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(
@@ -75,6 +76,7 @@ class AsyncClient(BaseClient):
             timeout=timeout,
             reconnect_backoff=reconnect_backoff,
             ping_interval_s=ping_interval_s,
+            retries=retries,
         )
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._owns_http = http_client is None
@@ -125,6 +127,8 @@ class AsyncClient(BaseClient):
         return await run_async(flow, self._execute)
 
     async def _execute(self, call: Call[Any]) -> Any:
+        if call.pause_s:
+            await asyncio.sleep(call.pause_s)
         token = await self._token() if call.authenticated else None
         try:
             response = await self._http.request(**self._request(call, token))
@@ -253,8 +257,18 @@ class Instances(_Namespace):
         *,
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> State:
-        return await self._run(_api.create_instance(machine, instance, context, machine_version_id))
+        return await self._run(
+            _api.create_instance(
+                machine,
+                instance,
+                context,
+                machine_version_id,
+                idempotency_key,
+                self._client.retries,
+            )
+        )
 
     async def get(self, machine: str, instance: str) -> State:
         return await self._run(_api.get_instance(machine, instance))
@@ -268,11 +282,17 @@ class Instances(_Namespace):
         machine_version_id: str | None = None,
     ) -> State:
         return await self._run(
-            _api.get_or_create_instance(machine, instance, context, machine_version_id)
+            _api.get_or_create_instance(
+                machine, instance, context, machine_version_id, self._client.retries
+            )
         )
 
-    async def send_event(self, machine: str, instance: str, event: Event) -> State:
-        return await self._run(_api.send_event(machine, instance, event))
+    async def send_event(
+        self, machine: str, instance: str, event: Event, *, idempotency_key: str | None = None
+    ) -> State:
+        return await self._run(
+            _api.send_event(machine, instance, event, idempotency_key, self._client.retries)
+        )
 
     async def list(self, machine: str, *, cursor: str | None = None) -> Page[InstanceInfo]:
         return await self._run(_api.list_instances(machine, cursor))

@@ -21,6 +21,7 @@ ORG_HEADER = "x-statebacked-org-id"
 # Event requests wait for the instance to settle, up to the server's 90 s step timeout.
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 DEFAULT_PING_INTERVAL_S = 240.0  # the server wants one at least every 5 minutes
+DEFAULT_RETRIES = 3
 
 
 class BaseClient:
@@ -34,11 +35,18 @@ class BaseClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         reconnect_backoff: Backoff | None = None,
         ping_interval_s: float = DEFAULT_PING_INTERVAL_S,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         """``auth``: a token, a function returning one, ``KeyAuth``, ``ExchangeAuth`` or
         ``AnonymousAuth``. ``org_id`` is sent as ``x-statebacked-org-id``; ``act_as``
         (auth-context claims, for keys holding ``org.keys.write``) as ``x-statebacked-act``.
+        ``retries``: how many more times a create or an event is sent, under the same
+        ``Idempotency-Key``, when it got no answer, a 502/503/504 or 409
+        ``idempotency-key-in-use`` (0: never, and no key unless one is given).
         """
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries}")
+        self.retries = retries
         self.api_host = api_host.rstrip("/")
         self.auth = auth
         self.org_id = org_id
@@ -83,7 +91,7 @@ class BaseClient:
         }
 
     def _headers(self, call: Call[Any], token: str | None) -> dict[str, str]:
-        headers = {"user-agent": "backstate-client"}
+        headers = {"user-agent": "backstate-client", **call.headers}
         if not call.authenticated:
             return headers
         if token is not None:

@@ -41,6 +41,8 @@ class Call(Generic[T]):
     form: Mapping[str, str] | None = None  # url-encoded, or multipart beside ``file``
     file: Upload | None = None
     authenticated: bool = True  # send the bearer token and the org/act headers
+    headers: Mapping[str, str] = field(default_factory=dict)
+    pause_s: float = 0.0  # wait this long before sending it (a retry's backoff)
 
     def url(self, api_host: str) -> str:
         if self.path.startswith(("http://", "https://")):

@@ -22,7 +22,7 @@ import httpx
 from . import _api
 from ._api import ContextSource, InstanceStatus, QueryOp
 from ._auth import DEFAULT_API_HOST, Auth, supplier, token_error, token_flow
-from ._base import DEFAULT_PING_INTERVAL_S, DEFAULT_TIMEOUT, BaseClient
+from ._base import DEFAULT_PING_INTERVAL_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT, BaseClient
 from ._calls import Call, Flow, run_sync
 from ._errors import ApiError, Unreachable
 from ._models import (
@@ -68,6 +68,7 @@ class Client(BaseClient):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         reconnect_backoff: Backoff | None = None,
         ping_interval_s: float = DEFAULT_PING_INTERVAL_S,
+        retries: int = DEFAULT_RETRIES,
         http_client: httpx.Client | None = None,
     ) -> None:
         super().__init__(
@@ -78,6 +79,7 @@ class Client(BaseClient):
             timeout=timeout,
             reconnect_backoff=reconnect_backoff,
             ping_interval_s=ping_interval_s,
+            retries=retries,
         )
         self._http = http_client or httpx.Client(timeout=timeout)
         self._owns_http = http_client is None
@@ -133,6 +135,8 @@ class Client(BaseClient):
         return run_sync(flow, self._execute)
 
     def _execute(self, call: Call[Any]) -> Any:
+        if call.pause_s:
+            time.sleep(call.pause_s)
         token = self._token() if call.authenticated else None
         try:
             response = self._http.request(**self._request(call, token))
@@ -301,10 +305,21 @@ class Instances(_Namespace):
         *,
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> State:
         """Create an instance (on the current version unless given) and wait for it to
-        settle; ``Conflict`` if it exists."""
-        return self._run(_api.create_instance(machine, instance, context, machine_version_id))
+        settle; ``Conflict`` if it exists (but not when it was this create, repeated
+        under its ``idempotency_key``)."""
+        return self._run(
+            _api.create_instance(
+                machine,
+                instance,
+                context,
+                machine_version_id,
+                idempotency_key,
+                self._client.retries,
+            )
+        )
 
     def get(self, machine: str, instance: str) -> State:
         return self._run(_api.get_instance(machine, instance))
@@ -320,12 +335,20 @@ class Instances(_Namespace):
         """Get the instance, creating it if missing (safe against a concurrent create).
         ``context`` may be a function, called only when creating."""
         return self._run(
-            _api.get_or_create_instance(machine, instance, context, machine_version_id)
+            _api.get_or_create_instance(
+                machine, instance, context, machine_version_id, self._client.retries
+            )
         )
 
-    def send_event(self, machine: str, instance: str, event: Event) -> State:
-        """Send an event (a type, or ``{"type": ..., **payload}``); the settled state."""
-        return self._run(_api.send_event(machine, instance, event))
+    def send_event(
+        self, machine: str, instance: str, event: Event, *, idempotency_key: str | None = None
+    ) -> State:
+        """Send an event (a type, or ``{"type": ..., **payload}``); the settled state.
+        Under ``idempotency_key`` (else a key of the client's own when it may retry) it
+        is applied once however often it is sent."""
+        return self._run(
+            _api.send_event(machine, instance, event, idempotency_key, self._client.retries)
+        )
 
     def list(self, machine: str, *, cursor: str | None = None) -> Page[InstanceInfo]:
         return self._run(_api.list_instances(machine, cursor))
