@@ -68,8 +68,10 @@ def test_the_clients_retries_after_a_lost_answer_apply_once(ledger: Server) -> N
         assert types[:2] == ["xstate.init", "slow"] and len(types) == 3, types
         assert types[2].startswith("xstate.done.actor.")
     # Without retries there is no key, and the lost answer is the caller's error.
-    with Client.from_credentials(
-        ledger.creds_path, claims={"sub": "u"}, timeout=timeout, retries=0
-    ) as client:
-        with pytest.raises(Unreachable):
-            client.instances.send_event("ledger", "retried", slow)
+    with (
+        Client.from_credentials(
+            ledger.creds_path, claims={"sub": "u"}, timeout=timeout, retries=0
+        ) as client,
+        pytest.raises(Unreachable),
+    ):
+        client.instances.send_event("ledger", "retried", slow)

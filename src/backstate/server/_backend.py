@@ -38,8 +38,8 @@ from backstate.runtime import (
     compile_selectors,
 )
 from backstate.runtime._deployments import Version
-from backstate.runtime._migrations import Migration
 from backstate.runtime._idempotency import RETENTION_S
+from backstate.runtime._migrations import Migration
 from backstate.sandbox import Loaded, ProbeFailed, Sandbox
 from backstate.store import (
     MachineRow,
