@@ -78,6 +78,14 @@ OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
 SELECTORS = {"type": "object", "additionalProperties": {"type": "string"}}
 M = {"name": "machine", "in": "path", "required": True, "schema": NAME}
 I = {"name": "instance", "in": "path", "required": True, "schema": NAME}  # noqa: E741
+# backstate's extension (the IETF httpapi draft's header): applied once per key.
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "repeats with the same key and body get the first answer, unapplied",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
 STATE_REF = {"$ref": "#/components/schemas/State"}
 
 
@@ -132,6 +140,7 @@ def document() -> dict[str, Any]:
             },
             "post": {
                 "operationId": "createInstance",
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _body(
                     {
                         "type": "object",
@@ -143,7 +152,7 @@ def document() -> dict[str, Any]:
                         },
                     }
                 ),
-                "responses": {"200": _json(STATE_REF), **_errors(409)},
+                "responses": {"200": _json(STATE_REF), **_errors(409, 422)},
             },
         },
         "/machines/{machine}/v": {
@@ -253,10 +262,11 @@ def document() -> dict[str, Any]:
             "parameters": [M, I],
             "post": {
                 "operationId": "sendEvent",
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _body(
                     {"type": "object", "required": ["event"], "properties": {"event": EVENT}}
                 ),
-                "responses": {"200": _json(STATE_REF), **_errors(409)},
+                "responses": {"200": _json(STATE_REF), **_errors(409, 422)},
             },
             "get": {
                 "operationId": "listTransitions",
