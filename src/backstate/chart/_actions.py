@@ -268,7 +268,14 @@ class StartInvoke(Action):
     def execute(self, run: Run) -> None:
         inv = self.invoke
         run.start_child(
-            inv.id, inv.src, inv.logic, _value(inv.input, run, None), inv.system_id, "invoke"
+            inv.id,
+            inv.src,
+            inv.logic,
+            _value(inv.input, run, None),
+            inv.system_id,
+            "invoke",
+            inv.retry,
+            inv.timeout_ms,
         )
 
 

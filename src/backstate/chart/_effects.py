@@ -44,6 +44,8 @@ class StartActor:
     system_id: str | None
     kind: Literal["invoke", "spawn"]
     logic: Any
+    retry: dict[str, Any] | None = None  # the invoke's retry policy (see _policies)
+    timeout_ms: int | None = None  # how long one attempt may run (else the step timeout)
 
 
 @dataclass(slots=True)

@@ -90,10 +90,18 @@ class Run:
         return spec
 
     def start_child(
-        self, id: str, src: str, logic: Any, input: Any, system_id: str | None, kind: Any
+        self,
+        id: str,
+        src: str,
+        logic: Any,
+        input: Any,
+        system_id: str | None,
+        kind: Any,
+        retry: dict[str, Any] | None = None,
+        timeout_ms: int | None = None,
     ) -> None:
         self.children = {**self.children, id: {"src": src, "kind": kind}}
-        start = StartActor(id, src, input, system_id, kind, logic)
+        start = StartActor(id, src, input, system_id, kind, logic, retry, timeout_ms)
         self.unstarted[id] = start
         self.effects.append(start)
 

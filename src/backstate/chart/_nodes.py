@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DefinitionError
+from ._policies import PolicyError, invoke_policy
 
 if TYPE_CHECKING:
     from ._actions import Action, Guard
@@ -57,14 +58,25 @@ class Transition:
 
 
 class InvokeDef:
-    __slots__ = ("id", "input", "logic", "src", "system_id")
+    __slots__ = ("id", "input", "logic", "retry", "src", "system_id", "timeout_ms")
 
-    def __init__(self, id: str, src: str, logic: Any, input: Any, system_id: str | None) -> None:
+    def __init__(
+        self,
+        id: str,
+        src: str,
+        logic: Any,
+        input: Any,
+        system_id: str | None,
+        retry: dict[str, Any] | None = None,
+        timeout_ms: int | None = None,
+    ) -> None:
         self.id = id
         self.src = src
         self.logic = logic
         self.input = input
         self.system_id = system_id
+        self.retry = retry  # see _policies
+        self.timeout_ms = timeout_ms
 
 
 class StateNode:
@@ -170,9 +182,11 @@ class TreeBuilder:
         self.resolve_delay = resolve_delay
         self.resolve_actor = resolve_actor
         self.nodes: list[StateNode] = []
+        self.invoke_defaults: Any = None  # the root's "invokeDefaults" (see _policies)
         self.by_id: dict[str, StateNode] = {}
 
     def build(self, config: Mapping[str, Any], machine_id: str) -> StateNode:
+        self.invoke_defaults = config.get("invokeDefaults")
         root = StateNode("", None, config)
         self._structure(root, machine_id)
         for node in self.nodes:
@@ -325,8 +339,20 @@ class TreeBuilder:
                 raise DefinitionError("invalid-config", node.dotted, "an invoke needs a 'src'")
             src_name, logic = self.resolve_actor(inv["src"], node.dotted)
             inv_id = inv.get("id") or f"{node.id}:invocation[{index}]"
+            try:
+                retry, timeout_ms = invoke_policy(inv, self.invoke_defaults)
+            except PolicyError as exc:
+                raise DefinitionError("invalid-config", node.dotted, str(exc)) from None
             node.invoke.append(
-                InvokeDef(str(inv_id), src_name, logic, inv.get("input"), inv.get("systemId"))
+                InvokeDef(
+                    str(inv_id),
+                    src_name,
+                    logic,
+                    inv.get("input"),
+                    inv.get("systemId"),
+                    retry,
+                    timeout_ms,
+                )
             )
 
     def _after(self, node: StateNode) -> None:

@@ -26,6 +26,7 @@ from backstate.chart import (
 )
 from backstate.chart._actions import Action, CustomAction, EnqueueAction, SpawnAction
 from backstate.chart._nodes import StateNode
+from backstate.chart._policies import PolicyError, check_retry, check_timeout
 from backstate.runtime._code import RefusedChild
 from backstate.runtime._deployments import Persistent
 
@@ -135,6 +136,8 @@ def encode_effects(effects: list[Effect], refs: Refs) -> list[dict[str, Any]]:
                     "systemId": effect.system_id,
                     "kind": effect.kind,
                     "logic": _logic(effect.logic, refs),
+                    "retry": effect.retry,
+                    "timeoutMs": effect.timeout_ms,
                 }
             )
         elif isinstance(effect, StopActor):
@@ -207,6 +210,10 @@ def _effect(item: Any) -> Effect:
         actor_kind = item.get("kind")
         if actor_kind not in ("invoke", "spawn"):
             raise BadOutput("an actor is invoked or spawned")
+        try:
+            retry, timeout_ms = check_retry(item.get("retry")), check_timeout(item.get("timeoutMs"))
+        except PolicyError as exc:
+            raise BadOutput(str(exc)) from None
         return StartActor(
             _str(item, "id"),
             _str(item, "src"),
@@ -214,6 +221,8 @@ def _effect(item: Any) -> Effect:
             _opt_str(item, "systemId"),
             actor_kind,
             _decoded_logic(item.get("logic")),
+            retry,
+            timeout_ms,
         )
     if kind == "stop":
         return StopActor(_str(item, "id"))
