@@ -20,6 +20,7 @@ from backstate.store import InboxRow
 
 from ._entries import Entry, Service, Work
 from ._errors import InvalidRequest
+from ._retries import initial
 from ._usercode import UserRaised
 
 if TYPE_CHECKING:
@@ -31,6 +32,18 @@ logger = logging.getLogger("backstate.runtime")
 current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "backstate_effect", default=None
 )
+
+
+class EffectId(str):
+    """An effect's id, as ``current_effect()`` gives it: a string (the stable id), with
+    the ``attempt`` of a retried service (1 for everything else)."""
+
+    attempt: int
+
+    def __new__(cls, effect_id: str, attempt: int = 1) -> EffectId:
+        made = super().__new__(cls, effect_id)
+        made.attempt = attempt
+        return made
 
 
 def run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -85,29 +98,50 @@ class EffectRunner:
         task = asyncio.get_running_loop().create_task(
             self.service(entry, version, effect, effect_id, token), name=f"service {effect_id}"
         )
-        entry.services[effect.id] = Service(task, effect_id, token)
+        retry = initial(effect)
+        entry.services[effect.id] = Service(task, effect_id, token, effect, version, retry)
+
+    def attempt(self, entry: Entry, child: str, service: Service) -> None:
+        """Start a retried service's next attempt (see _retries)."""
+        if entry.services.get(child) is not service or self.p.closing:
+            return  # stopped since
+        assert service.start is not None and service.version is not None
+        assert service.retry is not None
+        token = object()
+        attempt = service.retry["attempt"]
+        task = asyncio.get_running_loop().create_task(
+            self.service(entry, service.version, service.start, service.effect_id, token, attempt),
+            name=f"service {service.effect_id} attempt {attempt}",
+        )
+        entry.services[child] = Service(
+            task, service.effect_id, token, service.start, service.version, service.retry
+        )
 
     async def service(
-        self, entry: Entry, version: Version, effect: StartActor, effect_id: str, token: object
+        self,
+        entry: Entry,
+        version: Version,
+        effect: StartActor,
+        effect_id: str,
+        token: object,
+        attempt: int = 1,
     ) -> None:
         p = self.p
-        current_effect_id.set(effect_id)
+        current = EffectId(effect_id, attempt)
+        current_effect_id.set(current)
         event: dict[str, Any]
         failure = f"xstate.error.actor.{effect.id}"
+        timeout = p.step_timeout if effect.timeout_ms is None else effect.timeout_ms / 1000
         try:
-            result = await p.code.run_service(
-                version, entry.key[1], effect, effect_id, p.step_timeout
-            )
+            result = await p.code.run_service(version, entry.key[1], effect, current, timeout)
             event = {"type": f"xstate.done.actor.{effect.id}", "output": result}
         except InvalidRequest as exc:  # the result is no JSON to store
             event = {"type": failure, "error": {"name": "InvalidOutput", "message": exc.message}}
         except UserRaised as exc:
             event = {"type": failure, "error": {"name": exc.name, "message": exc.message}}
         except TimeoutError:
-            error = {
-                "name": "Timeout",
-                "message": f"stopped after the {p.step_timeout:g} s step timeout",
-            }
+            limit = "step timeout" if effect.timeout_ms is None else "timeout_ms"
+            error = {"name": "Timeout", "message": f"stopped after the {timeout:g} s {limit}"}
             event = {"type": failure, "error": error}
         except asyncio.CancelledError:
             # Stopped by a transition (finished in that transition's commit), or by a

@@ -17,7 +17,10 @@ from backstate.store import InstanceKey, InstanceRow, RawJson, WriteBatch
 from ._indexes import IndexEntry
 
 if TYPE_CHECKING:
+    from backstate.chart import StartActor
+
     from ._batches import Prefetched
+    from ._deployments import Version
     from ._idempotency import Idempotency, Remembered
 from ._timers import Due
 
@@ -71,6 +74,10 @@ class Service:
     task: asyncio.Task[None]
     effect_id: str
     token: object
+    # To run it again (a retry policy): what started it, and its attempts (_retries).
+    start: StartActor | None = None
+    version: Version | None = None
+    retry: dict[str, Any] | None = None
 
 
 @dataclass(eq=False)

@@ -56,6 +56,7 @@ from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, NotFound, Unavailable
 from ._idempotency import RETENTION_S, Keys
 from ._recovery import Recovery
+from ._retries import Retries
 from ._stats import Stats
 from ._steps import BATCH_PER_INSTANCE, Steps
 from ._timers import TimerWheel
@@ -119,6 +120,7 @@ class Processor:
         self.recovery = Recovery(self)
         self.effects = EffectRunner(self)
         self.keys = Keys(self, idempotency_retention)
+        self.service_retries = Retries(self)
         self.code.bind(self.log, clock.now_ms)
         clock.on_advance(self._wake.set)
 

@@ -1,5 +1,6 @@
 """Picking work up from the store: at start (effects that never finished get their
-error event, queued messages and timers are queued again), after a failed commit, and,
+error event, but retried services their next attempt, see _retries; queued messages and
+timers are queued again), after a failed commit, and,
 with many nodes (see _cluster), for the shards this node comes to run, loses, or hears
 of through notifications."""
 
@@ -45,8 +46,11 @@ class Recovery:
             if eff.kind == "service" and not await asyncio.to_thread(self._child_running, eff):
                 batch.effect_done.append(eff.id)  # its state was left; nobody awaits it
                 continue
+            if eff.retry is not None and self.p.service_retries.recover(eff, batch, now):
+                continue  # it waits for its next attempt (see _retries)
             error = {"name": "Interrupted", "message": "the process stopped while this effect ran"}
             if eff.kind == "service":
+                error = self.p.service_retries.final_error(eff, error)
                 event = {"type": f"xstate.error.actor.{eff.child}", "error": error}
             else:
                 event = {

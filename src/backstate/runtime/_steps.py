@@ -43,6 +43,7 @@ from ._migrations import (
     find_path,
     surviving_timer,
 )
+from ._retries import RETRY_EVENT
 from ._writes import EffectWrites
 
 if TYPE_CHECKING:
@@ -201,6 +202,11 @@ class Steps:
         if due is not None:
             if not p.wheel.is_current(due):
                 return
+            if work.event.get("type") == RETRY_EVENT:
+                with self.section(entry) as rnd:
+                    self.timer_fired(entry, work, rnd)
+                    p.service_retries.fire(entry, work, rnd)
+                return
             if due.to != "#_self":
                 with self.section(entry) as rnd:
                     self.timer_fired(entry, work, rnd)
@@ -214,6 +220,12 @@ class Steps:
                 elif work.effect_id:
                     rnd.batch.effect_done.append(work.effect_id)
             return
+        if work.kind == "service":
+            retried = p.service_retries.retrying(entry, work)
+            if retried is not None:
+                with self.section(entry) as rnd:
+                    p.service_retries.schedule(entry, retried, work, rnd, now)
+                return
         version = p.registry.get(entry.key[0], entry.version)
         assert entry.snapshot is not None
         pre, entry.prefetched = entry.prefetched, None  # made in a batch (see _batches)

@@ -25,6 +25,7 @@ from ._deployments import Persistent, Version, address, parse_ref
 from ._entries import Entry, Round, Work
 from ._errors import BackstateError, InvalidRequest
 from ._indexes import IndexEntry
+from ._retries import initial
 
 if TYPE_CHECKING:
     from ._steps import Prepared, Steps
@@ -169,7 +170,15 @@ class EffectWrites:
             self.actor_failed(entry, effect.id, "unsupported-actor", message, rnd, now)
             return
         rnd.batch.effect_inserts.append(
-            EffectRow(effect_id, entry.key[0], entry.key[1], "service", effect.src, effect.id)
+            EffectRow(
+                effect_id,
+                entry.key[0],
+                entry.key[1],
+                "service",
+                effect.src,
+                effect.id,
+                initial(effect),
+            )
         )
         entry.starting[effect.id] = effect_id
         p = self.p

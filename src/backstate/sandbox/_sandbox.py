@@ -440,7 +440,8 @@ class Sandbox:
             "child": effect.id,
             "src": effect.src,
             "input": effect.input,
-            "effect": effect_id,
+            "effect": str(effect_id),
+            "attempt": getattr(effect_id, "attempt", 1),
             "timeout": timeout,
         }
         try:

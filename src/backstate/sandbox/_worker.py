@@ -49,7 +49,7 @@ from backstate.machine import (
 from backstate.runtime import BackstateError, UserRaised
 from backstate.runtime._code import TrustedCode, WriteCheck
 from backstate.runtime._deployments import Version
-from backstate.runtime._effect_runner import current_effect_id, run_now
+from backstate.runtime._effect_runner import EffectId, current_effect_id, run_now
 from backstate.runtime._migrations import Migration
 from backstate.store import HistoryRow, LogRow
 
@@ -361,7 +361,10 @@ class Worker:
         elif op == "load_migration":
             body = self.load_migration(call)
         else:
-            current_effect_id.set(call.get("effect"))
+            effect = call.get("effect")
+            current_effect_id.set(
+                None if effect is None else EffectId(effect, call.get("attempt", 1))
+            )
             try:
                 body = await self.effect_call(call)
             except asyncio.CancelledError:
@@ -379,7 +382,8 @@ class Worker:
 
     async def effect_call(self, call: dict[str, Any]) -> dict[str, Any]:
         loaded = self.versions[call["version"]]
-        fn = loaded.refs.functions.get(call["ref"] or "")
+        # A retried service started again after a restart is known by its name only.
+        fn = loaded.refs.functions.get(call["ref"] or f"s:{call.get('src')}")
         if call["op"] == "action":
             if fn is None:
                 _collect(_unrunnable(call["name"]))

@@ -40,7 +40,7 @@ from ._records import (
     TimerRow,
     WriteBatch,
 )
-from ._sqlite import _children, _dumps, _ref
+from ._sqlite import _children, _dumps, _ref, _retry
 
 T = TypeVar("T")
 logger = logging.getLogger("backstate.store")
@@ -130,6 +130,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (machine, instance, key)
     );
     CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+    """,
+    # 5: retried services' attempts (see runtime/_retries).
+    """
+    ALTER TABLE effects ADD COLUMN retry TEXT;
     """,
 ]
 
@@ -438,8 +442,16 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                     (*op[0], op[1]),
                 )
         many(
-            "INSERT INTO effects VALUES (%s, %s, %s, %s, %s, %s)",
-            [(e.id, e.machine, e.instance, e.kind, e.name, e.child) for e in batch.effect_inserts],
+            "INSERT INTO effects (id, machine, instance, kind, name, child, retry)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (e.id, e.machine, e.instance, e.kind, e.name, e.child, _retry(e.retry))
+                for e in batch.effect_inserts
+            ],
+        )
+        many(
+            "UPDATE effects SET retry = %s WHERE id = %s",
+            [(_dumps(r), i) for i, r in batch.effect_retries],
         )
         if batch.effect_done:
             cur.execute("DELETE FROM effects WHERE id = ANY(%b::text[])", (batch.effect_done,))

@@ -85,9 +85,15 @@ class SqlReads:
 
     def unfinished_effects(self) -> list[EffectRow]:
         rows = self._read(
-            f"SELECT id, machine, instance, kind, name, child FROM effects ORDER BY {self.EFFECT_ORDER}"
+            "SELECT id, machine, instance, kind, name, child, retry FROM effects"
+            f" ORDER BY {self.EFFECT_ORDER}"
         )
-        return [EffectRow(*r) for r in rows]
+        return [
+            EffectRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else json.loads(r[6])
+            )
+            for r in rows
+        ]
 
     def dead_letters(self, limit: int) -> list[DeadLetterRow]:
         rows = self._read(

@@ -67,6 +67,8 @@ class EffectRow:
     kind: str  # "action" | "service"
     name: str
     child: str | None
+    # A service under a retry policy: its attempts so far (JSON, see runtime/_retries).
+    retry: Any = None
 
 
 @dataclass(slots=True)
@@ -160,6 +162,7 @@ class WriteBatch:
     timer_ops: list[TimerRow | tuple[InstanceKey, str]] = field(default_factory=list)
     effect_inserts: list[EffectRow] = field(default_factory=list)
     effect_done: list[str] = field(default_factory=list)
+    effect_retries: list[tuple[str, Any]] = field(default_factory=list)  # (id, retry)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     dead_letter_deletes: list[int] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)

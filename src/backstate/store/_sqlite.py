@@ -98,6 +98,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
     """,
+    # 4: retried services' attempts (see runtime/_retries).
+    """
+    ALTER TABLE effects ADD COLUMN retry TEXT;
+    """,
 ]
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -306,8 +310,15 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
         else:
             ex("DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?", (*op[0], op[1]))
     many(
-        "INSERT INTO effects VALUES (?, ?, ?, ?, ?, ?)",
-        [(e.id, e.machine, e.instance, e.kind, e.name, e.child) for e in batch.effect_inserts],
+        "INSERT INTO effects VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (e.id, e.machine, e.instance, e.kind, e.name, e.child, _retry(e.retry))
+            for e in batch.effect_inserts
+        ],
+    )
+    many(
+        "UPDATE effects SET retry = ? WHERE id = ?",
+        [(_dumps(r), i) for i, r in batch.effect_retries],
     )
     many("DELETE FROM effects WHERE id = ?", [(i,) for i in batch.effect_done])
     many(
@@ -351,6 +362,10 @@ def _apply_idempotency(db: sqlite3.Connection, batch: WriteBatch) -> None:
         " AND key = ?",
         [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
     )
+
+
+def _retry(retry: Any) -> str | None:
+    return None if retry is None else _dumps(retry)
 
 
 def _ref(key: InstanceKey | None) -> str | None:
