@@ -226,7 +226,9 @@ def test_interrupted_effects_are_not_rerun_and_get_error_events_first(db: Target
 
     run(first)
     # As if the process died after committing a transition whose action never finished.
-    db.rows("INSERT INTO effects VALUES ('m/i/7/0', 'm', 'i', 'action', 'observe', NULL)")
+    db.rows(
+        "INSERT INTO effects (id, machine, instance, kind, name, child) VALUES ('m/i/7/0', 'm', 'i', 'action', 'observe', NULL)"
+    )
 
     async def second() -> None:
         async with Backstate(db.open()) as bs:
