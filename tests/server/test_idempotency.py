@@ -7,31 +7,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-
-from tests.store import postgres
 
 from .test_e2e import Server
 
 LEDGER = Path(__file__).parent / "machines" / "ledger.py"
-
-
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    with postgres.throwaway_database() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return postgres.fresh_schema(request.getfixturevalue("postgres_database"))
 
 
 def _start(tmp: Path, store_url: str | None) -> Server:
