@@ -7,7 +7,7 @@ from ._backstate import Backstate
 from ._clock import Clock, SimulatedClock, SystemClock
 from ._cluster import Cluster
 from ._deployments import Persistent, instance_ref, persistent
-from ._effect_runner import current_effect_id
+from ._effect_runner import EffectId, current_effect_id
 from ._entries import InstanceState
 from ._errors import (
     BackstateError,
@@ -29,9 +29,10 @@ from ._usercode import UserRaised
 from ._usercode import call as call_user_code
 
 
-def current_effect() -> str | None:
+def current_effect() -> EffectId | None:
     """The stable id (``machine/instance/seq/index``) of the effect running now, for
-    idempotency keys in actions and services; None outside effects."""
+    idempotency keys in actions and services; None outside effects. Its ``attempt`` is
+    a retried service's attempt number (from 1; 1 for everything else)."""
     return current_effect_id.get()
 
 

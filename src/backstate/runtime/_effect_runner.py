@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("backstate.runtime")
 
-current_effect_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "backstate_effect", default=None
-)
-
-
 class EffectId(str):
     """An effect's id, as ``current_effect()`` gives it: a string (the stable id), with
     the ``attempt`` of a retried service (1 for everything else)."""
@@ -44,6 +39,11 @@ class EffectId(str):
         made = super().__new__(cls, effect_id)
         made.attempt = attempt
         return made
+
+
+current_effect_id: contextvars.ContextVar[EffectId | None] = contextvars.ContextVar(
+    "backstate_effect", default=None
+)
 
 
 def run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -63,7 +63,7 @@ class EffectRunner:
 
     def run_action(self, entry: Entry, version: Version, effect: RunAction, effect_id: str) -> None:
         p = self.p
-        token = current_effect_id.set(effect_id)
+        token = current_effect_id.set(EffectId(effect_id))
         try:
             call = p.code.run_action(version, entry.key[1], effect, effect_id)
             if p.code.synchronous:
