@@ -24,6 +24,7 @@ from ._errors import (
 from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
+from ._progress import Progress, progress
 from ._steps import MAX_ATTEMPTS, MAX_CONTEXT_BYTES
 from ._usercode import UserRaised
 from ._usercode import call as call_user_code
@@ -55,6 +56,7 @@ __all__ = [
     "NoMigrationPath",
     "NotFound",
     "Persistent",
+    "Progress",
     "SimulatedClock",
     "SystemClock",
     "Unavailable",
@@ -68,4 +70,5 @@ __all__ = [
     "instance_ref",
     "log_to_stderr",
     "persistent",
+    "progress",
 ]

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from backstate.chart import ExecutionError, Machine, to_event
 from backstate.store import (
@@ -31,6 +31,7 @@ from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
 from ._processor import Processor
+from ._progress import Progress
 
 MAX_EVENT_BYTES = 400_000
 
@@ -253,8 +254,21 @@ class Backstate:
         if not await self.processor.code.may_read(version, name, state.context, state.value, auth):
             raise Forbidden("rejected-by-machine-authorizer", f"{machine}/{name} refused this read")
 
-    async def subscribe(self, machine: str, name: str) -> AsyncIterator[InstanceState]:
-        """The current state, then every committed state after it."""
+    @overload
+    def subscribe(
+        self, machine: str, name: str, *, progress: Literal[False] = False
+    ) -> AsyncIterator[InstanceState]: ...
+
+    @overload
+    def subscribe(
+        self, machine: str, name: str, *, progress: Literal[True]
+    ) -> AsyncIterator[InstanceState | Progress]: ...
+
+    async def subscribe(
+        self, machine: str, name: str, *, progress: bool = False
+    ) -> AsyncIterator[InstanceState | Progress]:
+        """The current state, then every committed state after it; with ``progress``,
+        also what its running services publish (``Progress``) as it comes."""
         key = (check_machine(machine), check_name("instance", name))
         entry = self.processor.entry(key)
         if entry is None or entry.committed is None:
@@ -264,7 +278,9 @@ class Backstate:
         try:
             yield entry.committed
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if progress or isinstance(item, InstanceState):
+                    yield item
         finally:
             entry.subscribers.discard(queue)
 

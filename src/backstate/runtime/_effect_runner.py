@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import RunAction, StartActor
@@ -20,6 +20,7 @@ from backstate.store import InboxRow
 
 from ._entries import Entry, Service, Work
 from ._errors import InvalidRequest
+from ._progress import Progress, checked, current_progress
 from ._retries import initial
 from ._usercode import UserRaised
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ._processor import Processor
 
 logger = logging.getLogger("backstate.runtime")
+
 
 class EffectId(str):
     """An effect's id, as ``current_effect()`` gives it: a string (the stable id), with
@@ -129,6 +131,7 @@ class EffectRunner:
         p = self.p
         current = EffectId(effect_id, attempt)
         current_effect_id.set(current)
+        current_progress.set(self._progress_sink(entry, effect.id))
         event: dict[str, Any]
         failure = f"xstate.error.actor.{effect.id}"
         timeout = p.step_timeout if effect.timeout_ms is None else effect.timeout_ms / 1000
@@ -168,8 +171,26 @@ class EffectRunner:
         p.ready[entry.key] = entry
         p.wake()
 
+    def _progress_sink(self, entry: Entry, child: str) -> Callable[[Any], None]:
+        """Where the service ``child`` publishes progress: to its instance's subscribers,
+        from this event loop (the service may run in a thread)."""
+        loop = asyncio.get_running_loop()
+        key = entry.key
+
+        def publish(data: Any) -> None:
+            checked(data)
+            item = Progress(key[0], key[1], child, data, self.p.clock.now_ms())
+            loop.call_soon_threadsafe(_deliver, entry, item)
+
+        return publish
+
     def forget_service(self, entry: Entry, child: str, token: object) -> None:
         # The state may have restarted a service with the same id in the same step.
         service = entry.services.get(child)
         if service is not None and service.token is token:
             del entry.services[child]
+
+
+def _deliver(entry: Entry, item: Progress) -> None:
+    for queue in list(entry.subscribers):
+        queue.put_nowait(item)

@@ -25,6 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backstate.runtime import BackstateError
+from backstate.runtime._progress import current_progress
+
 from ._frames import FrameError, Unpacker, pack
 from ._jail import EFFECTS, TRANSITIONS, Limits, command
 
@@ -59,6 +62,8 @@ class Worker:
         self.egress = egress
         self.loaded: set[str] = set()
         self.calls: dict[int, tuple[asyncio.Future[dict[str, Any]], float]] = {}
+        # Where a running service's progress frames go (runtime/_progress), by call.
+        self.progress: dict[int, Callable[[Any], None]] = {}
         self.alive = False
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
@@ -112,6 +117,9 @@ class Worker:
         call_id = next(self._ids)
         message["id"] = call_id
         self.calls[call_id] = (future, seconds or 0.0)
+        sink = current_progress.get() if message.get("op") == "service" else None
+        if sink is not None:  # set around the service by the runtime's effect runner
+            self.progress[call_id] = sink
         self._out.append(pack(message))
         if not self._flushing:
             self._flushing = True
@@ -178,6 +186,9 @@ class Worker:
     def _answer(self, frame: Any) -> None:
         if not isinstance(frame, dict):
             raise FrameError("an answer must be an object")
+        if "progress" in frame:
+            self._progress(frame)
+            return
         call_id = frame.get("id")
         if call_id == "ready" and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
@@ -187,6 +198,7 @@ class Worker:
         pending = self.calls.pop(call_id, None)
         if pending is None:
             raise FrameError(f"an answer to no call ({call_id!r})")
+        self.progress.pop(call_id, None)
         if not pending[0].done():
             pending[0].set_result(frame)
         error = frame.get("error")
@@ -197,7 +209,19 @@ class Worker:
         if self.role == TRANSITIONS and self.calls:
             self._head_since = asyncio.get_running_loop().time()
 
+    def _progress(self, frame: dict[str, Any]) -> None:
+        """A running service's partial result: checked like any output, then passed on
+        (one that is not what it may be is dropped; the service goes on)."""
+        sink = self.progress.get(frame["progress"])  # a call that has ended: nobody hears
+        if sink is None:
+            return
+        try:
+            sink(frame.get("data"))
+        except (BackstateError, ValueError) as exc:
+            logger.warning("%s: a service's progress was refused: %s", self.org, exc)
+
     def _died(self) -> None:
+        self.progress.clear()
         if not self.alive and not self.calls:
             return
         self.alive = False

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,6 +52,7 @@ from backstate.runtime._code import TrustedCode, WriteCheck
 from backstate.runtime._deployments import Version
 from backstate.runtime._effect_runner import EffectId, current_effect_id, run_now
 from backstate.runtime._migrations import Migration
+from backstate.runtime._progress import checked, current_progress
 from backstate.store import HistoryRow, LogRow
 
 from ._effects import Refs, encode_effects
@@ -121,6 +123,22 @@ class Worker:
         logs = _call_logs.get(None)
         lines = logs.taken() if logs is not None else []
         self.replies.append(pack({"id": call_id, "logs": lines, **body}))
+
+    def _progress_sink(self, call_id: Any) -> Callable[[Any], None]:
+        """Progress of the service of call ``call_id``: a frame to the server at once
+        (the service may run in a thread: the frame is written from the loop)."""
+        loop = asyncio.get_running_loop()
+
+        def send(data: Any) -> None:
+            checked(data)
+            frame = pack({"progress": call_id, "data": data})
+            loop.call_soon_threadsafe(self._send, frame)
+
+        return send
+
+    def _send(self, frame: bytes) -> None:
+        self.replies.append(frame)
+        self.flush()
 
     def flush(self) -> None:
         data = b"".join(self.replies)
@@ -400,6 +418,7 @@ class Worker:
         if call["op"] == "service":
             if fn is None:
                 return {"raised": {"name": "unsupported-actor", "message": "no such service"}}
+            current_progress.set(self._progress_sink(call["id"]))
             actor = StartActor(call["child"], call["src"], call["input"], None, "invoke", fn)
             try:
                 result = await self.code.run_service(

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backstate.auth import CLOCK_SKEW_S, AuthError, Principal
-from backstate.runtime import BackstateError
+from backstate.runtime import BackstateError, Progress
 
 from ._backend import Backend, runtime_name, state_body
 from ._http import ApiError, loads
@@ -142,17 +142,30 @@ class Connection:
             machine = runtime_name(self.principal.org_id, slug)
             runtime = self.backend.runtime
             await runtime.get(machine, name)
-            async for state in runtime.subscribe(machine, name):
+            async for item in runtime.subscribe(machine, name, progress=True):
                 lost = self._access_lost()
                 if lost is not None:
                     raise lost
-                await runtime.check_read(machine, name, state, auth)
+                if isinstance(item, Progress):
+                    # Between updates: the last update's read check admitted it.
+                    await self.ws.send_json(
+                        {
+                            "type": "instance-progress",
+                            "machineName": slug,
+                            "machineInstanceName": name,
+                            "invokeId": item.invoke_id,
+                            "ts": item.ts,
+                            "data": item.data,
+                        }
+                    )
+                    continue
+                await runtime.check_read(machine, name, item, auth)
                 await self.ws.send_json(
                     {
                         "type": "instance-update",
                         "machineName": slug,
                         "machineInstanceName": name,
-                        **state_body(state),
+                        **state_body(item),
                     }
                 )
         except (BackstateError, AuthError) as exc:
