@@ -38,6 +38,7 @@ class Scope(StrEnum):
     ORG_MEMBERS_WRITE = "org-members.write"
     LOGS_READ = "logs.read"
     TOKENS_ADMIN = "tokens.admin"
+    SECRETS_ADMIN = "org.secrets.admin"  # backstate's: set, list and delete secrets
 
 
 SCOPE_PRESETS: dict[str, tuple[Scope, ...]] = {

@@ -25,6 +25,7 @@ from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
 from ._progress import Progress, progress
+from ._secrets import secret
 from ._steps import MAX_ATTEMPTS, MAX_CONTEXT_BYTES
 from ._usercode import UserRaised
 from ._usercode import call as call_user_code
@@ -71,4 +72,5 @@ __all__ = [
     "log_to_stderr",
     "persistent",
     "progress",
+    "secret",
 ]

@@ -32,6 +32,7 @@ from ._json import encode
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
 from ._processor import Processor
 from ._progress import Progress
+from ._secrets import Secrets
 
 MAX_EVENT_BYTES = 400_000
 
@@ -55,11 +56,13 @@ class Backstate:
         cluster: Cluster | None = None,
         code: UserCode | None = None,
         idempotency_retention: float = RETENTION_S,
+        secrets: Secrets | None = None,
     ) -> None:
         """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
         _cluster); without it this process runs every instance of the store. ``code``:
         where machine code runs (``backstate.sandbox``); by default in this process.
-        ``idempotency_retention``: seconds an idempotency key is remembered (24 h)."""
+        ``idempotency_retention``: seconds an idempotency key is remembered (24 h).
+        ``secrets``: a machine's name -> the secrets its effects may read (_secrets)."""
         self.store: Store = (
             open_store(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
@@ -75,6 +78,8 @@ class Backstate:
             code,
             idempotency_retention,
         )
+        if secrets is not None:
+            self.processor.secrets = secrets
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------

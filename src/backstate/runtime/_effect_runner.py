@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import RunAction, StartActor
@@ -22,6 +22,7 @@ from ._entries import Entry, Service, Work
 from ._errors import InvalidRequest
 from ._progress import Progress, checked, current_progress
 from ._retries import initial
+from ._secrets import current_secrets
 from ._usercode import UserRaised
 
 if TYPE_CHECKING:
@@ -65,7 +66,9 @@ class EffectRunner:
 
     def run_action(self, entry: Entry, version: Version, effect: RunAction, effect_id: str) -> None:
         p = self.p
+        secrets = self._secrets(entry.key[0])
         token = current_effect_id.set(EffectId(effect_id))
+        held = current_secrets.set(secrets)
         try:
             call = p.code.run_action(version, entry.key[1], effect, effect_id)
             if p.code.synchronous:
@@ -74,13 +77,20 @@ class EffectRunner:
                 return
         finally:
             current_effect_id.reset(token)
+            current_secrets.reset(held)
         task = asyncio.get_running_loop().create_task(
-            self._action(call, effect_id), name=f"action {effect_id}"
+            self._action(call, effect_id, secrets), name=f"action {effect_id}"
         )
         p.tasks.add(task)
         task.add_done_callback(p.tasks.discard)
 
-    async def _action(self, call: Coroutine[Any, Any, None], effect_id: str) -> None:
+    async def _action(
+        self,
+        call: Coroutine[Any, Any, None],
+        effect_id: str,
+        secrets: Callable[[], Mapping[str, str]],
+    ) -> None:
+        current_secrets.set(secrets)  # the coroutine runs in this task's context
         try:
             await call
         finally:
@@ -132,6 +142,7 @@ class EffectRunner:
         current = EffectId(effect_id, attempt)
         current_effect_id.set(current)
         current_progress.set(self._progress_sink(entry, effect.id))
+        current_secrets.set(self._secrets(entry.key[0]))
         event: dict[str, Any]
         failure = f"xstate.error.actor.{effect.id}"
         timeout = p.step_timeout if effect.timeout_ms is None else effect.timeout_ms / 1000
@@ -170,6 +181,11 @@ class EffectRunner:
         )
         p.ready[entry.key] = entry
         p.wake()
+
+    def _secrets(self, machine: str) -> Callable[[], Mapping[str, str]]:
+        """The machine's secrets, read only if the effect asks (or a sandbox ships them)."""
+        secrets = self.p.secrets
+        return lambda: secrets(machine)
 
     def _progress_sink(self, entry: Entry, child: str) -> Callable[[Any], None]:
         """Where the service ``child`` publishes progress: to its instance's subscribers,

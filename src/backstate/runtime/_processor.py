@@ -57,6 +57,7 @@ from ._errors import BackstateError, NotFound, Unavailable
 from ._idempotency import RETENTION_S, Keys
 from ._recovery import Recovery
 from ._retries import Retries
+from ._secrets import Secrets, no_secrets
 from ._stats import Stats
 from ._steps import BATCH_PER_INSTANCE, Steps
 from ._timers import TimerWheel
@@ -121,6 +122,7 @@ class Processor:
         self.effects = EffectRunner(self)
         self.keys = Keys(self, idempotency_retention)
         self.service_retries = Retries(self)
+        self.secrets: Secrets = no_secrets  # machine -> its org's secrets (see _secrets)
         self.code.bind(self.log, clock.now_ms)
         clock.on_advance(self._wake.set)
 

@@ -52,6 +52,7 @@ from backstate.runtime import (
 from backstate.runtime._code import LogSink, Step, TransitionCall, WriteCheck
 from backstate.runtime._deployments import Version, namespace_of
 from backstate.runtime._migrations import Migration
+from backstate.runtime._secrets import current_secrets
 from backstate.store import LogRow
 
 from ._effects import BadOutput, Remote, decode_effects
@@ -419,6 +420,7 @@ class Sandbox:
                     "context": effect.context,
                     "event": effect.event,
                     "effect": effect_id,
+                    "secrets": _secrets(),
                 },
                 [_vkey(version)],
                 role=EFFECTS,
@@ -443,6 +445,7 @@ class Sandbox:
             "effect": str(effect_id),
             "attempt": getattr(effect_id, "attempt", 1),
             "timeout": timeout,
+            "secrets": _secrets(),
         }
         try:
             return await asyncio.wait_for(
@@ -671,3 +674,10 @@ def _garbage(version: Version, message: str) -> UserCodeFailed:
     return UserCodeFailed(
         "invalid-user-code-output", f"machine code's output was refused: {message}"
     )
+
+
+def _secrets() -> dict[str, str]:
+    """The org's secrets, for its effects worker only (set around the effect by the
+    runtime's effect runner, see runtime/_secrets)."""
+    found = current_secrets.get()
+    return dict(found()) if found is not None else {}

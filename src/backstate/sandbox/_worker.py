@@ -53,6 +53,7 @@ from backstate.runtime._deployments import Version
 from backstate.runtime._effect_runner import EffectId, current_effect_id, run_now
 from backstate.runtime._migrations import Migration
 from backstate.runtime._progress import checked, current_progress
+from backstate.runtime._secrets import current_secrets
 from backstate.store import HistoryRow, LogRow
 
 from ._effects import Refs, encode_effects
@@ -383,6 +384,8 @@ class Worker:
             current_effect_id.set(
                 None if effect is None else EffectId(effect, call.get("attempt", 1))
             )
+            secrets = call.get("secrets") or {}
+            current_secrets.set(lambda: secrets)
             try:
                 body = await self.effect_call(call)
             except asyncio.CancelledError:

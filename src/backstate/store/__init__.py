@@ -14,6 +14,7 @@ from ._control import (
     MachineRow,
     MigrationRow,
     OrgRow,
+    SecretRow,
     TokenProviderRow,
     VersionRow,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "PostgresStore",
     "RawJson",
     "SQLiteStore",
+    "SecretRow",
     "SequenceConflict",
     "Store",
     "StoreError",

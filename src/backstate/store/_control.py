@@ -65,6 +65,13 @@ CONTROL_MIGRATIONS = [
     # What loading a version's file described (its state tree...), so that a server
     # running machine code in sandboxed workers never imports it to know its shape.
     "ALTER TABLE versions ADD COLUMN definition TEXT",
+    # Per-org secrets, sealed with the server's key (server/_secrets): never plaintext.
+    """
+    CREATE TABLE secrets (
+        org_id TEXT NOT NULL, name TEXT NOT NULL, sealed TEXT NOT NULL,
+        updated_at INTEGER NOT NULL, PRIMARY KEY (org_id, name)
+    )
+    """,
 ]
 
 # The same schema in PostgreSQL: BIGINT for millisecond times (INTEGER is 32 bits), and
@@ -111,7 +118,22 @@ POSTGRES_CONTROL_MIGRATIONS = [
     # What loading a version's file described (its state tree...), so that a server
     # running machine code in sandboxed workers never imports it to know its shape.
     "ALTER TABLE versions ADD COLUMN definition TEXT",
+    # Per-org secrets, sealed with the server's key (server/_secrets): never plaintext.
+    """
+    CREATE TABLE secrets (
+        org_id TEXT COLLATE "C" NOT NULL, name TEXT COLLATE "C" NOT NULL,
+        sealed TEXT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (org_id, name)
+    )
+    """,
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRow:
+    org_id: str
+    name: str
+    sealed: str  # the value encrypted with the server's key (server/_secrets)
+    updated_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +278,30 @@ class ControlStore:
     def delete_key(self, org_id: str, key_id: str) -> bool:
         [count] = self._db.execute(
             ("DELETE FROM keys WHERE org_id = ? AND id = ?", (org_id, key_id))
+        )
+        return count == 1
+
+    # -- secrets ------------------------------------------------------------------------------
+
+    def put_secret(self, row: SecretRow) -> None:
+        self._db.execute(
+            (
+                "INSERT INTO secrets VALUES (?, ?, ?, ?) ON CONFLICT (org_id, name)"
+                " DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                (row.org_id, row.name, row.sealed, row.updated_at),
+            )
+        )
+
+    def secrets(self, org_id: str) -> list[SecretRow]:
+        rows = self._run(
+            "SELECT org_id, name, sealed, updated_at FROM secrets WHERE org_id = ? ORDER BY name",
+            (org_id,),
+        )
+        return [SecretRow(*r) for r in rows]
+
+    def delete_secret(self, org_id: str, name: str) -> bool:
+        [count] = self._db.execute(
+            ("DELETE FROM secrets WHERE org_id = ? AND name = ?", (org_id, name))
         )
         return count == 1
 
