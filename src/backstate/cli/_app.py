@@ -185,6 +185,7 @@ def build_parser() -> Parser:
         _commands_instances,
         _commands_logs,
         _commands_machines,
+        _commands_secrets,
         _commands_serve,
         _commands_viz,
     )
@@ -201,6 +202,7 @@ def build_parser() -> Parser:
     _commands_instances.register(commands)
     _commands_logs.register(commands)
     _commands_dead_letters.register(commands)
+    _commands_secrets.register(commands)
     _commands_identity.register(commands)
     _commands_viz.register(commands)
     return root

@@ -85,6 +85,13 @@ def register(commands: Commands) -> None:
         default=default_credentials_path(),
         help="where the first start writes the admin key",
     )
+    serve.add_argument(
+        "--secrets-key",
+        type=Path,
+        metavar="FILE",
+        help="the key sealing the orgs' secrets, made on the first start (default:"
+        " secrets.key beside --credentials; BACKSTATE_SECRETS_KEY overrides it)",
+    )
     _add_process_options(serve)
 
     dev = commands.top(
@@ -232,6 +239,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         node_url=args.node_url or api,
         sandbox=sandbox,
         allow_private_jwks=args.allow_private_jwks,
+        secrets_key=args.secrets_key or args.credentials.parent / "secrets.key",
         **limits,
     )
     created = backend.ensure_admin()
@@ -305,7 +313,11 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
         raise CliError(f"{folder} is not a folder", "not-a-folder")
     _check_port(args.host, args.port)
     db = args.db or folder / DEV_DB
-    backend = Backend(db, sandbox=_sandbox(args, Path(db)))
+    backend = Backend(
+        db,
+        sandbox=_sandbox(args, Path(db)),
+        secrets_key=args.credentials.parent / "secrets.key",
+    )
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
     config = _uvicorn_config(backend, args, cors_origin_regex=DEV_CORS_ORIGINS)

@@ -458,6 +458,20 @@ def redeliver_dead_letter(dead_letter_id: int) -> Flow[None]:
     return single(Call("POST", f"/dead-letters/{int(dead_letter_id)}/redeliver", nothing))
 
 
+def list_secrets() -> Flow[list[str]]:
+    return single(
+        Call("GET", "/secrets", lambda body: [s["name"] for s in body.get("secrets", [])])
+    )
+
+
+def set_secret(name: str, value: str) -> Flow[None]:
+    return single(Call("PUT", f"/secrets/{_p(name)}", nothing, json={"value": value}))
+
+
+def delete_secret(name: str) -> Flow[None]:
+    return single(Call("DELETE", f"/secrets/{_p(name)}", nothing))
+
+
 # -- logs -----------------------------------------------------------------------------------
 
 

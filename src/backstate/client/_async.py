@@ -88,6 +88,7 @@ class AsyncClient(BaseClient):
         self.instances = Instances(self)
         self.logs = LogsApi(self)
         self.dead_letters = DeadLetters(self)
+        self.secrets = Secrets(self)
         self.orgs = Orgs(self)
         self.keys = Keys(self)
         self.identity_providers = IdentityProviders(self)
@@ -448,6 +449,21 @@ class DeadLetters(_Namespace):
     async def redeliver(self, dead_letter_id: int) -> None:
         """Back into its instance's inbox, and off the list."""
         await self._run(_api.redeliver_dead_letter(dead_letter_id))
+
+
+class Secrets(_Namespace):
+    """The org's secrets, for its machines' custom actions and services (backstate's
+    extension; ``org.secrets.admin``). Values are write-only: nothing reads them back."""
+
+    async def list(self) -> list[str]:
+        """The names of the org's secrets."""
+        return await self._run(_api.list_secrets())
+
+    async def set(self, name: str, value: str) -> None:
+        await self._run(_api.set_secret(name, value))
+
+    async def delete(self, name: str) -> None:
+        await self._run(_api.delete_secret(name))
 
 
 class Orgs(_Namespace):

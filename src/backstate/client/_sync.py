@@ -92,6 +92,7 @@ class Client(BaseClient):
         self.instances = Instances(self)
         self.logs = LogsApi(self)
         self.dead_letters = DeadLetters(self)
+        self.secrets = Secrets(self)
         self.orgs = Orgs(self)
         self.keys = Keys(self)
         self.identity_providers = IdentityProviders(self)
@@ -515,6 +516,21 @@ class DeadLetters(_Namespace):
     def redeliver(self, dead_letter_id: int) -> None:
         """Back into its instance's inbox, and off the list."""
         self._run(_api.redeliver_dead_letter(dead_letter_id))
+
+
+class Secrets(_Namespace):
+    """The org's secrets, for its machines' custom actions and services (backstate's
+    extension; ``org.secrets.admin``). Values are write-only: nothing reads them back."""
+
+    def list(self) -> list[str]:
+        """The names of the org's secrets."""
+        return self._run(_api.list_secrets())
+
+    def set(self, name: str, value: str) -> None:
+        self._run(_api.set_secret(name, value))
+
+    def delete(self, name: str) -> None:
+        self._run(_api.delete_secret(name))
 
 
 class Orgs(_Namespace):

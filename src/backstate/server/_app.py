@@ -50,6 +50,7 @@ from ._http_api import http_api_routes
 from ._identity import identity_routes
 from ._openapi import document
 from ._realtime import Connection, origin_allowed
+from ._secrets import secret_routes
 from ._timers import timer_routes
 from ._uploads import Uploads
 
@@ -191,6 +192,7 @@ def create_app(
         *http_api_routes(backend),
         *diagram_routes(backend),
         *dead_letter_routes(backend),
+        *secret_routes(backend),
         *timer_routes(backend),
         *dashboard_routes(),
     ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from backstate.runtime import (
     Conflict,
     InvalidRequest,
     NotFound,
+    Unavailable,
     compile_selectors,
 )
 from backstate.runtime._deployments import Version
@@ -52,6 +54,7 @@ from backstate.store import (
 )
 
 from ._cache import ReadThrough, StoreHealth
+from ._sealing import KEY_ENV, SecretBox
 
 ADMIN_SCOPES = tuple(Scope)
 logger = logging.getLogger("backstate.server")
@@ -94,6 +97,7 @@ class Backend:
         sandbox: Sandbox | None = None,
         allow_private_jwks: bool = False,
         idempotency_retention: float = RETENTION_S,
+        secrets_key: Path | None = None,
     ) -> None:
         """``db``: a SQLite file's path or a store URL (``backstate.store.open_store``).
         ``node_url``: with a PostgreSQL store, run as one of many nodes, reachable by the
@@ -102,7 +106,8 @@ class Backend:
         ``sandbox``: where machine code runs; without one, in this process (trusted).
         ``allow_private_jwks``: identity providers' JWKS may be fetched from loopback,
         private and link-local addresses (see _jwks_fetch). ``idempotency_retention``:
-        seconds an ``Idempotency-Key`` is remembered."""
+        seconds an ``Idempotency-Key`` is remembered. ``secrets_key``: the file of the key
+        that seals per-org secrets (made if missing; ``BACKSTATE_SECRETS_KEY`` wins)."""
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
         self.max_body_bytes = max_body_bytes
@@ -121,7 +126,10 @@ class Backend:
             cluster=self.cluster,
             code=sandbox,
             idempotency_retention=idempotency_retention,
+            secrets=self._secrets_of,
         )
+        self._secrets_key = secrets_key
+        self._secret_box: SecretBox | None = None
         self.control = open_control(db)
         self.deployed: set[str] = set()  # ids of the versions the runtime runs
         # One thread reads behind the caches (see ReadThrough), so a store that hangs
@@ -135,6 +143,9 @@ class Backend:
             lambda key: self.control.machine(*key), CONTROL_CACHE_SECONDS, self._reader, health
         )
         self._migrations: set[str] = set()  # registered migration ids
+        self._org_secrets: ReadThrough[str, dict[str, str]] = ReadThrough(
+            self._read_secrets, CONTROL_CACHE_SECONDS, self._reader, health
+        )
         self._sync: asyncio.Task[None] | None = None
 
     def control_changed(self) -> None:
@@ -263,6 +274,37 @@ class Backend:
                 return None
             raise
         return Credentials(org_id, admin.id, admin.secret)
+
+    # -- secrets ------------------------------------------------------------------------------
+
+    @property
+    def secret_box(self) -> SecretBox:
+        """What seals and opens secrets; 503 ``no-secrets-key`` if the server has none."""
+        if self._secret_box is None:
+            if self._secrets_key is None and not os.environ.get(KEY_ENV):
+                raise Unavailable(
+                    "no-secrets-key", f"start the server with --secrets-key or {KEY_ENV}"
+                )
+            self._secret_box = SecretBox.from_file(self._secrets_key or Path("secrets.key"))
+        return self._secret_box
+
+    def secrets_changed(self) -> None:
+        self._org_secrets.clear()
+
+    def _secrets_of(self, machine: str) -> dict[str, str]:
+        """A runtime machine's (``<org>.<machine>``) org's secrets, opened."""
+        org_id, dot, _ = machine.partition(".")
+        return self._org_secrets.get(org_id) if dot else {}
+
+    def _read_secrets(self, org_id: str) -> dict[str, str]:
+        rows = self.control.secrets(org_id)
+        if not rows:
+            return {}
+        opened = {r.name: self.secret_box.open(org_id, r.name, r.sealed) for r in rows}
+        for name, value in opened.items():
+            if value is None:
+                logger.error("secret %s of org %s does not open with this key", name, org_id)
+        return {name: value for name, value in opened.items() if value is not None}
 
     def lookup_key(self, key_id: str) -> Key | None:
         return self._keys.get(key_id)
