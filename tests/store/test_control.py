@@ -14,6 +14,7 @@ from backstate.store import (
     KeyRow,
     MachineRow,
     OrgRow,
+    SecretRow,
     StoreError,
     TokenProviderRow,
     VersionRow,
@@ -185,3 +186,17 @@ def test_deployments_at_start_up_are_one_process_at_a_time(target: Target) -> No
 def _deploy(control: ControlStore, order: list[str]) -> None:
     with control.deploying():
         order.append("second in")
+
+
+def test_secrets_are_kept_sealed_per_org(control: ControlStore) -> None:
+    control.put_secret(SecretRow("o1", "B", "sealed-b", 1))
+    control.put_secret(SecretRow("o1", "A", "sealed-a", 2))
+    control.put_secret(SecretRow("o2", "A", "other", 3))
+    control.put_secret(SecretRow("o1", "A", "sealed-a2", 4))  # replaces
+    assert control.secrets("o1") == [
+        SecretRow("o1", "A", "sealed-a2", 4),
+        SecretRow("o1", "B", "sealed-b", 1),
+    ]
+    assert control.delete_secret("o1", "A") and not control.delete_secret("o1", "A")
+    assert [r.name for r in control.secrets("o1")] == ["B"]
+    assert control.secrets("o2") == [SecretRow("o2", "A", "other", 3)]
