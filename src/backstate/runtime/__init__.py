@@ -25,6 +25,7 @@ from ._indexes import STATE_SELECTOR, IndexPage, compile_selectors
 from ._logs import log_to_stderr
 from ._migrations import MigrationFailed, NoMigrationPath, UpgradeReport
 from ._progress import Progress, progress
+from ._schedules import cron
 from ._secrets import secret
 from ._steps import MAX_ATTEMPTS, MAX_CONTEXT_BYTES
 from ._usercode import UserRaised
@@ -67,6 +68,7 @@ __all__ = [
     "UserRaised",
     "call_user_code",
     "compile_selectors",
+    "cron",
     "current_effect",
     "instance_ref",
     "log_to_stderr",

@@ -13,6 +13,7 @@ import contextvars
 import io
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -78,6 +79,13 @@ class scope:
         if self._current.partial:
             self._current.flush()
         _scope.reset(self._token)
+
+
+def now_ms() -> int:
+    """The runtime's clock while user code runs (a simulated one in tests), else the
+    system's."""
+    current = _scope.get()
+    return current.now_ms() if current is not None else time.time_ns() // 1_000_000
 
 
 def capture(level: str, message: str) -> bool:
