@@ -32,8 +32,8 @@ SPEC_SCOPES = [
 ]
 
 
-def test_scopes_are_the_spec_enum_plus_indexes_read() -> None:
-    assert sorted(Scope) == sorted([*SPEC_SCOPES, "indexes.read"])
+def test_scopes_are_the_spec_enum_plus_indexes_read_and_secrets() -> None:
+    assert sorted(Scope) == sorted([*SPEC_SCOPES, "indexes.read", "org.secrets.admin"])
 
 
 def test_presets() -> None:

@@ -34,6 +34,7 @@ SCOPES = (
     "org-members.write",
     "logs.read",
     "tokens.admin",
+    "org.secrets.admin",
 )
 ALGORITHMS = (
     *(f"{family}{bits}" for family in ("HS", "RS", "PS", "ES") for bits in (256, 384, 512)),
