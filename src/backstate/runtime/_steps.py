@@ -414,16 +414,17 @@ class Steps:
     ) -> InstanceState:
         """Write the step as the instance's next transition; its new state."""
         snap = step.snapshot
-        data = snap.to_json()
-        # What can fail is done before anything changes.
-        plain = encode_state(data, "the context")
-        snap.json_text = plain
+        # What can fail is done before anything changes. A snapshot whose text a
+        # sandboxed worker sent (checked by the sandbox) is not encoded again.
+        plain = snap.json_text
+        if plain is None:
+            plain = snap.json_text = encode_state(snap.to_json(), "the context")
         text = RawJson(plain)
         event_text = event_json or RawJson(encode_state(event, "the event"))
         # A snapshot is never shorter than its context: the exact size of the context
         # is needed only for large snapshots.
         if len(text) > MAX_CONTEXT_BYTES:
-            size = len(encode_state(data["context"], "the context").encode())
+            size = len(encode_state(snap.context, "the context").encode())
             if size > MAX_CONTEXT_BYTES:
                 raise InvalidRequest(
                     "context-too-large",

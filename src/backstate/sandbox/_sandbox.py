@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from backstate.chart import (
     DefinitionError,
     ExecutionError,
@@ -53,6 +55,7 @@ from backstate.runtime._code import LogSink, Step, TransitionCall, WriteCheck
 from backstate.runtime._deployments import Version, namespace_of
 from backstate.runtime._migrations import Migration
 from backstate.runtime._secrets import current_secrets
+from backstate.runtime._steps import MAX_CONTEXT_BYTES
 from backstate.store import LogRow
 
 from ._effects import BadOutput, Remote, decode_effects
@@ -64,6 +67,12 @@ logger = logging.getLogger("backstate.sandbox")
 
 LEVELS = {"debug", "info", "warning", "error"}
 ACTION_TIMEOUT = 90.0  # seconds a custom action may run
+# A snapshot text sent by a worker is stored as it is only within the runtime's limits:
+# the nesting its encoder allows (orjson's) and the keys of Snapshot.to_json.
+MAX_NESTING = 254
+SNAPSHOT_KEYS = frozenset(
+    {"value", "context", "status", "output", "error", "historyValue", "children"}
+)
 
 
 @dataclass(frozen=True)
@@ -314,7 +323,11 @@ class Sandbox:
         try:
             if not isinstance(answer, dict):
                 raise BadOutput("a step is an object")
-            snapshot = _snapshot(version.machine, answer.get("snapshot"))
+            text = answer.get("snapshotText")
+            if text is None:
+                snapshot = _snapshot(version.machine, answer.get("snapshot"))
+            else:
+                snapshot = _snapshot_text(version.machine, text)
             return Step(snapshot, decode_effects(answer.get("effects")))
         except BadOutput as exc:
             raise _garbage(version, str(exc)) from None
@@ -620,6 +633,28 @@ def _snapshot(machine: Machine, data: Any) -> Snapshot:
         return machine.resolve_snapshot(data)
     except (ExecutionError, KeyError, TypeError, AttributeError) as exc:
         raise BadOutput(f"not a state of this machine: {exc}") from None
+
+
+def _snapshot_text(machine: Machine, text: Any) -> Snapshot:
+    """A snapshot a worker sent as JSON text. The text is kept for the commit (so it is
+    not encoded again) only when it holds nothing but the snapshot, is no longer than
+    the largest context and nests no deeper than the runtime's encoder would allow;
+    else the snapshot is encoded again by the host, as one sent as an object is."""
+    if not isinstance(text, str):
+        raise BadOutput("a snapshot's text is a string")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadOutput(f"a snapshot's text is not JSON: {exc}") from None
+    snapshot = _snapshot(machine, data)
+    if (
+        len(text) <= MAX_CONTEXT_BYTES
+        and data.keys() <= SNAPSHOT_KEYS
+        and text.count("{") + text.count("[") <= MAX_NESTING
+        and data["value"] == snapshot.value
+    ):
+        snapshot.json_text = text
+    return snapshot
 
 
 def _report(data: Any) -> UpgradeReport:

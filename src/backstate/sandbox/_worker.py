@@ -330,12 +330,15 @@ class Worker:
         return {"ok": result}
 
     def _step(self, loaded: Loaded, step: Any) -> dict[str, Any]:
-        return {
-            "ok": {
-                "snapshot": step.snapshot.to_json(),
-                "effects": encode_effects(step.effects, loaded.refs),
-            }
-        }
+        snapshot = step.snapshot.to_json()
+        effects = encode_effects(step.effects, loaded.refs)
+        try:
+            # As the host stores it (JSON.stringify's way): the host checks it and
+            # stores this text as it is, instead of encoding the snapshot again.
+            text = orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # integers beyond 64 bits, too deep: the host encodes it
+            return {"ok": {"snapshot": snapshot, "effects": effects}}
+        return {"ok": {"snapshotText": text, "effects": effects}}
 
     # -- effects -----------------------------------------------------------------------------------
 
