@@ -43,6 +43,7 @@ PUBLIC_API = [
     "MissingScope",
     "MissingUser",
     "NoMigrationPath",
+    "NoTransition",
     "NotFound",
     "OrgHeaderRequired",
     "OrgInfo",

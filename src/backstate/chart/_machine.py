@@ -14,6 +14,7 @@ from ._implementations import Implementations
 from ._macrostep import Run
 from ._nodes import StateNode, Transition, TreeBuilder
 from ._snapshot import Snapshot
+from ._unhandled import explain
 
 Event = dict[str, Any]
 
@@ -96,7 +97,10 @@ class Machine:
             self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev
         )
         _guard(run, run.run, ev)
-        return self._snapshot(run), run.effects
+        snap = self._snapshot(run)
+        if run.unhandled:
+            snap.unhandled = explain(snapshot.configuration, ev["type"])
+        return snap, run.effects
 
     def can(self, snapshot: Snapshot, event: Any) -> bool:
         ev = to_event(event)

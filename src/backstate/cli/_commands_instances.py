@@ -16,6 +16,8 @@ from ._args import UsageError, confirm, event, json_object, resolve_version
 from ._output import compact, when
 
 MAX_PAGE_SIZE = 1000  # the server's largest index page
+# send-event: the instance recorded the event, which selected no transition.
+NO_TRANSITION_STATUS = 3
 
 
 def register(commands: Commands) -> None:
@@ -266,12 +268,17 @@ def create_instance(context: Context, args: argparse.Namespace) -> None:
     _show_state(context, state)
 
 
-def send_event(context: Context, args: argparse.Namespace) -> None:
+def send_event(context: Context, args: argparse.Namespace) -> int:
     state = context.client().instances.send_event(args.machine, args.instance, args.event)
     _show_state(context, state)
+    if state.no_transition is None:
+        return 0
+    # Recorded, but it changed nothing: scripts see it in the status, people in why.
+    context.output.warn(state.no_transition.message)
+    return NO_TRANSITION_STATUS
 
 
-def watch_instance(context: Context, args: argparse.Namespace) -> None:
+def watch_instance(context: Context, args: argparse.Namespace) -> int:
     try:
         with context.client().instances.subscribe(args.machine, args.instance) as updates:
             for state in updates:
@@ -280,7 +287,8 @@ def watch_instance(context: Context, args: argparse.Namespace) -> None:
                 else:
                     context.output.line(state_line(state))
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a watch ends
+        return 130  # Ctrl-C is how a watch ends: interrupted, as everywhere
+    return 0
 
 
 def set_desired_version(context: Context, args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,14 @@ from . import _logs
 from ._clock import Clock, SystemClock
 from ._cluster import Cluster
 from ._code import UserCode
-from ._deployments import Authorizer, Registry, Version, check_machine, check_name
+from ._deployments import (
+    Authorizer,
+    Registry,
+    Version,
+    check_event_type,
+    check_machine,
+    check_name,
+)
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexPage, compile_selectors, index_query
@@ -178,7 +186,10 @@ class Backstate:
         )
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def send(
         self, machine: str, name: str, event: Any, *, auth: dict[str, Any] | None = None
@@ -193,14 +204,14 @@ class Backstate:
             raise InvalidRequest(
                 "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
             )
-        if ev["type"].startswith(("xstate.", "backstate.")):
-            raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
-        if not ev["type"]:
-            raise InvalidRequest("invalid-event", "an event's type must not be empty")
+        check_event_type(ev["type"])
         work = Work("api", ev, future=self._future(), auth=auth, event_json=RawJson(text))
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def get(
         self, machine: str, name: str, *, auth: dict[str, Any] | None = None
@@ -265,7 +276,10 @@ class Backstate:
         work = Work(kind, {}, future=self._future())
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     # -- upgrades and indexes ---------------------------------------------------------------
 
@@ -279,7 +293,10 @@ class Backstate:
         work = Work("desire", {}, future=self._future(), create={"version": version, "now": now})
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def dry_run_upgrade(self, machine: str, name: str, version: str) -> UpgradeReport:
         """Replay the instance's history since it reached its current version against

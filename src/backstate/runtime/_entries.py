@@ -38,6 +38,9 @@ class InstanceState:
     ts: int = 0  # when this state was committed (ms)
     created_at: int = 0
     desired_version: str | None = None
+    # For the state an event left: why that event selected no transition, if it
+    # selected none (``backstate.chart._unhandled``).
+    no_transition: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -62,6 +65,7 @@ class Work:
     auth: dict[str, Any] | None = None
     create: dict[str, Any] | None = None
     event_json: RawJson | None = None  # the event already encoded (by the API)
+    unhandled: dict[str, Any] | None = None  # why an API event made no transition
 
 
 @dataclass(eq=False)

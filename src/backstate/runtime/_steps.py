@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from backstate.chart import (
     StartActor,
 )
+from backstate.chart._unhandled import finished
 from backstate.store import (
     DeadLetterRow,
     HistoryRow,
@@ -227,6 +228,13 @@ class Steps:
         else:
             check = self.write_check(work)
             step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
+        if work.kind == "api":
+            before = entry.snapshot
+            work.unhandled = (
+                step.snapshot.unhandled
+                if before.status == "active"
+                else finished(before.configuration, work.event["type"])
+            )
         children = await self.prepare_children(entry, version, step, 0)
         with self.section(entry, children) as rnd:
             if due is not None:

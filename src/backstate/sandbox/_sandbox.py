@@ -39,6 +39,7 @@ from backstate.chart import (
 )
 from backstate.chart._describe import shape
 from backstate.chart._outline import check_outline
+from backstate.chart._unhandled import checked as checked_unhandled
 from backstate.runtime import (
     Backstate,
     BackstateError,
@@ -327,6 +328,12 @@ class Sandbox:
                 snapshot = _snapshot(version.machine, answer.get("snapshot"))
             else:
                 snapshot = _snapshot_text(version.machine, text)
+            unhandled = answer.get("unhandled")
+            if unhandled is not None:
+                try:
+                    snapshot.unhandled = checked_unhandled(unhandled)
+                except ValueError as exc:
+                    raise BadOutput(str(exc)) from None
             return Step(snapshot, decode_effects(answer.get("effects")))
         except BadOutput as exc:
             raise _garbage(version, str(exc)) from None

@@ -318,8 +318,12 @@ class Worker:
             # stores this text as it is, instead of encoding the snapshot again.
             text = orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS).decode()
         except TypeError:  # integers beyond 64 bits, too deep: the host encodes it
-            return {"ok": {"snapshot": snapshot, "effects": effects}}
-        return {"ok": {"snapshotText": text, "effects": effects}}
+            body = {"snapshot": snapshot, "effects": effects}
+        else:
+            body = {"snapshotText": text, "effects": effects}
+        if step.snapshot.unhandled is not None:
+            body["unhandled"] = step.snapshot.unhandled
+        return {"ok": body}
 
     # -- effects -----------------------------------------------------------------------------------
 

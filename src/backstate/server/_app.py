@@ -22,6 +22,7 @@ from starlette.types import Scope as ASGIScope
 from starlette.websockets import WebSocket
 
 from backstate.auth import AuthError, Principal, Scope, require_scope
+from backstate.chart._unhandled import sentence
 from backstate.runtime import Conflict
 from backstate.store import StoreError
 
@@ -502,7 +503,14 @@ class _Api(Requests):
         state = await self.backend.runtime.send(
             machine, name, body["event"], auth=self.auth_context(request, principal)
         )
-        return JSONResponse(state_body(state))
+        answer = state_body(state)
+        if state.no_transition is not None:
+            # An extension of the State schema, which State Backed's clients ignore.
+            answer["noTransition"] = {
+                **state.no_transition,
+                "message": sentence(state.no_transition),
+            }
+        return JSONResponse(answer)
 
     async def admin_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_ADMIN)
