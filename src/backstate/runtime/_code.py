@@ -17,6 +17,7 @@ cannot run, or what the code's ``run_service`` takes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,12 +31,13 @@ from ._deployments import Persistent
 from ._errors import BackstateError, EventRejected, Forbidden, InvalidRequest
 from ._json import encode_state
 from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
-from ._usercode import call, describe, user_code
+from ._usercode import call, describe, user_code, user_traceback
 
 if TYPE_CHECKING:
     from ._deployments import Version
 
 LogSink = Callable[[LogRow], None]
+logger = logging.getLogger("backstate.usercode")
 
 
 class Step(NamedTuple):
@@ -276,7 +278,9 @@ class TrustedCode:
             ):
                 snap, effects = run()
         except ExecutionError as exc:
-            raise EventRejected("event-rejected", rejected(exc.message)) from exc
+            message = rejected(exc.message)
+            _log_traceback(version, instance, message, exc.__cause__)
+            raise EventRejected("event-rejected", message) from exc
         except EventRejected as exc:
             raise EventRejected("event-rejected", rejected(exc.message)) from None
         return Step(snap, effects)
@@ -394,3 +398,16 @@ class TrustedCode:
 
     async def close(self) -> None:
         pass
+
+
+def _log_traceback(
+    version: Version, instance: str, message: str, raised: BaseException | None
+) -> None:
+    """The traceback of what machine code raised in a step, to the instance's logs
+    (``backstate logs get`` shows it) and the server's: the caller gets one line."""
+    if raised is None:
+        return
+    text = f"{message}\n{user_traceback(raised)}"
+    _logs.capture("error", text)
+    logger.warning("%s@%s/%s: %s", version.machine_name, version.id, instance, text)
+    traceback.clear_frames(raised.__traceback__)
