@@ -180,6 +180,7 @@ class Context:
 
 def build_parser() -> Parser:
     from . import (
+        _commands_check,
         _commands_dead_letters,
         _commands_identity,
         _commands_instances,
@@ -195,8 +196,12 @@ def build_parser() -> Parser:
         "drive and inspect instances. `backstate COMMAND --help` for each command.",
         parents=[_common_options()],
     )
+    root.add_argument(
+        "--version", action="version", version=f"backstate {_version()}", help="print the version"
+    )
     commands = Commands(root)
     _commands_serve.register(commands)
+    _commands_check.register(commands)
     _commands_machines.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
@@ -204,6 +209,15 @@ def build_parser() -> Parser:
     _commands_identity.register(commands)
     _commands_viz.register(commands)
     return root
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backstate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 # smply's relative times start with a dash (`--from -10m`), which argparse would take
