@@ -30,14 +30,16 @@ def test_create_send_get_and_transitions(cli: Cli, name: str) -> None:
     assert fields["state"] == "finished" and fields["done"] == "yes"
 
     listed = cli("instances", "list", "-m", name).lines
-    assert listed[0].split() == ["instance", "created", "version", "reference", "status"]
+    assert listed[0].split() == ["instance", "created", "(UTC)", "version", "reference", "status"]
     assert listed[1].split()[0] == "one" and listed[1].split()[-2:] == ["1.0.0", "running"]
 
     transitions = cli("--json", "instances", "list-transitions", "-m", name, "-i", "one").json()
     events = [t["event"] for t in transitions["transitions"]]
     assert events[1:] == [{"type": "say", "text": "hi"}, {"type": "finish"}]
     table = cli("instances", "list-transitions", "-m", name, "-i", "one").lines
-    assert table[0].split() == ["time", "event", "state"] and table[-1].endswith("finished")
+    assert table[0].split() == ["time", "(UTC)", "event", "state"] and table[-1].endswith(
+        "finished"
+    )
 
 
 def test_auth_context_reaches_the_authorizer(cli: Cli) -> None:

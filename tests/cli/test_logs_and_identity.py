@@ -85,7 +85,7 @@ def test_keys_and_tokens(cli: Cli, server: Server, name: str) -> None:
     scopes = {k["name"]: k["scopes"] for k in keys}
     assert set(scopes["ci-key"]) >= {"machines.write", "machine-versions.write"}
     assert sorted(scopes["reader"]) == ["machines.read", "state.read"]
-    assert cli("keys", "list").lines[0].split() == ["key", "name", "scopes", "created"]
+    assert cli("keys", "list").lines[0].split() == ["key", "name", "scopes", "created", "(UTC)"]
 
     # The CI key deploys machines but may not read instances.
     ci = ["--key-id", created["id"], "--secret", created["key"]]

@@ -20,7 +20,7 @@ def test_machines_create_with_a_file_then_list_and_get(cli: Cli, name: str) -> N
     assert created.stderr == ""
 
     table = cli("machines", "list").lines
-    assert table[0].split() == ["machine", "created", "current", "version", "reference"]
+    assert table[0].split() == ["machine", "created", "(UTC)", "current", "version", "reference"]
     row = next(line.split() for line in table if line.startswith(name + " "))
     assert row[3].startswith("ver_") and row[4] == "1.0.0"
 

@@ -186,6 +186,7 @@ def build_parser() -> Parser:
         _commands_instances,
         _commands_logs,
         _commands_machines,
+        _commands_migrations,
         _commands_serve,
         _commands_viz,
     )
@@ -203,6 +204,7 @@ def build_parser() -> Parser:
     _commands_serve.register(commands)
     _commands_check.register(commands)
     _commands_machines.register(commands)
+    _commands_migrations.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
     _commands_dead_letters.register(commands)

@@ -166,7 +166,7 @@ def list_orgs(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"orgs": orgs})
         return
     context.output.table(
-        ("org", "name", "role", "created"),
+        ("org", "name", "role", "created (UTC)"),
         ((o.id, o.name, o.role, when(o.created_at)) for o in orgs),
         empty="no orgs",
     )
@@ -193,7 +193,7 @@ def list_keys(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"keys": keys})
         return
     context.output.table(
-        ("key", "name", "scopes", "created"),
+        ("key", "name", "scopes", "created (UTC)"),
         ((k.id, k.name, " ".join(k.scopes), when(k.created_at)) for k in keys),
         empty="no keys",
     )

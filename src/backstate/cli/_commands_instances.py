@@ -99,6 +99,14 @@ def register(commands: Commands) -> None:
     )
     _instance_arguments(transitions)
 
+    timers = instances.command(
+        "timers",
+        "the instance's pending timers (after transitions, delayed sends), soonest first",
+        list_timers,
+        epilog="example: backstate instances timers -m purchase-order -i po-1",
+    )
+    _instance_arguments(timers)
+
     status = instances.command(
         "set-status", "pause (refuse every event, timers too) or resume an instance", set_status
     )
@@ -172,7 +180,7 @@ def list_instances(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"instances": items})
         return
     context.output.table(
-        ("instance", "created", "version", "reference", "status"),
+        ("instance", "created (UTC)", "version", "reference", "status"),
         (
             (
                 i.slug,
@@ -249,7 +257,7 @@ def get_instance(context: Context, args: argparse.Namespace) -> None:
     ]
     if desired is not None:
         pairs.append(("upgrading to", _version_label(desired)))
-    pairs.append(("created", when(admin.created_at)))
+    pairs.append(("created (UTC)", when(admin.created_at)))
     context.output.fields(pairs)
 
 
@@ -308,9 +316,21 @@ def list_transitions(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"transitions": rows})
         return
     context.output.table(
-        ("time", "event", "state"),
+        ("time (UTC)", "event", "state"),
         ((when(t.created_at), compact(t.event), compact(t.state)) for t in rows),
         empty="no transitions",
+    )
+
+
+def list_timers(context: Context, args: argparse.Namespace) -> None:
+    timers = context.client().instances.timers(args.machine, args.instance)
+    if context.json:
+        context.output.document({"timers": timers})
+        return
+    context.output.table(
+        ("due (UTC)", "timer", "event"),
+        ((when(t.due_at), t.id, compact(t.event)) for t in timers),
+        empty="no pending timers",
     )
 
 

@@ -432,3 +432,38 @@ class DeadLetter:
             error=body.get("error", ""),
             attempts=int(body.get("attempts", 0)),
         )
+
+
+@dataclass(frozen=True)
+class MigrationInfo:
+    """A migration between two versions of a machine (backstate's extension);
+    ``code`` only from ``migrations.get``."""
+
+    id: str
+    from_version_id: str
+    to_version_id: str
+    created_at: datetime
+    code: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> MigrationInfo:
+        return cls(
+            id=body["id"],
+            from_version_id=body["fromMachineVersionId"],
+            to_version_id=body["toMachineVersionId"],
+            created_at=parse_time(body["createdAt"]),
+            code=body.get("code"),
+        )
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A pending timer of an instance (an ``after`` transition or a delayed send)."""
+
+    id: str
+    due_at: datetime
+    event: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Timer:
+        return cls(id=body["id"], due_at=parse_time(body["dueAt"]), event=body.get("event") or {})

@@ -108,6 +108,10 @@ class Backstate:
         """Make a deployed version the one new instances start on."""
         self.registry.make_current(name, version)
 
+    def remove_migration(self, machine: str, migration_id: str) -> None:
+        """Forget a migration: upgrades from now on find their paths without it."""
+        self.registry.remove_migration(machine, migration_id)
+
     def add_migration(
         self,
         machine: str,

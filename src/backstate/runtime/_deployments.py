@@ -164,6 +164,11 @@ class Registry:
             migration
         ]
 
+    def remove_migration(self, machine: str, migration_id: str) -> None:
+        deployment = self.machines.get(machine)
+        if deployment is not None:
+            deployment.migrations = [m for m in deployment.migrations if m.id != migration_id]
+
     def migrations(self, machine: str) -> list[Migration]:
         deployment = self.machines.get(machine)
         return deployment.migrations if deployment is not None else []

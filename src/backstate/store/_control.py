@@ -449,6 +449,14 @@ class ControlStore:
             )
         )
 
+    def delete_migration(self, org_id: str, machine: str, migration_id: str) -> None:
+        self._db.execute(
+            (
+                "DELETE FROM migrations WHERE org_id = ? AND machine = ? AND id = ?",
+                (org_id, machine, migration_id),
+            )
+        )
+
     def migrations(
         self, org_id: str | None = None, machine: str | None = None
     ) -> list[MigrationRow]:
