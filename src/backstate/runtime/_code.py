@@ -31,6 +31,7 @@ from ._deployments import Persistent
 from ._errors import BackstateError, EventRejected, Forbidden, InvalidRequest
 from ._json import encode_state
 from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
+from ._upgrade_timers import after_timers
 from ._usercode import call, describe, user_code, user_traceback
 
 if TYPE_CHECKING:
@@ -43,6 +44,14 @@ logger = logging.getLogger("backstate.usercode")
 class Step(NamedTuple):
     snapshot: Snapshot
     effects: list[Effect]
+
+
+class Upgraded(NamedTuple):
+    """An upgrade's result: the migrated snapshot, and the ``after`` timers of its
+    active states (``_upgrade_timers.after_timers``)."""
+
+    snapshot: Snapshot
+    timers: list[tuple[str, int]]
 
 
 class RefusedChild(NamedTuple):
@@ -129,8 +138,9 @@ class UserCode(Protocol):
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
-        """The snapshot migrated along ``chain``; raises ``MigrationFailed``."""
+    ) -> Upgraded:
+        """The snapshot migrated along ``chain``, with its ``after`` timers; raises
+        ``MigrationFailed``."""
         ...
 
     async def dry_run(
@@ -343,19 +353,22 @@ class TrustedCode:
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
+    ) -> Upgraded:
+        where = (target.machine_name, target.id, instance)
         with (
             self._scope(target, instance),
-            user_code(
-                "a migration",
-                (target.machine_name, target.id, instance),
-                "migration-failed",
-                MigrationFailed,
-            ),
+            user_code("a migration", where, "migration-failed", MigrationFailed),
         ):
             data = upgrade_snapshot(snapshot.to_json(), chain, source.machine, target.machine)
         try:
-            return target.machine.resolve_snapshot(data)
+            upgraded = target.machine.resolve_snapshot(data)
+            with (
+                self._scope(target, instance),
+                user_code(
+                    "a delay of the upgraded state", where, "migration-failed", MigrationFailed
+                ),
+            ):
+                return Upgraded(upgraded, after_timers(upgraded))
         except ExecutionError as exc:
             raise MigrationFailed("migration-failed", exc.message) from exc
 

@@ -178,15 +178,6 @@ def upgrade_snapshot(
     return snapshot.to_json()
 
 
-def surviving_timer(event_type: str, target_state_ids: set[str]) -> bool:
-    """Whether a timer survives an upgrade: ``after`` timers belong to a state and live
-    only while that state is still active; other delayed events are kept."""
-    if not event_type.startswith("xstate.after."):
-        return True
-    state_id = event_type.split(".", 3)[3] if event_type.count(".") >= 3 else ""
-    return state_id in target_state_ids
-
-
 def _upgraded(migration: Migration, path: StatePath, context: Any) -> StatePath:
     result = migration.upgrade_state(list(path), context)
     if (

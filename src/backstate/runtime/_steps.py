@@ -31,7 +31,7 @@ from backstate.store import (
     TimerRow,
 )
 
-from ._code import Step, WriteCheck
+from ._code import Step, Upgraded, WriteCheck
 from ._deployments import Persistent, Version, address, namespace_of, unqualified
 from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, Conflict, InvalidRequest, NotFound, Unavailable
@@ -42,8 +42,8 @@ from ._migrations import (
     MigrationFailed,
     NoMigrationPath,
     find_path,
-    surviving_timer,
 )
+from ._upgrade_timers import AFTER, TimerPlan, plan_timers
 from ._writes import EffectWrites
 
 if TYPE_CHECKING:
@@ -524,7 +524,7 @@ class Steps:
         try:
             target = p.registry.get(key[0], target_id)
             chain = find_path(p.registry.migrations(key[0]), source_id, target_id)
-            snap = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
+            upgraded = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
         except (MigrationFailed, NoMigrationPath, NotFound) as exc:
             with self.section(entry) as rnd:
                 entry.desired = None
@@ -541,13 +541,19 @@ class Steps:
                     )
                 )
             return exc
+        snap = upgraded.snapshot
         with self.section(entry) as rnd:
             entry.desired = None
-            active = set(snap.active_ids)
-            for due in p.wheel.timers_of(key):
-                if not surviving_timer(due.event.get("type", ""), active):
-                    rnd.batch.timer_ops.append((key, due.timer))
-                    p.wheel.cancel(key, due.timer)
+            plan = self.timer_plan(entry, upgraded, now)
+            for timer in plan.cancelled:
+                rnd.batch.timer_ops.append((key, timer))
+                p.wheel.cancel(key, timer)
+            for timer, due_ms in plan.armed:
+                fires = {"type": timer}
+                rnd.batch.timer_ops.append(
+                    TimerRow(key[0], key[1], timer, fires, due_ms, "#_self", 0)
+                )
+                p.wheel.add(key, timer, due_ms, fires, "#_self")
             entry.version = target_id
             entry.indexed = None  # the target's selectors may differ: rewrite the entries
             event = {
@@ -561,6 +567,17 @@ class Steps:
                 entry.indexed = frozenset()
                 rnd.batch.index_puts.append((key, entry.indexed))
         return None
+
+    def timer_plan(self, entry: Entry, upgraded: Upgraded, now: int) -> TimerPlan:
+        """What upgrading ``entry`` to ``upgraded`` does to its ``after`` timers (the
+        upgrade carries it out, the dry run reports it)."""
+        assert entry.snapshot is not None
+        pending = {
+            timer: due_ms
+            for timer, due_ms in self.p.wheel.due_times_of(entry.key).items()
+            if timer.startswith(AFTER)
+        }
+        return plan_timers(pending, set(entry.snapshot.active_ids), upgraded.timers, now)
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -52,10 +52,11 @@ from backstate.runtime import (
     UserCodeTimeout,
     UserRaised,
 )
-from backstate.runtime._code import LogSink, Step, TransitionCall, WriteCheck
+from backstate.runtime._code import LogSink, Step, TransitionCall, Upgraded, WriteCheck
 from backstate.runtime._deployments import Version, namespace_of
 from backstate.runtime._migrations import Migration
 from backstate.runtime._steps import MAX_CONTEXT_BYTES
+from backstate.runtime._upgrade_timers import checked_timers
 from backstate.store import LogRow
 
 from ._effects import BadOutput, Remote, decode_effects
@@ -374,7 +375,7 @@ class Sandbox:
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
+    ) -> Upgraded:
         answer = await self._call(
             target,
             instance,
@@ -390,7 +391,13 @@ class Sandbox:
             error=MigrationFailed,
         )
         try:
-            return _snapshot(target.machine, answer)
+            if not isinstance(answer, dict):
+                raise BadOutput("an upgrade's answer is an object")
+            upgraded = _snapshot(target.machine, answer.get("snapshot"))
+            try:
+                return Upgraded(upgraded, checked_timers(answer.get("timers")))
+            except ValueError as exc:
+                raise BadOutput(str(exc)) from None
         except BadOutput as exc:
             raise MigrationFailed("migration-failed", f"the upgraded state: {exc}") from None
 

@@ -290,7 +290,8 @@ class Worker:
         if call["op"] == "upgrade":
             snapshot = source.machine.resolve_snapshot(call["snapshot"])
             upgraded = run_now(self.code.upgrade(source, target, chain, call["instance"], snapshot))
-            return {"ok": upgraded.to_json()}
+            timers = [list(timer) for timer in upgraded.timers]
+            return {"ok": {"snapshot": upgraded.snapshot.to_json(), "timers": timers}}
         rows = [HistoryRow(r["seq"], r["event"], r["snapshot"], 0) for r in call["rows"]]
         report = run_now(self.code.dry_run(source, target, chain, call["instance"], rows))
         return {"ok": report.to_json()}
