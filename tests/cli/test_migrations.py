@@ -75,3 +75,36 @@ def test_watch_ends_on_ctrl_c_with_status_130(cli: Cli, name: str) -> None:
     watch = cli.start("instances", "watch", "-m", name, "-i", "w")
     watch.wait_for("listening")
     assert watch.stop() == 130
+
+
+def test_an_upgrade_that_renames_a_waiting_state_moves_its_timer(cli: Cli, name: str) -> None:
+    cli("machines", "create", "-m", name, "--file", str(FILES / "reminder.py"), "-r", "1")
+    cli("machine-versions", "create", "-m", name, "-f", str(FILES / "reminder_v2.py"), "-r", "2")
+    cli(
+        "migrations",
+        "create",
+        "-m",
+        name,
+        "--from",
+        "1",
+        "--to",
+        "2",
+        "--file",
+        str(FILES / "rename_waiting.py"),
+    )
+    cli("instances", "create", "-m", name, "-i", "r", "-v", "1")
+    (before,) = cli("--json", "instances", "timers", "-m", name, "-i", "r").json()["timers"]
+    assert before["id"] == "xstate.after.3600000.reminder.waiting"
+
+    dry = cli("instances", "upgrade", "-m", name, "-i", "r", "--to", "2", "--dry-run")
+    assert dry.stderr.splitlines() == [
+        "warning: r: timer xstate.after.3600000.reminder.waiting moves to "
+        "xstate.after.3600000.reminder.pending, due as before"
+    ]
+    cli("instances", "upgrade", "-m", name, "-i", "r", "--to", "2")
+    (after,) = cli("--json", "instances", "timers", "-m", name, "-i", "r").json()["timers"]
+    assert after == {
+        **before,
+        "id": "xstate.after.3600000.reminder.pending",
+        "event": {"type": "xstate.after.3600000.reminder.pending"},
+    }

@@ -141,6 +141,8 @@ def _print_one(context: Context, outcome: Outcome, target: str) -> None:
 
 def _print_report(context: Context, instance: str, report: UpgradeReport) -> None:
     output = context.output
+    for change in report.timers:
+        output.warn(f"{instance}: {change}")
     path = ", ".join(report.migration_path) or "none"
     if report.diverged_at is None:
         output.success(

@@ -244,6 +244,7 @@ class UpgradeReport:
     event: Event | None = None
     expected: dict[str, Any] | None = None
     actual: dict[str, Any] | None = None
+    timers: tuple[str, ...] = ()  # what upgrading would do to its after timers
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> UpgradeReport:
@@ -256,6 +257,7 @@ class UpgradeReport:
             event=body.get("event"),
             expected=body.get("expected"),
             actual=body.get("actual"),
+            timers=tuple(body.get("timers") or ()),
         )
 
 

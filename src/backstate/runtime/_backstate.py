@@ -38,6 +38,7 @@ from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
 from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
 from ._processor import Processor
+from ._upgrade_timers import AFTER, plan_timers
 
 MAX_EVENT_BYTES = 400_000
 
@@ -316,7 +317,18 @@ class Backstate:
         source = self.registry.get(machine, state.version)
         target = self.registry.get(machine, version)
         chain = find_path(self.registry.migrations(machine), source.id, target.id)
-        return await self.processor.code.dry_run(source, target, chain, name, rows)
+        report = await self.processor.code.dry_run(source, target, chain, name, rows)
+        upgraded = await self.processor.code.upgrade(source, target, chain, name, state.snapshot)
+        # From the store, which has every node's timers (a scan: dry runs are rare).
+        pending = {
+            row.key: row.due
+            for row in await asyncio.to_thread(self.store.pending_timers)
+            if (row.machine, row.instance) == (machine, name) and row.key.startswith(AFTER)
+        }
+        before = set(state.snapshot.active_ids)
+        plan = plan_timers(pending, before, upgraded.timers, self.clock.now_ms())
+        report.timers = plan.warnings()
+        return report
 
     async def query(
         self,

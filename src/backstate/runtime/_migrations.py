@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import ExecutionError, Machine
@@ -223,6 +223,8 @@ class UpgradeReport:
     event: Any = None
     expected: dict[str, Any] | None = None  # the old result, migrated
     actual: dict[str, Any] | None = None  # the target version's result
+    # What upgrading now would do to its after timers (``TimerPlan.warnings``).
+    timers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -234,6 +236,7 @@ class UpgradeReport:
             "event": self.event,
             "expected": self.expected,
             "actual": self.actual,
+            "timers": self.timers,
         }
 
 
