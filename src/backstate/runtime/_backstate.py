@@ -36,7 +36,7 @@ from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
-from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
+from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, upgrade_path
 from ._processor import Processor
 from ._upgrade_timers import AFTER, plan_timers
 
@@ -316,7 +316,7 @@ class Backstate:
                 break
         source = self.registry.get(machine, state.version)
         target = self.registry.get(machine, version)
-        chain = find_path(self.registry.migrations(machine), source.id, target.id)
+        chain = upgrade_path(self.registry.migrations(machine), source, target)
         report = await self.processor.code.dry_run(source, target, chain, name, rows)
         upgraded = await self.processor.code.upgrade(source, target, chain, name, state.snapshot)
         # From the store, which has every node's timers (a scan: dry runs are rare).

@@ -41,7 +41,7 @@ from ._migrations import (
     UPGRADE_EVENT,
     MigrationFailed,
     NoMigrationPath,
-    find_path,
+    upgrade_path,
 )
 from ._upgrade_timers import AFTER, TimerPlan, plan_timers
 from ._writes import EffectWrites
@@ -498,8 +498,11 @@ class Steps:
         once, if asked and settled). Refused unless migrations lead there."""
         p = self.p
         target = (work.create or {})["version"]
-        p.registry.get(entry.key[0], target)
-        find_path(p.registry.migrations(entry.key[0]), entry.version, target)
+        upgrade_path(
+            p.registry.migrations(entry.key[0]),
+            p.registry.get(entry.key[0], entry.version),
+            p.registry.get(entry.key[0], target),
+        )
         with self.section(entry) as rnd:
             entry.desired = None if target == entry.version else target
             rnd.batch.desired_updates.append((entry.key, entry.desired))
@@ -523,7 +526,7 @@ class Steps:
         source = p.registry.get(key[0], source_id)
         try:
             target = p.registry.get(key[0], target_id)
-            chain = find_path(p.registry.migrations(key[0]), source_id, target_id)
+            chain = upgrade_path(p.registry.migrations(key[0]), source, target)
             upgraded = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
         except (MigrationFailed, NoMigrationPath, NotFound) as exc:
             with self.section(entry) as rnd:
@@ -556,12 +559,15 @@ class Steps:
                 p.wheel.add(key, timer, due_ms, fires, "#_self")
             entry.version = target_id
             entry.indexed = None  # the target's selectors may differ: rewrite the entries
-            event = {
+            event: dict[str, Any] = {
                 "type": UPGRADE_EVENT,
                 "fromMachineVersionId": source_id,
                 "toMachineVersionId": target_id,
                 "migrationPath": [m.id for m in chain],
             }
+            if not chain:
+                # No migration was uploaded: the two versions have the same states.
+                event["impliedIdentityMigration"] = True
             self.commit_transition(entry, target, event, Step(snap, []), rnd, now)
             if entry.indexed is None:  # the target indexes nothing: drop the source's entries
                 entry.indexed = frozenset()
