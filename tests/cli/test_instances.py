@@ -100,23 +100,27 @@ def test_query_follows_cursors(cli: Cli, name: str) -> None:
         found = cli("--json", "instances", "query", "-m", name, *args).json()["instances"]
         return [(f["slug"], f["indexValue"]) for f in found]
 
-    everyone = query("-i", "owner", "--page-size", "2")
+    everyone = query("--index", "owner", "--page-size", "2")
     assert everyone == sorted(((f"i{i}", o) for i, o in enumerate(owners)), key=lambda p: p[1])
-    assert query("-i", "owner", "--sort", "desc", "--page-size", "2", "--limit", "3") == [
+    assert query("--index", "owner", "--sort", "desc", "--page-size", "2", "--limit", "3") == [
         ("i0", "eve"),
         ("i2", "dan"),
         ("i4", "cat"),
     ]
-    assert query("-i", "owner", "--op", "gt", "--value", "bob", "--page-size", "1") == [
+    assert query("--index", "owner", "--op", "gt", "--value", "bob", "--page-size", "1") == [
         ("i4", "cat"),
         ("i2", "dan"),
         ("i0", "eve"),
     ]
-    assert query("-i", "said", "--op", "gte", "--value", "2", "--type", "number") == [("i2", 3)]
+    assert query("--index", "said", "--op", "gte", "--value", "2", "--type", "number") == [
+        ("i2", 3)
+    ]
 
-    table = cli("instances", "query", "-m", name, "-i", "owner", "--op", "eq", "--value", "ann")
+    table = cli(
+        "instances", "query", "-m", name, "--index", "owner", "--op", "eq", "--value", "ann"
+    )
     assert [line.split() for line in table.lines] == [["instance", "owner"], ["i3", "ann"]]
-    half = cli("instances", "query", "-m", name, "-i", "owner", "--op", "eq", ok=False)
+    half = cli("instances", "query", "-m", name, "--index", "owner", "--op", "eq", ok=False)
     assert half.status == 2 and half.error.endswith("(usage)")
 
 

@@ -198,6 +198,6 @@ def test_identity_and_token_providers(cli: Cli) -> None:
     providers = cli("--json", "token-providers", "list").json()["tokenProviders"]
     assert {"service": "my-app", "keyId": key, "mapping": {"sub.$": "$.sub"}} in providers
     assert "my-app" in cli("token-providers", "list").stdout
-    cli("token-providers", "delete", "-s", "my-app", input="my-app\n")
+    cli("token-providers", "delete", "--service", "my-app", input="my-app\n")
     providers = cli("--json", "token-providers", "list").json()["tokenProviders"]
     assert "my-app" not in {p["service"] for p in providers}

@@ -224,7 +224,7 @@ def _version() -> str:
 
 # smply's relative times start with a dash (`--from -10m`), which argparse would take
 # for an option: such a value is joined to its option (`--from=-10m`, `-f-10m`) first.
-_TIME_OPTIONS = ("-f", "--from", "-t", "--to")
+_TIME_OPTIONS = ("--from", "-t", "--to")
 _RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w|y)$")
 
 

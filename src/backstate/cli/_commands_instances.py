@@ -24,23 +24,27 @@ def register(commands: Commands) -> None:
     instances = commands.group("instances", "create, drive, inspect and delete instances")
 
     listing = instances.command("list", "a machine's instances", list_instances)
-    listing.add_argument("-m", "--machine", required=True)
+    listing.add_argument("-m", "--machine", required=True, help="the machine's name")
 
     query = instances.command(
         "query",
         "instances by an index value, following cursors",
         query_instances,
-        epilog="example: backstate instances query -m orders -i total --op gte --value 100 "
+        epilog="example: backstate instances query -m orders --index total --op gte --value 100 "
         "--type number --sort desc --limit 20",
     )
-    query.add_argument("-m", "--machine", required=True)
-    query.add_argument("-i", "--index", required=True)
-    query.add_argument("-o", "--op", choices=("eq", "ne", "gt", "gte", "lt", "lte"))
-    query.add_argument("-v", "--value", help="compared with --op (give both, or neither)")
+    query.add_argument("-m", "--machine", required=True, help="the machine's name")
+    query.add_argument("--index", required=True, help="the index to read")
     query.add_argument(
-        "-t", "--type", choices=("string", "number"), default="string", help="how --value compares"
+        "--op",
+        help="compare each value with --value",
+        choices=("eq", "ne", "gt", "gte", "lt", "lte"),
     )
-    query.add_argument("-s", "--sort", choices=("asc", "desc"), default="asc")
+    query.add_argument("--value", help="compared with --op (give both, or neither)")
+    query.add_argument(
+        "--type", choices=("string", "number"), default="string", help="how --value compares"
+    )
+    query.add_argument("--sort", choices=("asc", "desc"), default="asc", help="the order of values")
     query.add_argument("--limit", type=int, help="at most this many instances (default: all)")
     query.add_argument(
         "--page-size", type=int, help="instances per request (default: the server's, 100)"
@@ -111,15 +115,17 @@ def register(commands: Commands) -> None:
         "set-status", "pause (refuse every event, timers too) or resume an instance", set_status
     )
     _instance_arguments(status)
-    status.add_argument("-s", "--status", required=True, choices=("running", "paused"))
+    status.add_argument(
+        "-s", "--status", required=True, choices=("running", "paused"), help="the new status"
+    )
     status.add_argument("-y", "--yes", action="store_true", help="do not ask before pausing")
 
     delete = instances.command(
         "delete", "delete an instance (or --all of a machine's) with its history", delete_instances
     )
-    delete.add_argument("-m", "--machine", required=True)
+    delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     which = delete.add_mutually_exclusive_group(required=True)
-    which.add_argument("-i", "--instance")
+    which.add_argument("-i", "--instance", help="the instance's name")
     which.add_argument("--all", action="store_true", help="every instance of the machine")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
@@ -127,8 +133,8 @@ def register(commands: Commands) -> None:
 
 
 def _instance_arguments(parser: Parser) -> None:
-    parser.add_argument("-m", "--machine", required=True)
-    parser.add_argument("-i", "--instance", required=True)
+    parser.add_argument("-m", "--machine", required=True, help="the machine's name")
+    parser.add_argument("-i", "--instance", required=True, help="the instance's name")
 
 
 def _auth_context_argument(parser: Parser) -> None:

@@ -21,17 +21,15 @@ def register(commands: Commands) -> None:
     machines = commands.group("machines", "list, inspect, create and delete machines")
     machines.command("list", "every machine of the org", list_machines)
     get = machines.command("get", "one machine: its indexes and current version", get_machine)
-    get.add_argument("-m", "--machine", required=True)
+    get.add_argument("-m", "--machine", required=True, help="the machine's name")
     create = machines.command(
         "create",
         "create a machine (with --file, also its first version, made current)",
         create_machine,
         epilog="example: backstate machines create -m toggler --file examples/toggler.py",
     )
-    create.add_argument("-m", "--machine", required=True)
-    create.add_argument(
-        "-i", "--index", action="append", default=[], help="an index name (repeatable)"
-    )
+    create.add_argument("-m", "--machine", required=True, help="the machine's name")
+    create.add_argument("--index", action="append", default=[], help="an index name (repeatable)")
     create.add_argument(
         "-d",
         "--index-selectors",
@@ -50,24 +48,26 @@ def register(commands: Commands) -> None:
         "delete a machine, its versions and migrations (not while it has instances)",
         delete_machine,
     )
-    delete.add_argument("-m", "--machine", required=True)
+    delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
     versions = commands.group("machine-versions", "list and create machine versions")
     listing = versions.command("list", "a machine's versions (* is current)", list_versions)
-    listing.add_argument("-m", "--machine", required=True)
+    listing.add_argument("-m", "--machine", required=True, help="the machine's name")
     create_version = versions.command(
         "create",
-        "upload a machine file as a new version",
+        "upload a machine file as a new version, made current unless --no-make-current",
         create_version_command,
-        epilog="example: backstate machine-versions create -m toggler --file toggler.py "
-        "-r 1.0.1 --make-current",
+        epilog="example: backstate machine-versions create -m toggler --file toggler.py -r 1.0.1",
     )
-    create_version.add_argument("-m", "--machine", required=True)
+    create_version.add_argument("-m", "--machine", required=True, help="the machine's name")
     create_version.add_argument("-f", "--file", required=True, help="the machine file (.py)")
     create_version.add_argument("-r", "--version-reference", help="your name for the version")
     create_version.add_argument(
-        "-c", "--make-current", action="store_true", help="new instances start on it"
+        "--make-current",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="new instances start on it (the default; --no-make-current to only upload it)",
     )
     create_version.add_argument(
         "-d",

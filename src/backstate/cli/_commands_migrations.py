@@ -20,7 +20,7 @@ def register(commands: Commands) -> None:
         epilog="example: backstate migrations create -m tic-tac-toe --from 1.0.0 --to 1.1.0 "
         "--file examples/migrations/tic_tac_toe_y_to_o.py",
     )
-    migration.add_argument("-m", "--machine", required=True)
+    migration.add_argument("-m", "--machine", required=True, help="the machine's name")
     migration.add_argument(
         "--from", dest="from_version", required=True, help="version id or reference"
     )
