@@ -77,7 +77,6 @@ def test_query_follows_cursors(cli: Cli, name: str) -> None:
         name,
         "-f",
         str(FILES / "greeter.py"),
-        "-c",
         "--index-selectors",
         '{"owner": "$.owner", "said": "$.public.said"}',
     )

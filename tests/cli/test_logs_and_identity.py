@@ -194,7 +194,16 @@ def test_identity_and_token_providers(cli: Cli) -> None:
     }
 
     key = cli("--json", "keys", "create", "-n", "exchange").json()["id"]
-    cli("token-providers", "upsert", "-s", "my-app", "-k", key, "-m", '{"sub.$": "$.sub"}')
+    cli(
+        "token-providers",
+        "upsert",
+        "--service",
+        "my-app",
+        "-k",
+        key,
+        "--mapping",
+        '{"sub.$": "$.sub"}',
+    )
     providers = cli("--json", "token-providers", "list").json()["tokenProviders"]
     assert {"service": "my-app", "keyId": key, "mapping": {"sub.$": "$.sub"}} in providers
     assert "my-app" in cli("token-providers", "list").stdout
