@@ -154,3 +154,25 @@ def test_watch_prints_each_state(cli: Cli, name: str) -> None:
     finally:
         watch.terminate()
         watch.communicate(timeout=10)
+
+
+def test_context_is_merged_over_the_initial_one_and_input_reaches_the_factory(
+    cli: Cli, name: str
+) -> None:
+    cli("machines", "create", "-m", name, "--file", str(FILES / "purchase_order.py"))
+    cli(
+        "instances",
+        "create",
+        "-m",
+        name,
+        "-i",
+        "po",
+        "--input",
+        '{"buyer": "ann"}',
+        "--context",
+        '{"note": "rush"}',
+    )
+    admin = cli("--json", "instances", "get", "-m", name, "-i", "po").json()
+    assert admin["context"] == {"public": {"total": 0}, "buyer": "ann", "note": "rush"}
+    bad = cli("instances", "create", "-m", name, "-i", "x", "--input", "{nope", ok=False)
+    assert (bad.status, bad.error.endswith("(invalid-json)")) == (2, True)

@@ -12,7 +12,7 @@ from backstate.client import AdminState, ApiError, State, paginate
 
 from . import _commands_upgrade
 from ._app import Commands, Context, Parser
-from ._args import UsageError, confirm, event, json_object, resolve_version
+from ._args import UsageError, confirm, event, json_object, json_value, resolve_version
 from ._output import compact, when
 
 MAX_PAGE_SIZE = 1000  # the server's largest index page
@@ -63,7 +63,18 @@ def register(commands: Commands) -> None:
         """--auth-context '{"sid": "session-123"}'""",
     )
     _instance_arguments(create)
-    create.add_argument("-c", "--context", type=json_object, help="initial context (JSON object)")
+    create.add_argument(
+        "-c",
+        "--context",
+        type=json_object,
+        help="JSON object shallow-merged over the machine's initial context: its top-level"
+        " keys replace the machine's (a 'public' key replaces all of context.public)",
+    )
+    create.add_argument(
+        "--input",
+        type=json_value,
+        help="JSON: XState's input, what the machine's context factory receives",
+    )
     create.add_argument("-v", "--version", help="version id or reference (default: the current)")
     _auth_context_argument(create)
 
@@ -277,7 +288,11 @@ def create_instance(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
     version = resolve_version(client, args.machine, args.version) if args.version else None
     state = client.instances.create(
-        args.machine, args.instance, context=args.context, machine_version_id=version
+        args.machine,
+        args.instance,
+        context=args.context,
+        machine_version_id=version,
+        input=args.input,
     )
     _show_state(context, state)
 

@@ -284,10 +284,13 @@ def create_instance(
     instance: str,
     context: Mapping[str, Any] | None,
     machine_version_id: str | None,
+    input: Any = None,
 ) -> Flow[State]:
     body: dict[str, Any] = {"slug": instance}
     if context is not None:
         body["context"] = dict(context)
+    if input is not None:
+        body["input"] = input
     if machine_version_id is not None:
         body["machineVersionId"] = machine_version_id
     return single(Call("POST", f"/machines/{_p(machine)}", State.from_json, json=body))

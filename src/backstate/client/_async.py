@@ -269,8 +269,11 @@ class Instances(_Namespace):
         *,
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
+        input: Any = None,
     ) -> State:
-        return await self._run(_api.create_instance(machine, instance, context, machine_version_id))
+        return await self._run(
+            _api.create_instance(machine, instance, context, machine_version_id, input)
+        )
 
     async def get(self, machine: str, instance: str) -> State:
         return await self._run(_api.get_instance(machine, instance))

@@ -317,10 +317,16 @@ class Instances(_Namespace):
         *,
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
+        input: Any = None,
     ) -> State:
         """Create an instance (on the current version unless given) and wait for it to
-        settle; ``Conflict`` if it exists."""
-        return self._run(_api.create_instance(machine, instance, context, machine_version_id))
+        settle; ``Conflict`` if it exists. ``context`` is shallow-merged over the
+        machine's initial context (its top-level keys replace the machine's);
+        ``input`` is XState's, what a context factory receives (backstate's
+        extension)."""
+        return self._run(
+            _api.create_instance(machine, instance, context, machine_version_id, input)
+        )
 
     def get(self, machine: str, instance: str) -> State:
         return self._run(_api.get_instance(machine, instance))

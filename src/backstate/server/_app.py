@@ -467,6 +467,7 @@ class _Api(Requests):
                 machine,
                 name,
                 context=context or None,
+                input=body.get("input"),
                 version=version,
                 auth=self.auth_context(request, principal),
             )

@@ -29,7 +29,8 @@ machine = setup(
     {
         "id": "purchase-order",
         "initial": "draft",
-        "context": {"public": {"total": 0}},
+        # XState's context factory: the buyer comes from the instance's input.
+        "context": lambda input: {"public": {"total": 0}, "buyer": (input or {}).get("buyer")},
         "states": {
             "draft": {"on": {"submit": "review"}},
             "review": {
