@@ -302,6 +302,15 @@ class Backend:
         sandboxed worker, or here when trusted) and refused with ``MachineModuleError``
         (file and line) unless it loads."""
         machine = self.machine(org_id, slug)
+        same = self._same_version(org_id, slug, source, client_info, index_selectors)
+        if same is not None:
+            # The same file under the same reference (`dev` after a file was reverted):
+            # that version again, rather than a second one whose reference is ambiguous.
+            if make_current and machine.current_version != same.id:
+                await asyncio.to_thread(self.control.set_current_version, org_id, slug, same.id)
+                self.control_changed()
+                self.runtime.make_current(runtime_name(org_id, slug), same.id)
+            return same
         version_id = "ver_" + secrets.token_urlsafe(16)
         described = await self.sandbox_probe(org_id, slug, version_id, source)
         if index_selectors is None:
@@ -335,6 +344,25 @@ class Backend:
         self.control_changed()
         self._deploy(version, make_current)
         return version
+
+    def _same_version(
+        self,
+        org_id: str,
+        slug: str,
+        source: str,
+        client_info: str | None,
+        index_selectors: dict[str, Any] | None,
+    ) -> VersionRow | None:
+        if client_info is None:
+            return None
+        for row in self.control.versions(org_id, slug):
+            if (
+                (row.client_info, row.source) == (client_info, source)
+                and (index_selectors is None or row.index_selectors == index_selectors)
+                and row.id in self.deployed
+            ):
+                return row
+        return None
 
     def _deploy(self, row: VersionRow, make_current: bool) -> None:
         name = runtime_name(row.org_id, row.machine)
