@@ -199,7 +199,9 @@ def test_a_failing_guard_is_an_execution_error_and_changes_nothing() -> None:
     s, _ = m.initial_transition()
     with pytest.raises(ExecutionError) as info:
         m.transition(s, "E")
-    assert info.value.code == "action-failed" and isinstance(info.value.__cause__, ValueError)
+    assert info.value.code == "guard-failed" and isinstance(info.value.__cause__, ValueError)
+    assert info.value.message.startswith("guard 'broken' raised ValueError: boom (")
+    assert "in broken" in info.value.message
     assert s.value == "a" and s.context == {"n": 1}
 
 

@@ -45,6 +45,10 @@ class Result:
         assert self.status == 0, self.stderr
         return json.loads(self.stdout)
 
+    def json_any(self) -> Any:
+        """The JSON document, whatever the exit status."""
+        return json.loads(self.stdout)
+
     @property
     def lines(self) -> list[str]:
         return self.stdout.splitlines()

@@ -56,6 +56,18 @@ def test_dev_deploys_and_redeploys(tmp_path: Path) -> None:
         created = cli("--json", "instances", "create", "-m", "hello-world", "-i", "x").json()
         assert created["publicContext"] == {"said": 10}
 
+        # Reverted: the first version is current again, not a second copy of it.
+        (folder / "hello_world.py").write_text(source)
+        dev.wait_for("redeployed|error")
+        versions = cli("--json", "machine-versions", "list", "-m", "hello-world").json()["versions"]
+        assert [v["current"] for v in versions] == [True, False]
+        first = versions[0]["clientInfo"]
+        cli("instances", "create", "-m", "hello-world", "-i", "on-first", "-v", first)
+        (folder / "hello_world.py").write_text(source.replace('"said": 0', '"said": 10'))
+        dev.wait_for("redeployed|error")
+        versions = cli("--json", "machine-versions", "list", "-m", "hello-world").json()["versions"]
+        assert [v["current"] for v in versions] == [False, True]
+
         (folder / "hello_world.py").write_text(source + "\nraise RuntimeError('oops')\n")
         broken = dev.wait_for("error")
         line = source.count("\n") + 2

@@ -30,14 +30,16 @@ def test_create_send_get_and_transitions(cli: Cli, name: str) -> None:
     assert fields["state"] == "finished" and fields["done"] == "yes"
 
     listed = cli("instances", "list", "-m", name).lines
-    assert listed[0].split() == ["instance", "created", "version", "reference", "status"]
+    assert listed[0].split() == ["instance", "created", "(UTC)", "version", "reference", "status"]
     assert listed[1].split()[0] == "one" and listed[1].split()[-2:] == ["1.0.0", "running"]
 
     transitions = cli("--json", "instances", "list-transitions", "-m", name, "-i", "one").json()
     events = [t["event"] for t in transitions["transitions"]]
     assert events[1:] == [{"type": "say", "text": "hi"}, {"type": "finish"}]
     table = cli("instances", "list-transitions", "-m", name, "-i", "one").lines
-    assert table[0].split() == ["time", "event", "state"] and table[-1].endswith("finished")
+    assert table[0].split() == ["time", "(UTC)", "event", "state"] and table[-1].endswith(
+        "finished"
+    )
 
 
 def test_auth_context_reaches_the_authorizer(cli: Cli) -> None:
@@ -75,7 +77,6 @@ def test_query_follows_cursors(cli: Cli, name: str) -> None:
         name,
         "-f",
         str(FILES / "greeter.py"),
-        "-c",
         "--index-selectors",
         '{"owner": "$.owner", "said": "$.public.said"}',
     )
@@ -98,23 +99,27 @@ def test_query_follows_cursors(cli: Cli, name: str) -> None:
         found = cli("--json", "instances", "query", "-m", name, *args).json()["instances"]
         return [(f["slug"], f["indexValue"]) for f in found]
 
-    everyone = query("-i", "owner", "--page-size", "2")
+    everyone = query("--index", "owner", "--page-size", "2")
     assert everyone == sorted(((f"i{i}", o) for i, o in enumerate(owners)), key=lambda p: p[1])
-    assert query("-i", "owner", "--sort", "desc", "--page-size", "2", "--limit", "3") == [
+    assert query("--index", "owner", "--sort", "desc", "--page-size", "2", "--limit", "3") == [
         ("i0", "eve"),
         ("i2", "dan"),
         ("i4", "cat"),
     ]
-    assert query("-i", "owner", "--op", "gt", "--value", "bob", "--page-size", "1") == [
+    assert query("--index", "owner", "--op", "gt", "--value", "bob", "--page-size", "1") == [
         ("i4", "cat"),
         ("i2", "dan"),
         ("i0", "eve"),
     ]
-    assert query("-i", "said", "--op", "gte", "--value", "2", "--type", "number") == [("i2", 3)]
+    assert query("--index", "said", "--op", "gte", "--value", "2", "--type", "number") == [
+        ("i2", 3)
+    ]
 
-    table = cli("instances", "query", "-m", name, "-i", "owner", "--op", "eq", "--value", "ann")
+    table = cli(
+        "instances", "query", "-m", name, "--index", "owner", "--op", "eq", "--value", "ann"
+    )
     assert [line.split() for line in table.lines] == [["instance", "owner"], ["i3", "ann"]]
-    half = cli("instances", "query", "-m", name, "-i", "owner", "--op", "eq", ok=False)
+    half = cli("instances", "query", "-m", name, "--index", "owner", "--op", "eq", ok=False)
     assert half.status == 2 and half.error.endswith("(usage)")
 
 
@@ -149,3 +154,25 @@ def test_watch_prints_each_state(cli: Cli, name: str) -> None:
     finally:
         watch.terminate()
         watch.communicate(timeout=10)
+
+
+def test_context_is_merged_over_the_initial_one_and_input_reaches_the_factory(
+    cli: Cli, name: str
+) -> None:
+    cli("machines", "create", "-m", name, "--file", str(FILES / "purchase_order.py"))
+    cli(
+        "instances",
+        "create",
+        "-m",
+        name,
+        "-i",
+        "po",
+        "--input",
+        '{"buyer": "ann"}',
+        "--context",
+        '{"note": "rush"}',
+    )
+    admin = cli("--json", "instances", "get", "-m", name, "-i", "po").json()
+    assert admin["context"] == {"public": {"total": 0}, "buyer": "ann", "note": "rush"}
+    bad = cli("instances", "create", "-m", name, "-i", "x", "--input", "{nope", ok=False)
+    assert (bad.status, bad.error.endswith("(invalid-json)")) == (2, True)

@@ -85,7 +85,7 @@ def test_keys_and_tokens(cli: Cli, server: Server, name: str) -> None:
     scopes = {k["name"]: k["scopes"] for k in keys}
     assert set(scopes["ci-key"]) >= {"machines.write", "machine-versions.write"}
     assert sorted(scopes["reader"]) == ["machines.read", "state.read"]
-    assert cli("keys", "list").lines[0].split() == ["key", "name", "scopes", "created"]
+    assert cli("keys", "list").lines[0].split() == ["key", "name", "scopes", "created", "(UTC)"]
 
     # The CI key deploys machines but may not read instances.
     ci = ["--key-id", created["id"], "--secret", created["key"]]
@@ -194,10 +194,19 @@ def test_identity_and_token_providers(cli: Cli) -> None:
     }
 
     key = cli("--json", "keys", "create", "-n", "exchange").json()["id"]
-    cli("token-providers", "upsert", "-s", "my-app", "-k", key, "-m", '{"sub.$": "$.sub"}')
+    cli(
+        "token-providers",
+        "upsert",
+        "--service",
+        "my-app",
+        "-k",
+        key,
+        "--mapping",
+        '{"sub.$": "$.sub"}',
+    )
     providers = cli("--json", "token-providers", "list").json()["tokenProviders"]
     assert {"service": "my-app", "keyId": key, "mapping": {"sub.$": "$.sub"}} in providers
     assert "my-app" in cli("token-providers", "list").stdout
-    cli("token-providers", "delete", "-s", "my-app", input="my-app\n")
+    cli("token-providers", "delete", "--service", "my-app", input="my-app\n")
     providers = cli("--json", "token-providers", "list").json()["tokenProviders"]
     assert "my-app" not in {p["service"] for p in providers}

@@ -20,7 +20,7 @@ def test_machines_create_with_a_file_then_list_and_get(cli: Cli, name: str) -> N
     assert created.stderr == ""
 
     table = cli("machines", "list").lines
-    assert table[0].split() == ["machine", "created", "current", "version", "reference"]
+    assert table[0].split() == ["machine", "created", "(UTC)", "current", "version", "reference"]
     row = next(line.split() for line in table if line.startswith(name + " "))
     assert row[3].startswith("ver_") and row[4] == "1.0.0"
 
@@ -46,6 +46,7 @@ def test_new_version_upload_and_versions_list(cli: Cli, name: str) -> None:
         str(FILES / "greeter_v2.py"),
         "--version-reference",
         "2.0.0",
+        "--no-make-current",
     ).json()
     assert second["current"] is False and second["machineVersionId"] != first
 
@@ -56,7 +57,8 @@ def test_new_version_upload_and_versions_list(cli: Cli, name: str) -> None:
         [second["machineVersionId"], "2.0.0", *rows[1][2:]],
     ]
 
-    cli("machine-versions", "create", "-m", name, "-f", str(FILES / "greeter_v2.py"), "-c")
+    # Current by default, as `machines create --file` and the client make it.
+    cli("machine-versions", "create", "-m", name, "-f", str(FILES / "greeter_v2.py"))
     versions = cli("--json", "machine-versions", "list", "-m", name).json()["versions"]
     assert [v["current"] for v in versions] == [False, False, True]
     assert versions[0]["clientInfo"] == "1.0.0"

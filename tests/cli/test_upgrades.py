@@ -28,6 +28,7 @@ def versions(cli: Cli, name: str) -> tuple[str, str]:
         str(FILES / "greeter_v2.py"),
         "-r",
         "2.0.0",
+        "--no-make-current",
     ).json()["machineVersionId"]
     migration = cli(
         "migrations",

@@ -12,6 +12,7 @@ import pytest
 
 from backstate.chart import assign, create_machine
 from backstate.runtime import Backstate, InvalidRequest, SimulatedClock
+from backstate.runtime._upgrade_timers import plan_timers
 from tests.store.targets import Target
 
 
@@ -164,9 +165,16 @@ def test_the_shortest_chain_is_taken_in_either_direction(db: Target) -> None:
             history = await bs.history("m", "i")
             assert history[-1].event["migrationPath"] == ["a32"]
             assert (await bs.get("m", "i")).version == "v2"
-            with pytest.raises(InvalidRequest) as info:
-                await bs.set_desired_version("m", "i", "v1")
-            assert info.value.code == "no-migration-path"
+            # No migration leads back to v1, but its states are v2's: the identity is implied.
+            assert (await bs.set_desired_version("m", "i", "v1", now=True)).version == "v1"
+            history = await bs.history("m", "i")
+            assert history[-1].event == {
+                "type": "statebacked.upgrade",
+                "fromMachineVersionId": "v2",
+                "toMachineVersionId": "v1",
+                "migrationPath": [],
+                "impliedIdentityMigration": True,
+            }
 
     run(body)
     assert calls == ["a12", "a23", "a32"]
@@ -235,7 +243,7 @@ def test_context_is_upgraded_once_per_hop_with_old_and_new_paths(db: Target) -> 
     assert seen == [([["Playing", "Awaiting y move"]], [["Playing", "Awaiting o move"]])]
 
 
-def timed(waiting: str) -> Any:
+def timed(waiting: str, delay: str = "5000") -> Any:
     return create_machine(
         {
             "id": "t",
@@ -243,7 +251,7 @@ def timed(waiting: str) -> Any:
             "context": {"pokes": 0},
             "states": {
                 waiting: {
-                    "after": {"5000": "late"},
+                    "after": {delay: "late"},
                     "on": {"poke": {"actions": assign({"pokes": lambda c, e: c["pokes"] + 1})}},
                 },
                 "late": {},
@@ -252,38 +260,50 @@ def timed(waiting: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("survives", [True, False])
-def test_timers_of_surviving_states_are_kept_the_others_cancelled(
-    db: Target, survives: bool
+@pytest.mark.parametrize(
+    ("new_state", "delay", "fires_at"),
+    [
+        ("waiting", "5000", 5000),  # the same state: its timer is kept
+        ("pending", "5000", 5000),  # renamed, same delay: the timer moves, due as before
+        ("pending", "8000", 9000),  # renamed, another delay: armed at the upgrade (+1 s)
+    ],
+)
+def test_an_upgrade_keeps_moves_or_arms_the_timers_of_its_active_states(
+    db: Target, new_state: str, delay: str, fires_at: int
 ) -> None:
     clock = SimulatedClock()
 
     async def body() -> None:
         async with Backstate(db.open(), clock=clock) as bs:
             bs.deploy("t", timed("waiting"), version="v1")
-            bs.deploy(
-                "t", timed("waiting" if survives else "pending"), version="v2", make_current=False
-            )
-            bs.add_migration(
-                "t",
-                "m",
-                "v1",
-                "v2",
-                rename("waiting", "waiting" if survives else "pending"),
-                keep_context,
-            )
+            bs.deploy("t", timed(new_state, delay), version="v2", make_current=False)
+            bs.add_migration("t", "m", "v1", "v2", rename("waiting", new_state), keep_context)
+            start = clock.now_ms()
             await bs.create("t", "i")
+            clock.advance(1000)
             await bs.set_desired_version("t", "i", "v2")
             state = await bs.send("t", "i", "poke")
-            assert state.version == "v2"
-            assert len(db.rows("SELECT * FROM timers")) == (1 if survives else 0)
-            clock.advance(6000)
+            assert (state.version, state.value) == ("v2", new_state)
+            ((key, due),) = db.rows("SELECT key, due FROM timers")
+            assert (key, due) == (f"xstate.after.{delay}.t.{new_state}", start + fires_at)
+            clock.advance(fires_at - 1000 - 1)
+            await asyncio.sleep(0.1)
+            assert (await bs.get("t", "i")).value == new_state
+            clock.advance(1)
             await asyncio.sleep(0.2)
-            state = await bs.get("t", "i")
-            assert state.value == ("late" if survives else "pending")
+            assert (await bs.get("t", "i")).value == "late"
 
     run(body)
     assert len(db.rows("SELECT * FROM timers")) == 0
+
+
+def test_a_state_active_before_and_after_is_not_rearmed() -> None:
+    # Its timer fired already (a guard kept it in the state): it fires once, as in XState.
+    plan = plan_timers({}, {"t.waiting"}, [("xstate.after.5000.t.waiting", 5000)], 10_000)
+    assert (plan.armed, plan.cancelled, plan.kept) == ([], [], [])
+    gone = plan_timers({"xstate.after.5000.t.old": 7}, {"t.old"}, [], 10_000)
+    assert gone.cancelled == ["xstate.after.5000.t.old"]
+    assert gone.warnings() == ["timer xstate.after.5000.t.old is cancelled"]
 
 
 def test_dry_run_reports_where_the_new_version_diverges(db: Target) -> None:

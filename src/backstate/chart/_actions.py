@@ -108,10 +108,11 @@ class CustomAction(Action):
 
 
 class AssignAction(Action):
-    __slots__ = ("fn", "props")
+    __slots__ = ("fn", "name", "props")
 
     def __init__(self, assignment: Any) -> None:
         super().__init__()
+        self.name: str | None = None  # the name ``setup`` gave it, for its errors
         self.fn: Fn3 | None = None
         self.props: list[tuple[str, Any, bool]] = []
         if callable(assignment):
@@ -338,10 +339,11 @@ class Enqueue:
 
 
 class EnqueueAction(Action):
-    __slots__ = ("collect", "with_params")
+    __slots__ = ("collect", "name", "with_params")
 
     def __init__(self, collect: Callable[..., Any]) -> None:
         super().__init__()
+        self.name: str | None = None  # the name ``setup`` gave it, for its errors
         self.collect = collect
         self.with_params = takes_params(collect, 3)
 

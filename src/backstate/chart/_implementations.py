@@ -78,6 +78,8 @@ class Implementations:
         impl = self.actions[name]
         if isinstance(impl, Mapping) and str(impl.get("type", "")).startswith("xstate."):
             action = self._builtin(impl, path)
+            if isinstance(action, AssignAction | EnqueueAction):
+                action.name = name
         elif isinstance(impl, Action):
             action = impl
         elif callable(impl):

@@ -8,12 +8,14 @@ from typing import Any
 
 from ._algorithm import plan, selection
 from ._configuration import Configurations
+from ._culprit import culprit, describe
 from ._effects import Effect
 from ._errors import ChartError, DefinitionError, ExecutionError
 from ._implementations import Implementations
 from ._macrostep import Run
 from ._nodes import StateNode, Transition, TreeBuilder
 from ._snapshot import Snapshot
+from ._unhandled import explain
 
 Event = dict[str, Any]
 
@@ -73,7 +75,10 @@ class Machine:
                 base = context if isinstance(context, dict) else {}
                 context = {**base, **copy.deepcopy(given)}
         except Exception as exc:
-            raise ExecutionError("action-failed", "", f"context factory raised {exc!r}") from exc
+            _, where = culprit(exc.__traceback__)
+            at = f" ({where})" if where else ""
+            message = f"the context factory raised {describe(exc)}{at}"
+            raise ExecutionError("action-failed", "", message) from exc
         run = Run(self, self.configurations.get([self.root]), context, {}, {}, event)
         _guard(run, self._start, run)
         return self._snapshot(run), run.effects
@@ -96,7 +101,10 @@ class Machine:
             self, snapshot.configuration, snapshot.context, snapshot.history, snapshot.children, ev
         )
         _guard(run, run.run, ev)
-        return self._snapshot(run), run.effects
+        snap = self._snapshot(run)
+        if run.unhandled:
+            snap.unhandled = explain(snapshot.configuration, ev["type"])
+        return snap, run.effects
 
     def can(self, snapshot: Snapshot, event: Any) -> bool:
         ev = to_event(event)
@@ -212,4 +220,7 @@ def _guard(run: Run, step: Any, *args: Any) -> None:
     except RecursionError as exc:
         raise ExecutionError("action-failed", run.path, "recursion limit reached") from exc
     except Exception as exc:
-        raise ExecutionError("action-failed", run.path, f"{type(exc).__name__}: {exc}") from exc
+        what, where = culprit(exc.__traceback__)
+        code = "guard-failed" if what.startswith("guard ") else "action-failed"
+        at = f" ({where})" if where else ""
+        raise ExecutionError(code, run.path, f"{what} raised {describe(exc)}{at}") from exc

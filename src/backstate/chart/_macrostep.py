@@ -38,6 +38,7 @@ class Run:
         "path",
         "queue",
         "status",
+        "unhandled",
         "unstarted",
     )
 
@@ -65,6 +66,8 @@ class Run:
         self.path = ""
         # Actors started in this macrostep: their starts only take effect once it ends.
         self.unstarted: dict[str, StartActor] = {}
+        # The external event selected no transition (``_unhandled`` says why).
+        self.unhandled = False
 
     def execute(self, action: Action) -> None:
         action.execute(self)
@@ -187,8 +190,10 @@ class Run:
         if not transitions and etype.startswith("xstate.error.actor."):
             self.status = "error"
             self.error = event.get("error")
-        else:
+        elif transitions:
             self.apply(transitions)
+        else:
+            self.unhandled = True
         self.settle()
 
     def settle(self) -> None:

@@ -22,6 +22,7 @@ class Snapshot:
         "machine",
         "output",
         "status",
+        "unhandled",
     )
 
     def __init__(
@@ -46,6 +47,9 @@ class Snapshot:
         # Its JSON, once someone encoded it (``to_json`` as text): a snapshot never
         # changes, so whoever stores or sends it again can reuse the text.
         self.json_text: str | None = None
+        # Why the event that made it selected no transition (``_unhandled``), if it
+        # selected none: what the caller is told, never stored with the snapshot.
+        self.unhandled: dict[str, Any] | None = None
 
     @property
     def value(self) -> Any:

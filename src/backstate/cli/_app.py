@@ -180,11 +180,13 @@ class Context:
 
 def build_parser() -> Parser:
     from . import (
+        _commands_check,
         _commands_dead_letters,
         _commands_identity,
         _commands_instances,
         _commands_logs,
         _commands_machines,
+        _commands_migrations,
         _commands_secrets,
         _commands_serve,
         _commands_viz,
@@ -196,9 +198,14 @@ def build_parser() -> Parser:
         "drive and inspect instances. `backstate COMMAND --help` for each command.",
         parents=[_common_options()],
     )
+    root.add_argument(
+        "--version", action="version", version=f"backstate {_version()}", help="print the version"
+    )
     commands = Commands(root)
     _commands_serve.register(commands)
+    _commands_check.register(commands)
     _commands_machines.register(commands)
+    _commands_migrations.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
     _commands_dead_letters.register(commands)
@@ -208,9 +215,18 @@ def build_parser() -> Parser:
     return root
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backstate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 # smply's relative times start with a dash (`--from -10m`), which argparse would take
 # for an option: such a value is joined to its option (`--from=-10m`, `-f-10m`) first.
-_TIME_OPTIONS = ("-f", "--from", "-t", "--to")
+_TIME_OPTIONS = ("--from", "-t", "--to")
 _RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?(ms|s|m|h|d|w|y)$")
 
 

@@ -27,7 +27,7 @@ def list_dead_letters(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"deadLetters": letters})
         return
     context.output.table(
-        ("id", "time", "from", "to", "event", "attempts", "error"),
+        ("id", "time (UTC)", "from", "to", "event", "attempts", "error"),
         (
             (
                 d.id,

@@ -73,7 +73,7 @@ def register(commands: Commands) -> None:
         help="a preset: production (events, state, instances, indexes) or ci (machines "
         "and versions); the default",
     )
-    which.add_argument("-s", "--scopes", nargs="+", choices=SCOPES, metavar="SCOPE")
+    which.add_argument("--scopes", nargs="+", choices=SCOPES, metavar="SCOPE")
     delete = keys.command("delete", "delete a key: its tokens stop working", delete_key)
     delete.add_argument("-k", "--key", required=True, help="the key id")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the id")
@@ -86,9 +86,10 @@ def register(commands: Commands) -> None:
         generate_token,
         epilog="""example: backstate tokens generate --claims '{"sub": "user-1"}' --expires 1h""",
     )
-    generate.add_argument("-c", "--claims", required=True, type=json_object)
     generate.add_argument(
-        "-e",
+        "--claims", required=True, type=json_object, help="the token's claims, as JSON"
+    )
+    generate.add_argument(
         "--expires",
         default=DEFAULT_TOKEN_LIFETIME,
         help=f"a lifetime (30m, 7d) or an ISO-8601 time (default {DEFAULT_TOKEN_LIFETIME})",
@@ -114,13 +115,13 @@ def register(commands: Commands) -> None:
         """--jwt-secret $SUPABASE_JWT_SECRET""",
     )
     upsert.add_argument("--preset", choices=("supabase", "auth0", "cognito"))
-    upsert.add_argument("-a", "--audience")
-    upsert.add_argument("-i", "--issuer")
+    upsert.add_argument("--audience", help="the aud claim its tokens carry")
+    upsert.add_argument("--issuer", help="the iss claim its tokens carry")
     upsert.add_argument(
         "-l", "--algorithm", nargs="+", choices=ALGORITHMS, metavar="ALG", dest="algorithms"
     )
     upsert.add_argument(
-        "-m", "--mapping", type=json_object, help='claims to keep: {"sub.$": "$.sub", ...}'
+        "--mapping", type=json_object, help='claims to keep: {"sub.$": "$.sub", ...}'
     )
     key_source = upsert.add_mutually_exclusive_group()
     key_source.add_argument("-k", "--key", help="the verification key (UTF-8 text)")
@@ -132,8 +133,8 @@ def register(commands: Commands) -> None:
     upsert.add_argument("--user-pool-id", help="cognito: the user pool")
     upsert.add_argument("--region", help="cognito: the pool's AWS region")
     remove = idps.command("delete", "stop trusting an identity provider", delete_idp)
-    remove.add_argument("-a", "--audience")
-    remove.add_argument("-i", "--issuer")
+    remove.add_argument("--audience", help="the provider's aud")
+    remove.add_argument("--issuer", help="the provider's iss")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask")
 
     providers = commands.group(
@@ -144,16 +145,16 @@ def register(commands: Commands) -> None:
         "upsert",
         "add or change the token provider of a service",
         upsert_token_provider,
-        epilog="""example: backstate token-providers upsert -s my-app -k sbk_... """
-        """-m '{"sub.$": "$.sub"}'""",
+        epilog="""example: backstate token-providers upsert --service my-app -k sbk_... """
+        """--mapping '{"sub.$": "$.sub"}'""",
     )
-    provider.add_argument("-s", "--service", required=True)
+    provider.add_argument("--service", required=True, help="the token provider's name")
     provider.add_argument("-k", "--key", required=True, help="the key id that signs its tokens")
     provider.add_argument(
-        "-m", "--mapping", required=True, type=json_object, help="act claims from IdP claims"
+        "--mapping", required=True, type=json_object, help="act claims from IdP claims"
     )
     drop = providers.command("delete", "delete a service's token provider", delete_token_provider)
-    drop.add_argument("-s", "--service", required=True)
+    drop.add_argument("--service", required=True, help="the token provider's name")
     drop.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
 
@@ -167,7 +168,7 @@ def list_orgs(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"orgs": orgs})
         return
     context.output.table(
-        ("org", "name", "role", "created"),
+        ("org", "name", "role", "created (UTC)"),
         ((o.id, o.name, o.role, when(o.created_at)) for o in orgs),
         empty="no orgs",
     )
@@ -194,7 +195,7 @@ def list_keys(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"keys": keys})
         return
     context.output.table(
-        ("key", "name", "scopes", "created"),
+        ("key", "name", "scopes", "created (UTC)"),
         ((k.id, k.name, " ".join(k.scopes), when(k.created_at)) for k in keys),
         empty="no keys",
     )

@@ -12,33 +12,39 @@ from backstate.client import AdminState, ApiError, State, paginate
 
 from . import _commands_upgrade
 from ._app import Commands, Context, Parser
-from ._args import UsageError, confirm, event, json_object, resolve_version
+from ._args import UsageError, confirm, event, json_object, json_value, resolve_version
 from ._output import compact, when
 
 MAX_PAGE_SIZE = 1000  # the server's largest index page
+# send-event: the instance recorded the event, which selected no transition.
+NO_TRANSITION_STATUS = 3
 
 
 def register(commands: Commands) -> None:
     instances = commands.group("instances", "create, drive, inspect and delete instances")
 
     listing = instances.command("list", "a machine's instances", list_instances)
-    listing.add_argument("-m", "--machine", required=True)
+    listing.add_argument("-m", "--machine", required=True, help="the machine's name")
 
     query = instances.command(
         "query",
         "instances by an index value, following cursors",
         query_instances,
-        epilog="example: backstate instances query -m orders -i total --op gte --value 100 "
+        epilog="example: backstate instances query -m orders --index total --op gte --value 100 "
         "--type number --sort desc --limit 20",
     )
-    query.add_argument("-m", "--machine", required=True)
-    query.add_argument("-i", "--index", required=True)
-    query.add_argument("-o", "--op", choices=("eq", "ne", "gt", "gte", "lt", "lte"))
-    query.add_argument("-v", "--value", help="compared with --op (give both, or neither)")
+    query.add_argument("-m", "--machine", required=True, help="the machine's name")
+    query.add_argument("--index", required=True, help="the index to read")
     query.add_argument(
-        "-t", "--type", choices=("string", "number"), default="string", help="how --value compares"
+        "--op",
+        help="compare each value with --value",
+        choices=("eq", "ne", "gt", "gte", "lt", "lte"),
     )
-    query.add_argument("-s", "--sort", choices=("asc", "desc"), default="asc")
+    query.add_argument("--value", help="compared with --op (give both, or neither)")
+    query.add_argument(
+        "--type", choices=("string", "number"), default="string", help="how --value compares"
+    )
+    query.add_argument("--sort", choices=("asc", "desc"), default="asc", help="the order of values")
     query.add_argument("--limit", type=int, help="at most this many instances (default: all)")
     query.add_argument(
         "--page-size", type=int, help="instances per request (default: the server's, 100)"
@@ -57,7 +63,18 @@ def register(commands: Commands) -> None:
         """--auth-context '{"sid": "session-123"}'""",
     )
     _instance_arguments(create)
-    create.add_argument("-c", "--context", type=json_object, help="initial context (JSON object)")
+    create.add_argument(
+        "-c",
+        "--context",
+        type=json_object,
+        help="JSON object shallow-merged over the machine's initial context: its top-level"
+        " keys replace the machine's (a 'public' key replaces all of context.public)",
+    )
+    create.add_argument(
+        "--input",
+        type=json_value,
+        help="JSON: XState's input, what the machine's context factory receives",
+    )
     create.add_argument("-v", "--version", help="version id or reference (default: the current)")
     _auth_context_argument(create)
 
@@ -97,19 +114,29 @@ def register(commands: Commands) -> None:
     )
     _instance_arguments(transitions)
 
+    timers = instances.command(
+        "timers",
+        "the instance's pending timers (after transitions, delayed sends), soonest first",
+        list_timers,
+        epilog="example: backstate instances timers -m purchase-order -i po-1",
+    )
+    _instance_arguments(timers)
+
     status = instances.command(
         "set-status", "pause (refuse every event, timers too) or resume an instance", set_status
     )
     _instance_arguments(status)
-    status.add_argument("-s", "--status", required=True, choices=("running", "paused"))
+    status.add_argument(
+        "-s", "--status", required=True, choices=("running", "paused"), help="the new status"
+    )
     status.add_argument("-y", "--yes", action="store_true", help="do not ask before pausing")
 
     delete = instances.command(
         "delete", "delete an instance (or --all of a machine's) with its history", delete_instances
     )
-    delete.add_argument("-m", "--machine", required=True)
+    delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     which = delete.add_mutually_exclusive_group(required=True)
-    which.add_argument("-i", "--instance")
+    which.add_argument("-i", "--instance", help="the instance's name")
     which.add_argument("--all", action="store_true", help="every instance of the machine")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
@@ -117,8 +144,8 @@ def register(commands: Commands) -> None:
 
 
 def _instance_arguments(parser: Parser) -> None:
-    parser.add_argument("-m", "--machine", required=True)
-    parser.add_argument("-i", "--instance", required=True)
+    parser.add_argument("-m", "--machine", required=True, help="the machine's name")
+    parser.add_argument("-i", "--instance", required=True, help="the instance's name")
 
 
 def _auth_context_argument(parser: Parser) -> None:
@@ -170,7 +197,7 @@ def list_instances(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"instances": items})
         return
     context.output.table(
-        ("instance", "created", "version", "reference", "status"),
+        ("instance", "created (UTC)", "version", "reference", "status"),
         (
             (
                 i.slug,
@@ -247,7 +274,7 @@ def get_instance(context: Context, args: argparse.Namespace) -> None:
     ]
     if desired is not None:
         pairs.append(("upgrading to", _version_label(desired)))
-    pairs.append(("created", when(admin.created_at)))
+    pairs.append(("created (UTC)", when(admin.created_at)))
     context.output.fields(pairs)
 
 
@@ -261,17 +288,26 @@ def create_instance(context: Context, args: argparse.Namespace) -> None:
     client = context.client()
     version = resolve_version(client, args.machine, args.version) if args.version else None
     state = client.instances.create(
-        args.machine, args.instance, context=args.context, machine_version_id=version
+        args.machine,
+        args.instance,
+        context=args.context,
+        machine_version_id=version,
+        input=args.input,
     )
     _show_state(context, state)
 
 
-def send_event(context: Context, args: argparse.Namespace) -> None:
+def send_event(context: Context, args: argparse.Namespace) -> int:
     state = context.client().instances.send_event(args.machine, args.instance, args.event)
     _show_state(context, state)
+    if state.no_transition is None:
+        return 0
+    # Recorded, but it changed nothing: scripts see it in the status, people in why.
+    context.output.warn(state.no_transition.message)
+    return NO_TRANSITION_STATUS
 
 
-def watch_instance(context: Context, args: argparse.Namespace) -> None:
+def watch_instance(context: Context, args: argparse.Namespace) -> int:
     try:
         with context.client().instances.subscribe(args.machine, args.instance) as updates:
             for state in updates:
@@ -280,7 +316,8 @@ def watch_instance(context: Context, args: argparse.Namespace) -> None:
                 else:
                     context.output.line(state_line(state))
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a watch ends
+        return 130  # Ctrl-C is how a watch ends: interrupted, as everywhere
+    return 0
 
 
 def set_desired_version(context: Context, args: argparse.Namespace) -> None:
@@ -300,9 +337,21 @@ def list_transitions(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"transitions": rows})
         return
     context.output.table(
-        ("time", "event", "state"),
+        ("time (UTC)", "event", "state"),
         ((when(t.created_at), compact(t.event), compact(t.state)) for t in rows),
         empty="no transitions",
+    )
+
+
+def list_timers(context: Context, args: argparse.Namespace) -> None:
+    timers = context.client().instances.timers(args.machine, args.instance)
+    if context.json:
+        context.output.document({"timers": timers})
+        return
+    context.output.table(
+        ("due (UTC)", "timer", "event"),
+        ((when(t.due_at), t.id, compact(t.event)) for t in timers),
+        empty="no pending timers",
     )
 
 

@@ -46,18 +46,16 @@ def register(commands: Commands) -> None:
 
 def _filters(parser: Parser) -> None:
     parser.add_argument(
-        "-f",
         "--from",
         dest="start",
         default=DEFAULT_FROM,
         help=f"ISO-8601, or relative to now: -10m, -1h, -2d (default {DEFAULT_FROM})",
     )
     parser.add_argument("-t", "--to", help="ISO-8601, or relative to --from: 10m")
-    parser.add_argument("-m", "--machine")
-    parser.add_argument("-i", "--instance")
+    parser.add_argument("-m", "--machine", help="only this machine's lines")
+    parser.add_argument("-i", "--instance", help="only this instance's lines")
     parser.add_argument("-v", "--version", help="a version id")
     parser.add_argument(
-        "-c",
         "--clean",
         action="store_true",
         help="a header line per machine/instance/version/stream, then the raw lines",

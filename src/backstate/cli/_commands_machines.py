@@ -1,5 +1,5 @@
-"""``backstate machines``, ``machine-versions`` and ``migrations``: smply's commands,
-with Python machine files where smply takes JavaScript bundles."""
+"""``backstate machines`` and ``machine-versions``: smply's commands, with Python
+machine files where smply takes JavaScript bundles (``migrations``: _commands_migrations)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from rich.text import Text
 from backstate.client import paginate
 
 from ._app import Commands, Context
-from ._args import all_versions, confirm, json_object, resolve_version
-from ._files import machine_file, migration_file
+from ._args import all_versions, confirm, json_object
+from ._files import machine_file
 from ._output import plain, when
 
 DEFAULT_VERSION_REFERENCE = "0.0.1"  # smply's
@@ -21,17 +21,15 @@ def register(commands: Commands) -> None:
     machines = commands.group("machines", "list, inspect, create and delete machines")
     machines.command("list", "every machine of the org", list_machines)
     get = machines.command("get", "one machine: its indexes and current version", get_machine)
-    get.add_argument("-m", "--machine", required=True)
+    get.add_argument("-m", "--machine", required=True, help="the machine's name")
     create = machines.command(
         "create",
         "create a machine (with --file, also its first version, made current)",
         create_machine,
         epilog="example: backstate machines create -m toggler --file examples/toggler.py",
     )
-    create.add_argument("-m", "--machine", required=True)
-    create.add_argument(
-        "-i", "--index", action="append", default=[], help="an index name (repeatable)"
-    )
+    create.add_argument("-m", "--machine", required=True, help="the machine's name")
+    create.add_argument("--index", action="append", default=[], help="an index name (repeatable)")
     create.add_argument(
         "-d",
         "--index-selectors",
@@ -50,24 +48,26 @@ def register(commands: Commands) -> None:
         "delete a machine, its versions and migrations (not while it has instances)",
         delete_machine,
     )
-    delete.add_argument("-m", "--machine", required=True)
+    delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
     versions = commands.group("machine-versions", "list and create machine versions")
     listing = versions.command("list", "a machine's versions (* is current)", list_versions)
-    listing.add_argument("-m", "--machine", required=True)
+    listing.add_argument("-m", "--machine", required=True, help="the machine's name")
     create_version = versions.command(
         "create",
-        "upload a machine file as a new version",
+        "upload a machine file as a new version, made current unless --no-make-current",
         create_version_command,
-        epilog="example: backstate machine-versions create -m toggler --file toggler.py "
-        "-r 1.0.1 --make-current",
+        epilog="example: backstate machine-versions create -m toggler --file toggler.py -r 1.0.1",
     )
-    create_version.add_argument("-m", "--machine", required=True)
+    create_version.add_argument("-m", "--machine", required=True, help="the machine's name")
     create_version.add_argument("-f", "--file", required=True, help="the machine file (.py)")
     create_version.add_argument("-r", "--version-reference", help="your name for the version")
     create_version.add_argument(
-        "-c", "--make-current", action="store_true", help="new instances start on it"
+        "--make-current",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="new instances start on it (the default; --no-make-current to only upload it)",
     )
     create_version.add_argument(
         "-d",
@@ -76,21 +76,6 @@ def register(commands: Commands) -> None:
         help="JSON {index: selector}; default: the file's index_selectors, else the "
         "current version's",
     )
-
-    migrations = commands.group("migrations", "upload migrations between versions")
-    migration = migrations.command(
-        "create",
-        "upload a migration file (upgrade_state, upgrade_context) from one version to another",
-        create_migration,
-        epilog="example: backstate migrations create -m tic-tac-toe --from 1.0.0 --to 1.1.0 "
-        "--file examples/migrations/tic_tac_toe_y_to_o.py",
-    )
-    migration.add_argument("-m", "--machine", required=True)
-    migration.add_argument(
-        "--from", dest="from_version", required=True, help="version id or reference"
-    )
-    migration.add_argument("--to", dest="to_version", required=True, help="version id or reference")
-    migration.add_argument("-f", "--file", required=True, help="the migration file (.py)")
 
 
 # -- machines ----------------------------------------------------------------------------------
@@ -103,7 +88,7 @@ def list_machines(context: Context, args: argparse.Namespace) -> None:
         context.output.document({"machines": machines})
         return
     context.output.table(
-        ("machine", "created", "current version", "reference"),
+        ("machine", "created (UTC)", "current version", "reference"),
         (
             (
                 m.slug,
@@ -126,7 +111,7 @@ def get_machine(context: Context, args: argparse.Namespace) -> None:
     context.output.fields(
         [
             ("machine", machine.slug or args.machine),
-            ("created", when(machine.created_at)),
+            ("created (UTC)", when(machine.created_at)),
             ("indexes", ", ".join(machine.indexes) or "-"),
             ("current version", current.id if current else "- (none yet)"),
             ("reference", (current.client_info or "") if current else ""),
@@ -190,7 +175,7 @@ def list_versions(context: Context, args: argparse.Namespace) -> None:
         )
         return
     context.output.table(
-        ("", "version", "reference", "created"),
+        ("", "version", "reference", "created (UTC)"),
         (
             (
                 Text("*", style="green") if v.id == current_id else "",
@@ -220,22 +205,3 @@ def create_version_command(context: Context, args: argparse.Namespace) -> None:
     reference = f" ({args.version_reference})" if args.version_reference else ""
     current = ", current" if args.make_current else ""
     context.output.success(f"uploaded {args.file} as version {version_id}{reference}{current}")
-
-
-def create_migration(context: Context, args: argparse.Namespace) -> None:
-    source = migration_file(args.file)
-    client = context.client()
-    from_id = resolve_version(client, args.machine, args.from_version)
-    to_id = resolve_version(client, args.machine, args.to_version)
-    with context.output.status(f"uploading {args.file}"):
-        migration_id = client.migrations.create(args.machine, from_id, to_id, source)
-    if context.json:
-        context.output.document(
-            {
-                "machineVersionMigrationId": migration_id,
-                "fromMachineVersionId": from_id,
-                "toMachineVersionId": to_id,
-            }
-        )
-        return
-    context.output.success(f"uploaded migration {migration_id} from {from_id} to {to_id}")

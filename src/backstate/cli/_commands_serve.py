@@ -23,6 +23,7 @@ from ._output import Output
 
 DEFAULT_PORT = 8780
 DEFAULT_GRACE = 10.0  # backstate.server.DEFAULT_GRACE, without importing the server
+DEFAULT_STEP_TIMEOUT = 90.0  # the runtime's, without importing it
 DEV_DB = "backstate-dev.db"
 DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
 # `dev` serves pages under development on this machine, on any port.
@@ -36,8 +37,8 @@ def register(commands: Commands) -> None:
         "--store",
         help="store URL instead of --db: postgresql://user@host/dbname or sqlite:///path",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="the port to listen on")
     serve.add_argument(
         "--node-url",
         help="with a PostgreSQL store: the URL other nodes forward requests to"
@@ -103,8 +104,8 @@ def register(commands: Commands) -> None:
     )
     dev.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="default: .")
     dev.add_argument("--db", type=Path, help=f"SQLite file (default: FOLDER/{DEV_DB})")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=DEFAULT_PORT)
+    dev.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    dev.add_argument("--port", type=int, default=DEFAULT_PORT, help="the port to listen on")
     dev.add_argument(
         "--credentials",
         type=Path,
@@ -115,6 +116,14 @@ def register(commands: Commands) -> None:
 
 
 def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=DEFAULT_STEP_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a request waits for its instance to settle, and a service may run,"
+        f" before the service is stopped with a Timeout error (default {DEFAULT_STEP_TIMEOUT:g})",
+    )
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
@@ -227,6 +236,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
     from backstate.server import Backend, Serving
 
     _check_grace(args.shutdown_grace)
+    _check_step_timeout(args.step_timeout)
     log_to_stderr(args.log_level)
 
     api = f"http://{args.host}:{args.port}"
@@ -240,6 +250,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         sandbox=sandbox,
         allow_private_jwks=args.allow_private_jwks,
         secrets_key=args.secrets_key or args.credentials.parent / "secrets.key",
+        step_timeout=args.step_timeout,
         **limits,
     )
     created = backend.ensure_admin()
@@ -282,6 +293,13 @@ def _check_grace(grace: float) -> None:
         raise CliError("--shutdown-grace must be between 0 and 3600 seconds", "invalid-option")
 
 
+def _check_step_timeout(seconds: float) -> None:
+    if not 0 < seconds <= 86400:
+        raise CliError(
+            "--step-timeout must be more than 0 and at most 86400 seconds", "invalid-option"
+        )
+
+
 def _uvicorn_config(backend: Any, args: argparse.Namespace, **app_options: Any) -> Any:
     import uvicorn
 
@@ -307,6 +325,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     from backstate.server import Backend, Serving
 
     _check_grace(args.shutdown_grace)
+    _check_step_timeout(args.step_timeout)
     log_to_stderr(args.log_level)
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -317,6 +336,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
         db,
         sandbox=_sandbox(args, Path(db)),
         secrets_key=args.credentials.parent / "secrets.key",
+        step_timeout=args.step_timeout,
     )
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)

@@ -34,9 +34,9 @@ def register(instances: Group) -> None:
         "  backstate instances upgrade -m tic-tac-toe -i game-1 --to 1.1.0 --dry-run\n"
         "  backstate instances upgrade -m tic-tac-toe --all-on 1.0.0 --to 1.1.0",
     )
-    upgrade.add_argument("-m", "--machine", required=True)
+    upgrade.add_argument("-m", "--machine", required=True, help="the machine's name")
     which = upgrade.add_mutually_exclusive_group(required=True)
-    which.add_argument("-i", "--instance")
+    which.add_argument("-i", "--instance", help="the instance's name")
     which.add_argument("--all-on", metavar="VERSION", help="every instance on this version")
     upgrade.add_argument("--to", required=True, metavar="VERSION", help="id or reference")
     upgrade.add_argument(
@@ -141,6 +141,8 @@ def _print_one(context: Context, outcome: Outcome, target: str) -> None:
 
 def _print_report(context: Context, instance: str, report: UpgradeReport) -> None:
     output = context.output
+    for change in report.timers:
+        output.warn(f"{instance}: {change}")
     path = ", ".join(report.migration_path) or "none"
     if report.diverged_at is None:
         output.success(

@@ -33,7 +33,6 @@ def register(commands: Commands) -> None:
     )
     viz.add_argument("file", nargs="?", help="the machine file")
     viz.add_argument(
-        "-f",
         "--format",
         choices=("mermaid", *FORMATS),
         help="what to write (default: from --output's suffix, else mermaid)",

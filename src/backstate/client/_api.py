@@ -36,10 +36,12 @@ from ._models import (
     Logs,
     MachineInfo,
     MachineVersionInfo,
+    MigrationInfo,
     OrgInfo,
     Page,
     ProvisionalUpload,
     State,
+    Timer,
     TokenProviderInfo,
     Transition,
     UpgradeReport,
@@ -245,6 +247,26 @@ def finalize_migration(machine: str, signed_id: str) -> Flow[str]:
     return single(Call("PUT", f"/machines/{_p(machine)}/migrations/{_p(signed_id)}", _migration_id))
 
 
+def list_migrations(machine: str) -> Flow[list[MigrationInfo]]:
+    return single(
+        Call(
+            "GET",
+            f"/machines/{_p(machine)}/migrations",
+            lambda body: [MigrationInfo.from_json(m) for m in body["migrations"]],
+        )
+    )
+
+
+def get_migration(machine: str, migration_id: str) -> Flow[MigrationInfo]:
+    path = f"/machines/{_p(machine)}/migrations/{_p(migration_id)}"
+    return single(Call("GET", path, MigrationInfo.from_json))
+
+
+def delete_migration(machine: str, migration_id: str) -> Flow[None]:
+    path = f"/machines/{_p(machine)}/migrations/{_p(migration_id)}"
+    return single(Call("DELETE", path, nothing))
+
+
 def create_migration(
     machine: str, from_version_id: str, to_version_id: str, code: str | bytes, gzip: bool
 ) -> Flow[str]:
@@ -269,10 +291,13 @@ def create_instance(
     machine_version_id: str | None,
     idempotency_key: str | None = None,
     retries: int = 0,
+    input: Any = None,
 ) -> Flow[State]:
     body: dict[str, Any] = {"slug": instance}
     if context is not None:
         body["context"] = dict(context)
+    if input is not None:
+        body["input"] = input
     if machine_version_id is not None:
         body["machineVersionId"] = machine_version_id
     headers = _idempotency(idempotency_key, retries)
@@ -428,6 +453,16 @@ def dry_run_upgrade(machine: str, instance: str, version_id: str) -> Flow[Upgrad
             f"{_instance(machine, instance)}/v/dry-run",
             UpgradeReport.from_json,
             json={"targetMachineVersionId": version_id},
+        )
+    )
+
+
+def list_timers(machine: str, instance: str) -> Flow[list[Timer]]:
+    return single(
+        Call(
+            "GET",
+            f"{_instance(machine, instance)}/timers",
+            lambda body: [Timer.from_json(t) for t in body["timers"]],
         )
     )
 

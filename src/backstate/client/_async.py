@@ -7,6 +7,7 @@ does), awaited; each one runs a flow from ``_api``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,10 +38,12 @@ from ._models import (
     Logs,
     MachineInfo,
     MachineVersionInfo,
+    MigrationInfo,
     OrgInfo,
     Page,
     ProvisionalUpload,
     State,
+    Timer,
     TokenProviderInfo,
     Transition,
     UpgradeReport,
@@ -249,6 +252,19 @@ class Migrations(_Namespace):
     async def finalize(self, machine: str, signed_migration_id: str) -> str:
         return await self._run(_api.finalize_migration(machine, signed_migration_id))
 
+    async def list(self, machine: str) -> list[MigrationInfo]:
+        """A machine's migrations, oldest first (without their code)."""
+        return await self._run(_api.list_migrations(machine))
+
+    async def get(self, machine: str, migration_id: str) -> MigrationInfo:
+        """One migration, with its code."""
+        return await self._run(_api.get_migration(machine, migration_id))
+
+    async def delete(self, machine: str, migration_id: str) -> None:
+        """Delete a migration (upgrades no longer use it): how a wrong one is replaced,
+        since a second upload between the same versions is refused (``migration-exists``)."""
+        return await self._run(_api.delete_migration(machine, migration_id))
+
 
 class Instances(_Namespace):
     async def create(
@@ -259,6 +275,7 @@ class Instances(_Namespace):
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
         idempotency_key: str | None = None,
+        input: Any = None,
     ) -> State:
         return await self._run(
             _api.create_instance(
@@ -268,6 +285,7 @@ class Instances(_Namespace):
                 machine_version_id,
                 idempotency_key,
                 self._client.retries,
+                input=input,
             )
         )
 
@@ -317,6 +335,10 @@ class Instances(_Namespace):
         self, machine: str, instance: str, *, cursor: str | None = None
     ) -> Page[Transition]:
         return await self._run(_api.list_transitions(machine, instance, cursor))
+
+    async def timers(self, machine: str, instance: str) -> builtins.list[Timer]:
+        """The instance's pending timers, soonest first (``instances.admin``)."""
+        return await self._run(_api.list_timers(machine, instance))
 
     async def get_admin(self, machine: str, instance: str) -> AdminState:
         return await self._run(_api.get_admin_instance(machine, instance))

@@ -52,14 +52,44 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class NoTransition:
+    """Why a sent event selected no transition (backstate's ``noTransition`` extension
+    of a send-event answer). ``reason``: ``no-transition`` (no active state has one for
+    the event's type), ``guards-false`` (every candidate's guard, named in ``guards``,
+    returned false) or ``done`` (the instance had finished)."""
+
+    reason: str
+    message: str
+    event_type: str
+    states: tuple[str, ...] = ()
+    guards: tuple[str, ...] = ()
+    accepts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, body: Any) -> NoTransition | None:
+        if not isinstance(body, dict):
+            return None
+        return cls(
+            reason=str(body.get("reason")),
+            message=str(body.get("message")),
+            event_type=str(body.get("eventType")),
+            states=tuple(body.get("states") or ()),
+            guards=tuple(body.get("guards") or ()),
+            accepts=tuple(body.get("accepts") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class State:
-    """An instance's state as callers see it: only ``context.public`` leaves it."""
+    """An instance's state as callers see it: only ``context.public`` leaves it.
+    ``no_transition``: set on the answer to an event that changed nothing, saying why."""
 
     value: StateValue
     public_context: dict[str, Any]
     tags: frozenset[str]
     done: bool
     ts: int  # when this state was committed, epoch milliseconds
+    no_transition: NoTransition | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> State:
@@ -70,6 +100,7 @@ class State:
             tags=frozenset(body.get("tags") or ()),
             done=bool(body.get("done")),
             ts=int(body.get("ts") or 0),
+            no_transition=NoTransition.from_json(body.get("noTransition")),
         )
 
     @property
@@ -213,6 +244,7 @@ class UpgradeReport:
     event: Event | None = None
     expected: dict[str, Any] | None = None
     actual: dict[str, Any] | None = None
+    timers: tuple[str, ...] = ()  # what upgrading would do to its after timers
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> UpgradeReport:
@@ -225,6 +257,7 @@ class UpgradeReport:
             event=body.get("event"),
             expected=body.get("expected"),
             actual=body.get("actual"),
+            timers=tuple(body.get("timers") or ()),
         )
 
 
@@ -401,3 +434,38 @@ class DeadLetter:
             error=body.get("error", ""),
             attempts=int(body.get("attempts", 0)),
         )
+
+
+@dataclass(frozen=True)
+class MigrationInfo:
+    """A migration between two versions of a machine (backstate's extension);
+    ``code`` only from ``migrations.get``."""
+
+    id: str
+    from_version_id: str
+    to_version_id: str
+    created_at: datetime
+    code: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> MigrationInfo:
+        return cls(
+            id=body["id"],
+            from_version_id=body["fromMachineVersionId"],
+            to_version_id=body["toMachineVersionId"],
+            created_at=parse_time(body["createdAt"]),
+            code=body.get("code"),
+        )
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A pending timer of an instance (an ``after`` transition or a delayed send)."""
+
+    id: str
+    due_at: datetime
+    event: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Timer:
+        return cls(id=body["id"], due_at=parse_time(body["dueAt"]), event=body.get("event") or {})

@@ -8,6 +8,7 @@ subscriptions use the asyncio /rt connection of ``_socket`` on a background even
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import queue
 import threading
@@ -40,10 +41,12 @@ from ._models import (
     Logs,
     MachineInfo,
     MachineVersionInfo,
+    MigrationInfo,
     OrgInfo,
     Page,
     ProvisionalUpload,
     State,
+    Timer,
     TokenProviderInfo,
     Transition,
     UpgradeReport,
@@ -297,6 +300,19 @@ class Migrations(_Namespace):
     def finalize(self, machine: str, signed_migration_id: str) -> str:
         return self._run(_api.finalize_migration(machine, signed_migration_id))
 
+    def list(self, machine: str) -> list[MigrationInfo]:
+        """A machine's migrations, oldest first (without their code)."""
+        return self._run(_api.list_migrations(machine))
+
+    def get(self, machine: str, migration_id: str) -> MigrationInfo:
+        """One migration, with its code."""
+        return self._run(_api.get_migration(machine, migration_id))
+
+    def delete(self, machine: str, migration_id: str) -> None:
+        """Delete a migration (upgrades no longer use it): how a wrong one is replaced,
+        since a second upload between the same versions is refused (``migration-exists``)."""
+        return self._run(_api.delete_migration(machine, migration_id))
+
 
 class Instances(_Namespace):
     def create(
@@ -307,6 +323,7 @@ class Instances(_Namespace):
         context: Mapping[str, Any] | None = None,
         machine_version_id: str | None = None,
         idempotency_key: str | None = None,
+        input: Any = None,
     ) -> State:
         """Create an instance (on the current version unless given) and wait for it to
         settle; ``Conflict`` if it exists (but not when it was this create, repeated
@@ -319,6 +336,7 @@ class Instances(_Namespace):
                 machine_version_id,
                 idempotency_key,
                 self._client.retries,
+                input=input,
             )
         )
 
@@ -372,6 +390,10 @@ class Instances(_Namespace):
         self, machine: str, instance: str, *, cursor: str | None = None
     ) -> Page[Transition]:
         return self._run(_api.list_transitions(machine, instance, cursor))
+
+    def timers(self, machine: str, instance: str) -> builtins.list[Timer]:
+        """The instance's pending timers, soonest first (``instances.admin``)."""
+        return self._run(_api.list_timers(machine, instance))
 
     def get_admin(self, machine: str, instance: str) -> AdminState:
         """The whole context, status and versions (``instances.admin``; no authorizer)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -23,16 +24,24 @@ from . import _logs
 from ._clock import Clock, SystemClock
 from ._cluster import Cluster
 from ._code import UserCode
-from ._deployments import Authorizer, Registry, Version, check_machine, check_name
+from ._deployments import (
+    Authorizer,
+    Registry,
+    Version,
+    check_event_type,
+    check_machine,
+    check_name,
+)
 from ._entries import InstanceState, Work
 from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from ._idempotency import RETENTION_S, idempotency
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
-from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, find_path
+from ._migrations import Migration, UpgradeContext, UpgradeReport, UpgradeState, upgrade_path
 from ._processor import Processor
 from ._progress import Progress
 from ._secrets import Secrets
+from ._upgrade_timers import AFTER, plan_timers
 
 MAX_EVENT_BYTES = 400_000
 
@@ -114,6 +123,10 @@ class Backstate:
     def make_current(self, name: str, version: str) -> None:
         """Make a deployed version the one new instances start on."""
         self.registry.make_current(name, version)
+
+    def remove_migration(self, machine: str, migration_id: str) -> None:
+        """Forget a migration: upgrades from now on find their paths without it."""
+        self.registry.remove_migration(machine, migration_id)
 
     def add_migration(
         self,
@@ -202,7 +215,10 @@ class Backstate:
         )
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def send(
         self,
@@ -225,10 +241,7 @@ class Backstate:
             raise InvalidRequest(
                 "event-too-large", f"events are limited to {MAX_EVENT_BYTES} bytes of JSON"
             )
-        if ev["type"].startswith(("xstate.", "backstate.")):
-            raise InvalidRequest("invalid-event", f"event type {ev['type']!r} is reserved")
-        if not ev["type"]:
-            raise InvalidRequest("invalid-event", "an event's type must not be empty")
+        check_event_type(ev["type"])
         work = Work(
             "api",
             ev,
@@ -239,7 +252,10 @@ class Backstate:
         )
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def get(
         self, machine: str, name: str, *, auth: dict[str, Any] | None = None
@@ -319,7 +335,10 @@ class Backstate:
         work = Work(kind, {}, future=self._future())
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     # -- upgrades and indexes ---------------------------------------------------------------
 
@@ -333,7 +352,10 @@ class Backstate:
         work = Work("desire", {}, future=self._future(), create={"version": version, "now": now})
         self.processor.submit(key, work)
         assert work.future is not None
-        return await work.future
+        state = await work.future
+        if work.unhandled is None:
+            return state
+        return dataclasses.replace(state, no_transition=work.unhandled)
 
     async def dry_run_upgrade(self, machine: str, name: str, version: str) -> UpgradeReport:
         """Replay the instance's history since it reached its current version against
@@ -348,8 +370,19 @@ class Backstate:
                 break
         source = self.registry.get(machine, state.version)
         target = self.registry.get(machine, version)
-        chain = find_path(self.registry.migrations(machine), source.id, target.id)
-        return await self.processor.code.dry_run(source, target, chain, name, rows)
+        chain = upgrade_path(self.registry.migrations(machine), source, target)
+        report = await self.processor.code.dry_run(source, target, chain, name, rows)
+        upgraded = await self.processor.code.upgrade(source, target, chain, name, state.snapshot)
+        # From the store, which has every node's timers (a scan: dry runs are rare).
+        pending = {
+            row.key: row.due
+            for row in await asyncio.to_thread(self.store.pending_timers)
+            if (row.machine, row.instance) == (machine, name) and row.key.startswith(AFTER)
+        }
+        before = set(state.snapshot.active_ids)
+        plan = plan_timers(pending, before, upgraded.timers, self.clock.now_ms())
+        report.timers = plan.warnings()
+        return report
 
     async def query(
         self,

@@ -17,6 +17,7 @@ cannot run, or what the code's ``run_service`` takes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,17 +31,27 @@ from ._deployments import Persistent
 from ._errors import BackstateError, EventRejected, Forbidden, InvalidRequest
 from ._json import encode_state
 from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
-from ._usercode import call, describe, user_code
+from ._upgrade_timers import after_timers
+from ._usercode import call, describe, user_code, user_traceback
 
 if TYPE_CHECKING:
     from ._deployments import Version
 
 LogSink = Callable[[LogRow], None]
+logger = logging.getLogger("backstate.usercode")
 
 
 class Step(NamedTuple):
     snapshot: Snapshot
     effects: list[Effect]
+
+
+class Upgraded(NamedTuple):
+    """An upgrade's result: the migrated snapshot, and the ``after`` timers of its
+    active states (``_upgrade_timers.after_timers``)."""
+
+    snapshot: Snapshot
+    timers: list[tuple[str, int]]
 
 
 class RefusedChild(NamedTuple):
@@ -127,8 +138,9 @@ class UserCode(Protocol):
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
-        """The snapshot migrated along ``chain``; raises ``MigrationFailed``."""
+    ) -> Upgraded:
+        """The snapshot migrated along ``chain``, with its ``after`` timers; raises
+        ``MigrationFailed``."""
         ...
 
     async def dry_run(
@@ -276,7 +288,9 @@ class TrustedCode:
             ):
                 snap, effects = run()
         except ExecutionError as exc:
-            raise EventRejected("event-rejected", rejected(exc.message)) from exc
+            message = rejected(exc.message)
+            _log_traceback(version, instance, message, exc.__cause__)
+            raise EventRejected("event-rejected", message) from exc
         except EventRejected as exc:
             raise EventRejected("event-rejected", rejected(exc.message)) from None
         return Step(snap, effects)
@@ -339,19 +353,22 @@ class TrustedCode:
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
+    ) -> Upgraded:
+        where = (target.machine_name, target.id, instance)
         with (
             self._scope(target, instance),
-            user_code(
-                "a migration",
-                (target.machine_name, target.id, instance),
-                "migration-failed",
-                MigrationFailed,
-            ),
+            user_code("a migration", where, "migration-failed", MigrationFailed),
         ):
             data = upgrade_snapshot(snapshot.to_json(), chain, source.machine, target.machine)
         try:
-            return target.machine.resolve_snapshot(data)
+            upgraded = target.machine.resolve_snapshot(data)
+            with (
+                self._scope(target, instance),
+                user_code(
+                    "a delay of the upgraded state", where, "migration-failed", MigrationFailed
+                ),
+            ):
+                return Upgraded(upgraded, after_timers(upgraded))
         except ExecutionError as exc:
             raise MigrationFailed("migration-failed", exc.message) from exc
 
@@ -394,3 +411,16 @@ class TrustedCode:
 
     async def close(self) -> None:
         pass
+
+
+def _log_traceback(
+    version: Version, instance: str, message: str, raised: BaseException | None
+) -> None:
+    """The traceback of what machine code raised in a step, to the instance's logs
+    (``backstate logs get`` shows it) and the server's: the caller gets one line."""
+    if raised is None:
+        return
+    text = f"{message}\n{user_traceback(raised)}"
+    _logs.capture("error", text)
+    logger.warning("%s@%s/%s: %s", version.machine_name, version.id, instance, text)
+    traceback.clear_frames(raised.__traceback__)

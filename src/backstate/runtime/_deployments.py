@@ -26,6 +26,27 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
+# Names' characters and '.', which namespaces event types (``order.*`` descriptors).
+EVENT_TYPE = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
+
+
+def check_event_type(event_type: str) -> str:
+    """An event type a caller may send: ``invalid-event`` for anything else (a type that
+    kept the quotes of a shell's JSON, ``'"submit"'``, would never match a transition)."""
+    if event_type.startswith(("xstate.", "backstate.")):
+        raise InvalidRequest("invalid-event", f"event type {event_type!r} is reserved")
+    if not EVENT_TYPE.match(event_type):
+        hint = ""
+        bare = event_type.strip("\"' ")
+        if bare != event_type and EVENT_TYPE.match(bare):
+            hint = f" (to send the event {bare!r}, pass the type without quotes: -e {bare})"
+        raise InvalidRequest(
+            "invalid-event",
+            f"event type must match {EVENT_TYPE.pattern}, got {event_type!r}{hint}",
+        )
+    return event_type
+
+
 def check_machine(name: Any) -> str:
     """A machine name, optionally qualified by a namespace: ``org.machine``. The server
     keeps each org's machines apart this way ('.' never occurs in a valid name)."""
@@ -142,6 +163,11 @@ class Registry:
         deployment.migrations = [m for m in deployment.migrations if m.id != migration.id] + [
             migration
         ]
+
+    def remove_migration(self, machine: str, migration_id: str) -> None:
+        deployment = self.machines.get(machine)
+        if deployment is not None:
+            deployment.migrations = [m for m in deployment.migrations if m.id != migration_id]
 
     def migrations(self, machine: str) -> list[Migration]:
         deployment = self.machines.get(machine)

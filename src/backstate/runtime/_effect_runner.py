@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import RunAction, StartActor
-from backstate.store import InboxRow
+from backstate.store import InboxRow, LogRow
 
 from ._entries import Entry, Service, Work
 from ._errors import InvalidRequest
@@ -164,6 +164,11 @@ class EffectRunner:
         except Exception as exc:  # running it failed (a worker could not start...)
             logger.exception("%s/%s: service %s could not run", *entry.key, effect.src)
             event = {"type": failure, "error": {"name": type(exc).__name__, "message": str(exc)}}
+        if event["type"] == failure:
+            error = event["error"]
+            text = f"service {effect.src!r} ({effect.id!r}) failed: {error['name']}: "
+            row = (version.machine_name, version.id, entry.key[1], "error", text + error["message"])
+            p.log(LogRow(p.clock.now_ms(), *row))
         if p.entries.get(entry.key) is not entry or p.closing:
             return
         if not p.ownership.owns(entry.key):

@@ -42,6 +42,9 @@ class InstanceState:
     ts: int = 0  # when this state was committed (ms)
     created_at: int = 0
     desired_version: str | None = None
+    # For the state an event left: why that event selected no transition, if it
+    # selected none (``backstate.chart._unhandled``).
+    no_transition: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -67,6 +70,7 @@ class Work:
     create: dict[str, Any] | None = None
     event_json: RawJson | None = None  # the event already encoded (by the API)
     idempotency: Idempotency | None = None  # its caller's idempotency key
+    unhandled: dict[str, Any] | None = None  # why an API event made no transition
 
 
 @dataclass(eq=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import ExecutionError, Machine
@@ -81,6 +81,24 @@ def find_path(migrations: Iterable[Migration], source: str, target: str) -> list
     raise NoMigrationPath(
         "no-migration-path", f"no chain of migrations leads from version {source} to {target}"
     )
+
+
+def upgrade_path(
+    migrations: Iterable[Migration], source: Version, target: Version
+) -> list[Migration]:
+    """``find_path``, or, when no chain leads there but both versions have the same
+    state tree (the same state paths, of the same kinds: a version that changed only
+    tags, actions or guards), the implied identity migration: no chain at all."""
+    try:
+        return find_path(migrations, source.id, target.id)
+    except NoMigrationPath:
+        if _states(source.machine) == _states(target.machine):
+            return []
+        raise
+
+
+def _states(machine: Machine) -> dict[str, str]:
+    return {node.dotted: node.type for node in machine.nodes_by_id.values()}
 
 
 def leaf_paths(value: Any) -> list[StatePath]:
@@ -178,15 +196,6 @@ def upgrade_snapshot(
     return snapshot.to_json()
 
 
-def surviving_timer(event_type: str, target_state_ids: set[str]) -> bool:
-    """Whether a timer survives an upgrade: ``after`` timers belong to a state and live
-    only while that state is still active; other delayed events are kept."""
-    if not event_type.startswith("xstate.after."):
-        return True
-    state_id = event_type.split(".", 3)[3] if event_type.count(".") >= 3 else ""
-    return state_id in target_state_ids
-
-
 def _upgraded(migration: Migration, path: StatePath, context: Any) -> StatePath:
     result = migration.upgrade_state(list(path), context)
     if (
@@ -232,6 +241,8 @@ class UpgradeReport:
     event: Any = None
     expected: dict[str, Any] | None = None  # the old result, migrated
     actual: dict[str, Any] | None = None  # the target version's result
+    # What upgrading now would do to its after timers (``TimerPlan.warnings``).
+    timers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -243,6 +254,7 @@ class UpgradeReport:
             "event": self.event,
             "expected": self.expected,
             "actual": self.actual,
+            "timers": self.timers,
         }
 
 

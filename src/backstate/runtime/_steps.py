@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from backstate.chart import (
     StartActor,
 )
+from backstate.chart._unhandled import finished
 from backstate.store import (
     DeadLetterRow,
     HistoryRow,
@@ -30,7 +31,7 @@ from backstate.store import (
     TimerRow,
 )
 
-from ._code import Step, WriteCheck
+from ._code import Step, Upgraded, WriteCheck
 from ._deployments import Persistent, Version, address, namespace_of, unqualified
 from ._entries import Entry, InstanceState, Round, Work
 from ._errors import BackstateError, Conflict, InvalidRequest, NotFound, Unavailable
@@ -40,10 +41,10 @@ from ._migrations import (
     UPGRADE_EVENT,
     MigrationFailed,
     NoMigrationPath,
-    find_path,
-    surviving_timer,
+    upgrade_path,
 )
 from ._retries import RETRY_EVENT
+from ._upgrade_timers import AFTER, TimerPlan, plan_timers
 from ._writes import EffectWrites
 
 if TYPE_CHECKING:
@@ -241,6 +242,13 @@ class Steps:
         else:
             check = self.write_check(work)
             step = await p.code.transition(version, entry.key[1], entry.snapshot, work.event, check)
+        if work.kind == "api":
+            before = entry.snapshot
+            work.unhandled = (
+                step.snapshot.unhandled
+                if before.status == "active"
+                else finished(before.configuration, work.event["type"])
+            )
         children = await self.prepare_children(entry, version, step, 0)
         with self.section(entry, children) as rnd:
             if due is not None:
@@ -508,8 +516,11 @@ class Steps:
         once, if asked and settled). Refused unless migrations lead there."""
         p = self.p
         target = (work.create or {})["version"]
-        p.registry.get(entry.key[0], target)
-        find_path(p.registry.migrations(entry.key[0]), entry.version, target)
+        upgrade_path(
+            p.registry.migrations(entry.key[0]),
+            p.registry.get(entry.key[0], entry.version),
+            p.registry.get(entry.key[0], target),
+        )
         with self.section(entry) as rnd:
             entry.desired = None if target == entry.version else target
             rnd.batch.desired_updates.append((entry.key, entry.desired))
@@ -533,8 +544,8 @@ class Steps:
         source = p.registry.get(key[0], source_id)
         try:
             target = p.registry.get(key[0], target_id)
-            chain = find_path(p.registry.migrations(key[0]), source_id, target_id)
-            snap = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
+            chain = upgrade_path(p.registry.migrations(key[0]), source, target)
+            upgraded = await p.code.upgrade(source, target, chain, key[1], entry.snapshot)
         except (MigrationFailed, NoMigrationPath, NotFound) as exc:
             with self.section(entry) as rnd:
                 entry.desired = None
@@ -551,26 +562,46 @@ class Steps:
                     )
                 )
             return exc
+        snap = upgraded.snapshot
         with self.section(entry) as rnd:
             entry.desired = None
-            active = set(snap.active_ids)
-            for due in p.wheel.timers_of(key):
-                if not surviving_timer(due.event.get("type", ""), active):
-                    rnd.batch.timer_ops.append((key, due.timer))
-                    p.wheel.cancel(key, due.timer)
+            plan = self.timer_plan(entry, upgraded, now)
+            for timer in plan.cancelled:
+                rnd.batch.timer_ops.append((key, timer))
+                p.wheel.cancel(key, timer)
+            for timer, due_ms in plan.armed:
+                fires = {"type": timer}
+                rnd.batch.timer_ops.append(
+                    TimerRow(key[0], key[1], timer, fires, due_ms, "#_self", 0)
+                )
+                p.wheel.add(key, timer, due_ms, fires, "#_self")
             entry.version = target_id
             entry.indexed = None  # the target's selectors may differ: rewrite the entries
-            event = {
+            event: dict[str, Any] = {
                 "type": UPGRADE_EVENT,
                 "fromMachineVersionId": source_id,
                 "toMachineVersionId": target_id,
                 "migrationPath": [m.id for m in chain],
             }
+            if not chain:
+                # No migration was uploaded: the two versions have the same states.
+                event["impliedIdentityMigration"] = True
             self.commit_transition(entry, target, event, Step(snap, []), rnd, now)
             if entry.indexed is None:  # the target indexes nothing: drop the source's entries
                 entry.indexed = frozenset()
                 rnd.batch.index_puts.append((key, entry.indexed))
         return None
+
+    def timer_plan(self, entry: Entry, upgraded: Upgraded, now: int) -> TimerPlan:
+        """What upgrading ``entry`` to ``upgraded`` does to its ``after`` timers (the
+        upgrade carries it out, the dry run reports it)."""
+        assert entry.snapshot is not None
+        pending = {
+            timer: due_ms
+            for timer, due_ms in self.p.wheel.due_times_of(entry.key).items()
+            if timer.startswith(AFTER)
+        }
+        return plan_timers(pending, set(entry.snapshot.active_ids), upgraded.timers, now)
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ class TimerWheel:
         """The pending timers of one instance (a scan: for rare operations only)."""
         return [d for _, _, d in self._heap if d.key == key and self.is_current(d)]
 
+    def due_times_of(self, key: InstanceKey) -> dict[str, int]:
+        """The pending timers of one instance and when each is due (ms; a scan)."""
+        return {d.timer: t for t, _, d in self._heap if d.key == key and self.is_current(d)}
+
     def is_current(self, due: Due) -> bool:
         return self._current.get((due.key, due.timer)) == due.generation
 

@@ -21,7 +21,10 @@ from types import TracebackType
 from typing import Any
 
 from backstate.chart import ChartError
+from backstate.chart._culprit import describe as describe
+from backstate.chart._culprit import user_traceback as user_traceback
 
+from . import _logs
 from ._errors import BackstateError
 
 logger = logging.getLogger("backstate.usercode")
@@ -39,11 +42,6 @@ def cancelled_by_us(exc: BaseException) -> bool:
     except RuntimeError:  # no running loop: a thread, where nothing cancels us
         return False
     return task is not None and task.cancelling() > 0
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class user_code:
@@ -75,14 +73,12 @@ class user_code:
     ) -> None:
         if exc is None or isinstance(exc, BackstateError | ChartError) or cancelled_by_us(exc):
             return
-        logger.warning(
-            "%s@%s/%s: %s raised %s\n%s",
-            *self.where,
-            self.what,
-            describe(exc),
-            "".join(traceback.format_exception(exc)).rstrip(),
-        )
-        failure = self.error(self.code, f"{self.what} raised {describe(exc)}")
+        message = f"{self.what} raised {describe(exc)}"
+        text = f"{message}\n{user_traceback(exc)}"
+        # The instance's logs (``backstate logs get``) and the server's both get it.
+        _logs.capture("error", text)
+        logger.warning("%s@%s/%s: %s", *self.where, text)
+        failure = self.error(self.code, message)
         # The frames hold the work and its future, which would hold the error.
         traceback.clear_frames(tb)
         raise failure from None

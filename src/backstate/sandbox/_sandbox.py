@@ -39,6 +39,7 @@ from backstate.chart import (
 )
 from backstate.chart._describe import shape
 from backstate.chart._outline import check_outline
+from backstate.chart._unhandled import checked as checked_unhandled
 from backstate.runtime import (
     Backstate,
     BackstateError,
@@ -51,11 +52,12 @@ from backstate.runtime import (
     UserCodeTimeout,
     UserRaised,
 )
-from backstate.runtime._code import LogSink, Step, TransitionCall, WriteCheck
+from backstate.runtime._code import LogSink, Step, TransitionCall, Upgraded, WriteCheck
 from backstate.runtime._deployments import Version, namespace_of
 from backstate.runtime._migrations import Migration
 from backstate.runtime._secrets import current_secrets
 from backstate.runtime._steps import MAX_CONTEXT_BYTES
+from backstate.runtime._upgrade_timers import checked_timers
 from backstate.store import LogRow
 
 from ._effects import BadOutput, Remote, decode_effects
@@ -328,6 +330,12 @@ class Sandbox:
                 snapshot = _snapshot(version.machine, answer.get("snapshot"))
             else:
                 snapshot = _snapshot_text(version.machine, text)
+            unhandled = answer.get("unhandled")
+            if unhandled is not None:
+                try:
+                    snapshot.unhandled = checked_unhandled(unhandled)
+                except ValueError as exc:
+                    raise BadOutput(str(exc)) from None
             return Step(snapshot, decode_effects(answer.get("effects")))
         except BadOutput as exc:
             raise _garbage(version, str(exc)) from None
@@ -368,7 +376,7 @@ class Sandbox:
         chain: list[Migration],
         instance: str,
         snapshot: Snapshot,
-    ) -> Snapshot:
+    ) -> Upgraded:
         answer = await self._call(
             target,
             instance,
@@ -384,7 +392,13 @@ class Sandbox:
             error=MigrationFailed,
         )
         try:
-            return _snapshot(target.machine, answer)
+            if not isinstance(answer, dict):
+                raise BadOutput("an upgrade's answer is an object")
+            upgraded = _snapshot(target.machine, answer.get("snapshot"))
+            try:
+                return Upgraded(upgraded, checked_timers(answer.get("timers")))
+            except ValueError as exc:
+                raise BadOutput(str(exc)) from None
         except BadOutput as exc:
             raise MigrationFailed("migration-failed", f"the upgraded state: {exc}") from None
 

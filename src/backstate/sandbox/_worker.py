@@ -309,7 +309,8 @@ class Worker:
         if call["op"] == "upgrade":
             snapshot = source.machine.resolve_snapshot(call["snapshot"])
             upgraded = run_now(self.code.upgrade(source, target, chain, call["instance"], snapshot))
-            return {"ok": upgraded.to_json()}
+            timers = [list(timer) for timer in upgraded.timers]
+            return {"ok": {"snapshot": upgraded.snapshot.to_json(), "timers": timers}}
         rows = [HistoryRow(r["seq"], r["event"], r["snapshot"], 0) for r in call["rows"]]
         report = run_now(self.code.dry_run(source, target, chain, call["instance"], rows))
         return {"ok": report.to_json()}
@@ -337,8 +338,12 @@ class Worker:
             # stores this text as it is, instead of encoding the snapshot again.
             text = orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS).decode()
         except TypeError:  # integers beyond 64 bits, too deep: the host encodes it
-            return {"ok": {"snapshot": snapshot, "effects": effects}}
-        return {"ok": {"snapshotText": text, "effects": effects}}
+            body = {"snapshot": snapshot, "effects": effects}
+        else:
+            body = {"snapshotText": text, "effects": effects}
+        if step.snapshot.unhandled is not None:
+            body["unhandled"] = step.snapshot.unhandled
+        return {"ok": body}
 
     # -- effects -----------------------------------------------------------------------------------
 

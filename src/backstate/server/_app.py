@@ -22,6 +22,7 @@ from starlette.types import Scope as ASGIScope
 from starlette.websockets import WebSocket
 
 from backstate.auth import AuthError, Principal, Scope, require_scope
+from backstate.chart._unhandled import sentence
 from backstate.runtime import Conflict
 from backstate.store import StoreError
 
@@ -181,7 +182,10 @@ def create_app(
         Route("/machines/{machine}/i/{instance}/v", api.set_desired_version, methods=["PUT"]),
         Route("/machines/{machine}/i/{instance}/v/dry-run", api.dry_run_upgrade, methods=["POST"]),
         Route("/machines/{machine}/migrations", api.create_migration, methods=["POST"]),
+        Route("/machines/{machine}/migrations", api.list_migrations, methods=["GET"]),
         Route("/machines/{machine}/migrations/{signed}", api.finalize_migration, methods=["PUT"]),
+        Route("/machines/{machine}/migrations/{signed}", api.get_migration, methods=["GET"]),
+        Route("/machines/{machine}/migrations/{signed}", api.delete_migration, methods=["DELETE"]),
         Route("/machines/{machine}/indexes/{index}/query", api.query_index, methods=["GET"]),
         Route("/logs", api.logs, methods=["GET"]),
         WebSocketRoute("/rt", api.realtime),
@@ -406,6 +410,30 @@ class _Api(Requests):
         # State Backed's spec names the property machineVersionId; its client reads neither.
         return JSONResponse({"machineVersionMigrationId": row.id, "machineVersionId": row.id})
 
+    async def list_migrations(self, request: Request) -> Response:
+        """Our extension: a machine's migrations, oldest first (without their code)."""
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_READ)
+        slug = request.path_params["machine"]
+        self.backend.machine(principal.org_id, slug)
+        rows = await asyncio.to_thread(self.backend.control.migrations, principal.org_id, slug)
+        return JSONResponse({"migrations": [_migration_body(row) for row in rows]})
+
+    async def get_migration(self, request: Request) -> Response:
+        """Our extension: one migration, with its code."""
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_READ)
+        row = self.backend.migration(
+            principal.org_id, request.path_params["machine"], request.path_params["signed"]
+        )
+        return JSONResponse({**_migration_body(row), "code": row.source})
+
+    async def delete_migration(self, request: Request) -> Response:
+        """Our extension: delete a migration (to replace one uploaded with a mistake)."""
+        principal = self.guard(request, Scope.MACHINE_VERSIONS_WRITE)
+        await self.backend.delete_migration(
+            principal.org_id, request.path_params["machine"], request.path_params["signed"]
+        )
+        return Response(status_code=204)
+
     def _versions(self, org_id: str, slug: str) -> dict[str, dict[str, Any]]:
         """MachineVersionInfo by version id."""
         return {
@@ -443,6 +471,7 @@ class _Api(Requests):
                 machine,
                 name,
                 context=context or None,
+                input=body.get("input"),
                 version=version,
                 auth=self.auth_context(request, principal),
                 idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
@@ -513,7 +542,14 @@ class _Api(Requests):
             auth=self.auth_context(request, principal),
             idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
         )
-        return JSONResponse(state_body(state))
+        answer = state_body(state)
+        if state.no_transition is not None:
+            # An extension of the State schema, which State Backed's clients ignore.
+            answer["noTransition"] = {
+                **state.no_transition,
+                "message": sentence(state.no_transition),
+            }
+        return JSONResponse(answer)
 
     async def admin_instance(self, request: Request) -> Response:
         principal = self.guard(request, Scope.INSTANCES_ADMIN)
@@ -703,3 +739,12 @@ class _Api(Requests):
             return
         await ws.accept()
         await Connection(self.backend, ws, principal, token_expiry(token)).serve()
+
+
+def _migration_body(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "fromMachineVersionId": row.from_version,
+        "toMachineVersionId": row.to_version,
+        "createdAt": iso(row.created_at),
+    }

@@ -142,7 +142,8 @@ class Backend:
         self._machines: ReadThrough[tuple[str, str], MachineRow | None] = ReadThrough(
             lambda key: self.control.machine(*key), CONTROL_CACHE_SECONDS, self._reader, health
         )
-        self._migrations: set[str] = set()  # registered migration ids
+        # Registered migrations: id -> the runtime's machine name.
+        self._migrations: dict[str, str] = {}
         self._org_secrets: ReadThrough[str, dict[str, str]] = ReadThrough(
             self._read_secrets, CONTROL_CACHE_SECONDS, self._reader, health
         )
@@ -222,9 +223,12 @@ class Backend:
         )
         migrations = (
             [m for m in self.control.migrations() if m.id not in self._migrations]
-            if migration_ids - self._migrations
+            if migration_ids - self._migrations.keys()
             else []
         )
+        # Deleted through another node since: this one forgets them too.
+        for gone in self._migrations.keys() - migration_ids:
+            self.runtime.remove_migration(self._migrations.pop(gone), gone)
         return versions, self.control.machines(), migrations
 
     def _apply_deployments(
@@ -348,6 +352,15 @@ class Backend:
         sandboxed worker, or here when trusted) and refused with ``MachineModuleError``
         (file and line) unless it loads."""
         machine = self.machine(org_id, slug)
+        same = self._same_version(org_id, slug, source, client_info, index_selectors)
+        if same is not None:
+            # The same file under the same reference (`dev` after a file was reverted):
+            # that version again, rather than a second one whose reference is ambiguous.
+            if make_current and machine.current_version != same.id:
+                await asyncio.to_thread(self.control.set_current_version, org_id, slug, same.id)
+                self.control_changed()
+                self.runtime.make_current(runtime_name(org_id, slug), same.id)
+            return same
         version_id = "ver_" + secrets.token_urlsafe(16)
         described = await self.sandbox_probe(org_id, slug, version_id, source)
         if index_selectors is None:
@@ -381,6 +394,25 @@ class Backend:
         self.control_changed()
         self._deploy(version, make_current)
         return version
+
+    def _same_version(
+        self,
+        org_id: str,
+        slug: str,
+        source: str,
+        client_info: str | None,
+        index_selectors: dict[str, Any] | None,
+    ) -> VersionRow | None:
+        if client_info is None:
+            return None
+        for row in self.control.versions(org_id, slug):
+            if (
+                (row.client_info, row.source) == (client_info, source)
+                and (index_selectors is None or row.index_selectors == index_selectors)
+                and row.id in self.deployed
+            ):
+                return row
+        return None
 
     def _deploy(self, row: VersionRow, make_current: bool) -> None:
         name = runtime_name(row.org_id, row.machine)
@@ -420,6 +452,15 @@ class Backend:
                 )
         if from_version == to_version:
             raise InvalidRequest("invalid-migration", "a migration needs two different versions")
+        for existing in self.control.migrations(org_id, slug):
+            if (existing.from_version, existing.to_version) == (from_version, to_version):
+                # Accepting it would leave two for one step, one of them never used.
+                raise Conflict(
+                    "migration-exists",
+                    f"migration {existing.id} already goes from {from_version} to "
+                    f"{to_version}: delete it first (`backstate migrations delete -m {slug} "
+                    f"--id {existing.id}`), then upload the corrected one",
+                )
         row = MigrationRow(
             "mig_" + secrets.token_urlsafe(16),
             org_id,
@@ -439,6 +480,21 @@ class Backend:
         await asyncio.to_thread(self.control.add_migration, row)
         return row
 
+    def migration(self, org_id: str, slug: str, migration_id: str) -> MigrationRow:
+        self.machine(org_id, slug)
+        for row in self.control.migrations(org_id, slug):
+            if row.id == migration_id:
+                return row
+        raise NotFound("migration-not-found", f"no migration {migration_id!r} of {slug!r}")
+
+    async def delete_migration(self, org_id: str, slug: str, migration_id: str) -> None:
+        """Delete a migration: no upgrade uses it from now on (other nodes forget it
+        at their next deployment sync)."""
+        self.migration(org_id, slug, migration_id)
+        await asyncio.to_thread(self.control.delete_migration, org_id, slug, migration_id)
+        self._migrations.pop(migration_id, None)
+        self.runtime.remove_migration(runtime_name(org_id, slug), migration_id)
+
     def _migration(self, row: MigrationRow) -> Migration:
         """A sandboxed migration: its functions run in the workers."""
 
@@ -457,7 +513,7 @@ class Backend:
             migration = self._migration(row)
             self.sandbox.add_migration(migration, row.source, filename)
             upgrade_state, upgrade_context = migration.upgrade_state, migration.upgrade_context
-        self._migrations.add(row.id)
+        self._migrations[row.id] = runtime_name(row.org_id, row.machine)
         self.runtime.add_migration(
             runtime_name(row.org_id, row.machine),
             row.id,

@@ -147,7 +147,14 @@ def document() -> dict[str, Any]:
                         "required": ["slug"],
                         "properties": {
                             "slug": NAME,
-                            "context": {"type": "object"},
+                            "context": {
+                                "type": "object",
+                                "description": "shallow-merged over the machine's initial context",
+                            },
+                            "input": {
+                                "description": "backstate's extension: XState's input, what"
+                                " the machine's context factory receives",
+                            },
                             "machineVersionId": {"type": "string"},
                         },
                     }

@@ -438,6 +438,14 @@ class ControlStore:
             )
         self._db.execute(*statements)
 
+    def set_current_version(self, org_id: str, machine: str, version_id: str) -> None:
+        self._db.execute(
+            (
+                "UPDATE machines SET current_version = ? WHERE org_id = ? AND slug = ?",
+                (version_id, org_id, machine),
+            )
+        )
+
     def versions(self, org_id: str | None = None, machine: str | None = None) -> list[VersionRow]:
         sql = (
             "SELECT id, org_id, machine, client_info, source, index_selectors, created_at,"
@@ -492,6 +500,14 @@ class ControlStore:
                     row.source,
                     row.created_at,
                 ),
+            )
+        )
+
+    def delete_migration(self, org_id: str, machine: str, migration_id: str) -> None:
+        self._db.execute(
+            (
+                "DELETE FROM migrations WHERE org_id = ? AND machine = ? AND id = ?",
+                (org_id, machine, migration_id),
             )
         )
 
