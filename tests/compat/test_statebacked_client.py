@@ -29,6 +29,11 @@ NODE = shutil.which("node")
 CLIENT_DIR = ROOT / ".cache" / "statebacked-client"
 DRIVER = Path(__file__).with_name("client_driver.mjs")
 TOGGLER_SOURCE = (ROOT / "examples" / "toggler.py").read_text()
+# A later version whose state tree differs (one more state), so no migration is implied.
+TOGGLER_WITH_RETIRED = TOGGLER_SOURCE.replace(
+    '"off": {"on": {"toggle": "on"}},', '"off": {"on": {"toggle": "on"}},\n"retired": {},'
+)
+assert TOGGLER_WITH_RETIRED != TOGGLER_SOURCE
 MIGRATION = """
 def upgrade_state(path, context):
     return path
@@ -456,7 +461,9 @@ def test_update_desired_version_and_migrations(server: Server) -> None:
             ),
             call("machineInstances.create", "upgrader", {"slug": "u1"}),
             call(
-                "machineVersions.create", "upgrader", {"makeCurrent": True, "code": TOGGLER_SOURCE}
+                "machineVersions.create",
+                "upgrader",
+                {"makeCurrent": True, "code": TOGGLER_WITH_RETIRED},
             ),
         ],
     )

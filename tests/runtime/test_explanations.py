@@ -92,8 +92,10 @@ def test_events_that_change_nothing_say_why(db: Target) -> None:
     asyncio.run(body())
 
 
-@pytest.mark.parametrize("quoted", ['"submit"', "'submit'", "sub mit", "*"])
-def test_event_types_are_checked_like_names(db: Target, quoted: str) -> None:
+@pytest.mark.parametrize(
+    "quoted", ['"submit"', "'submit'", " submit", "sub\nmit", "*", "x" * 257, "submit.*"]
+)
+def test_event_types_that_no_transition_can_take_are_refused(db: Target, quoted: str) -> None:
     async def body() -> None:
         async with Backstate(db.open()) as bs:
             bs.deploy("po", MACHINE)
@@ -102,6 +104,18 @@ def test_event_types_are_checked_like_names(db: Target, quoted: str) -> None:
                 await bs.send("po", "one", quoted)
             assert info.value.code == "invalid-event"
             assert len(await bs.history("po", "one")) == 1  # nothing was recorded
+
+    asyncio.run(body())
+
+
+def test_event_types_may_be_any_text_a_transition_names(db: Target) -> None:
+    spaced = {"initial": "a", "states": {"a": {"on": {"Add requirement block": "b"}}, "b": {}}}
+
+    async def body() -> None:
+        async with Backstate(db.open()) as bs:
+            bs.deploy("spaced", setup().create_machine(spaced))
+            await bs.create("spaced", "one")
+            assert (await bs.send("spaced", "one", "Add requirement block")).value == "b"
 
     asyncio.run(body())
 

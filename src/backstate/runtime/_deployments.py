@@ -26,25 +26,41 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
-# Names' characters and '.', which namespaces event types (``order.*`` descriptors).
-EVENT_TYPE = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
+MAX_EVENT_TYPE = 256
+_QUOTES = ('"', "'")
 
 
 def check_event_type(event_type: str) -> str:
-    """An event type a caller may send: ``invalid-event`` for anything else (a type that
-    kept the quotes of a shell's JSON, ``'"submit"'``, would never match a transition)."""
+    """An event type a caller may send: any text of 1 to 256 characters (spaces included:
+    State Backed's apps send ``"Add requirement block"``) without control characters,
+    edge whitespace or ``*`` (a descriptor's wildcard, never an event's type), outside
+    the reserved ``xstate.``/``backstate.`` namespaces. ``invalid-event`` otherwise, with a
+    hint for a type that kept the quotes of a shell's JSON (``'"submit"'`` would never
+    match a transition)."""
     if event_type.startswith(("xstate.", "backstate.")):
         raise InvalidRequest("invalid-event", f"event type {event_type!r} is reserved")
-    if not EVENT_TYPE.match(event_type):
+    problem = _event_type_problem(event_type)
+    if problem:
         hint = ""
         bare = event_type.strip("\"' ")
-        if bare != event_type and EVENT_TYPE.match(bare):
+        if bare != event_type and bare and not _event_type_problem(bare):
             hint = f" (to send the event {bare!r}, pass the type without quotes: -e {bare})"
-        raise InvalidRequest(
-            "invalid-event",
-            f"event type must match {EVENT_TYPE.pattern}, got {event_type!r}{hint}",
-        )
+        raise InvalidRequest("invalid-event", f"event type {problem}, got {event_type!r}{hint}")
     return event_type
+
+
+def _event_type_problem(event_type: str) -> str:
+    if not 1 <= len(event_type) <= MAX_EVENT_TYPE:
+        return f"must have 1 to {MAX_EVENT_TYPE} characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in event_type):
+        return "must not hold control characters"
+    if event_type != event_type.strip():
+        return "must not start or end with whitespace"
+    if "*" in event_type:
+        return "must not hold '*' (a wildcard of transitions, not an event)"
+    if len(event_type) > 1 and event_type[0] in _QUOTES and event_type[-1] == event_type[0]:
+        return "must not be wrapped in quotes"
+    return ""
 
 
 def check_machine(name: Any) -> str:
