@@ -29,13 +29,6 @@ NOT_RUNNABLE = {
     ("client.md", "from backstate.client import AsyncClient, AnonymousAuth"): (
         "an AsyncClient for https://api.example.com and an anonymous org"
     ),
-    ("runtime.md", 'sandbox = Sandbox(Path("sandbox"), Limits(workers_per_org=2))'): (
-        "a fragment: Sandbox and its machines are not defined (to do)"
-    ),
-    # Known gap: run here, its subscription sometimes never yields the first state.
-    ("client.md", "from backstate.client import Client"): (
-        "its subscription to the docs server does not always yield (to do)"
-    ),
 }
 
 
@@ -73,6 +66,7 @@ def test_code_block_runs(
     path: Path, line: int, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # as from the project's folder
     if path.name == "client.md":
         server: Server = request.getfixturevalue("server")
         monkeypatch.setenv("BACKSTATE_HOME", str(server.creds_path.parent))
