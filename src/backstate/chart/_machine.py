@@ -20,6 +20,9 @@ from ._unhandled import explain
 Event = dict[str, Any]
 
 
+_STATUSES = frozenset(("active", "done", "error", "stopped"))
+
+
 class Machine:
     def __init__(
         self, config: Mapping[str, Any], implementations: Implementations | None = None
@@ -137,14 +140,20 @@ class Machine:
             raise ExecutionError("invalid-snapshot", "", "a snapshot needs a 'value'")
         config = self.configurations.from_value(data["value"])
         history: dict[str, tuple[str, ...]] = {}
-        for hid, ids in (data.get("historyValue") or {}).items():
-            if hid not in self.nodes_by_id or any(i not in self.nodes_by_id for i in ids):
-                raise ExecutionError("invalid-snapshot", "", f"unknown state in history {hid!r}")
-            history[hid] = tuple(ids)
+        history_data = data.get("historyValue")
+        if history_data:  # (most snapshots have none: no loop then)
+            nodes = self.nodes_by_id
+            for hid, ids in history_data.items():
+                if hid not in nodes or any(i not in nodes for i in ids):
+                    raise ExecutionError(
+                        "invalid-snapshot", "", f"unknown state in history {hid!r}"
+                    )
+                history[hid] = tuple(ids)
         status = data.get("status", "active")
-        if status not in ("active", "done", "error", "stopped"):
+        if not isinstance(status, str) or status not in _STATUSES:
             raise ExecutionError("invalid-snapshot", "", f"invalid status {status!r}")
-        children = {str(k): dict(v) for k, v in (data.get("children") or {}).items()}
+        children_data = data.get("children")
+        children = {str(k): dict(v) for k, v in children_data.items()} if children_data else {}
         return Snapshot(
             self,
             config,

@@ -630,19 +630,35 @@ def _check(check: WriteCheck | None) -> dict[str, Any] | None:
     return None if check is None else {"auth": check.auth_context, "type": check.write_type}
 
 
+_STATUSES = frozenset(("active", "done", "error", "stopped"))
+
+
 def _snapshot(machine: Machine, data: Any) -> Snapshot:
+    # On the event loop for every sandboxed transition: the usual snapshot (no children,
+    # no history) is checked without a loop.
     if not isinstance(data, dict):
         raise BadOutput("a snapshot is an object")
-    if data.get("status") not in ("active", "done", "error", "stopped"):
+    status = data.get("status")
+    if not isinstance(status, str) or status not in _STATUSES:
         raise BadOutput("a snapshot's status is active, done, error or stopped")
-    children = data.get("children") or {}
-    if not isinstance(children, dict) or not all(isinstance(c, dict) for c in children.values()):
+    children = data.get("children")
+    if children and (
+        not isinstance(children, dict) or not all(isinstance(c, dict) for c in children.values())
+    ):
         raise BadOutput("a snapshot's children are objects")
-    history = data.get("historyValue") or {}
-    if not isinstance(history, dict) or not all(
-        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in history.values()
+    history = data.get("historyValue")
+    if history and (
+        not isinstance(history, dict)
+        or not all(
+            isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+            for ids in history.values()
+        )
     ):
         raise BadOutput("a snapshot's history is lists of state ids")
+    if (children is not None and not isinstance(children, dict)) or (
+        history is not None and not isinstance(history, dict)
+    ):
+        raise BadOutput("a snapshot's children and history are objects")
     try:
         return machine.resolve_snapshot(data)
     except (ExecutionError, KeyError, TypeError, AttributeError) as exc:
