@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 from .conftest import FILES, Cli, free_port
 
@@ -111,3 +112,21 @@ def test_dev_refuses_a_busy_port_and_a_missing_folder(tmp_path: Path) -> None:
         f"error: cannot listen on 127.0.0.1:{port}"
     )
     assert refused.error.endswith("(port-in-use)")
+
+
+def test_dev_sets_secrets_from_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
+    folder = tmp_path / "machines"
+    folder.mkdir()
+    cli = Cli(tmp_path / "home")
+    monkeypatch.delenv("BACKSTATE_TEST_UNSET", raising=False)
+    unset = cli("dev", str(folder), "--secret", "BACKSTATE_TEST_UNSET", ok=False)
+    assert unset.error.endswith("(no-value)"), unset.error
+    monkeypatch.setenv("MODEL_KEY", "sk-from-the-environment")
+    dev = cli.start("dev", str(folder), "--port", str(free_port()), "--secret", "MODEL_KEY")
+    try:
+        dev.wait_for("watching")
+        listed = cli("secrets", "list")
+        assert "MODEL_KEY" in listed.stdout and "sk-from" not in listed.stdout
+    finally:
+        dev.stop()
+    assert not any("sk-from" in line for line in dev.seen)

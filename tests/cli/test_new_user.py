@@ -3,8 +3,8 @@ five-minute tour, command by command, checking the output the README shows.
 
 Nothing from the test environment is used: the commands run with the fresh
 virtualenv's `backstate` first on the PATH and a fresh home folder, in a work folder
-holding a copy of examples/ (`scripts/serve` runs `backstate dev examples/`; here on a
-free port instead of 8780). Installing takes a minute or so.
+holding a copy of examples/ (`scripts/serve` installs `.[examples]` and runs `backstate
+dev examples/`; here on a free port instead of 8780). Installing takes a minute or so.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_new_user_follows_the_readme(tmp_path: Path) -> None:
     venv = work / ".venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[examples]"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -50,6 +50,7 @@ PUBLIC_API = [
     "OrgInfo",
     "Page",
     "PayloadTooLarge",
+    "Progress",
     "ProvisionalUpload",
     "RejectedByMachineAuthorizer",
     "ServerError",

@@ -4,6 +4,7 @@ client; and reconnecting when the server goes away and comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,13 @@ from backstate.client import (
     AsyncClient,
     Backoff,
     Client,
+    Conflict,
     Forbidden,
     KeyAuth,
     NotFound,
+    Progress,
     RejectedByMachineAuthorizer,
+    State,
     Unauthorized,
 )
 from tests.server import test_e2e
@@ -225,5 +229,54 @@ def test_async_reconnect_redelivers_the_latest_state(restartable: Restartable) -
                 async for state in sub:
                     assert state.value == "off"
                     break
+
+    asyncio.run(run())
+
+
+STREAMER = Path(__file__).parents[1] / "server" / "machines" / "streamer.py"
+
+
+def test_progress_comes_between_the_states_to_subscribers_that_ask(
+    server: Server, name: str
+) -> None:
+    """A service's `progress()` reaches `subscribe(..., progress=True)` as `Progress`,
+    after the state that started the service and before the state of its done event;
+    a plain subscription on the same socket gets the states only."""
+    with Client.from_credentials(server.creds_path, claims={"sub": "u"}) as client:
+        with contextlib.suppress(Conflict):  # the module's server may have it already
+            client.machines.create("streamer")
+            client.machine_versions.create("streamer", STREAMER.read_text())
+        client.instances.create("streamer", name)
+        words = ["streamed", "to", "python"]
+        with (
+            client.instances.subscribe("streamer", name, progress=True) as streamed,
+            client.instances.subscribe("streamer", name) as plain,
+        ):
+            assert streamed.get(5).value == plain.get(5).value == "idle"
+            done = client.instances.send_event(
+                "streamer", name, {"type": "ask", "input": {"words": words}}
+            )
+            got = [streamed.get(5) for _ in range(2 + len(words))]
+            assert isinstance(got[0], State) and got[0].value == "writing"
+            assert got[1:-1] == [
+                Progress("writer", {"token": w, "index": i}, got[1 + i].ts)
+                for i, w in enumerate(words)
+            ]
+            assert got[-1] == done and streamed.latest == done
+            assert [plain.get(5).value, plain.get(5).value] == ["writing", "idle"]
+            with pytest.raises(TimeoutError):
+                plain.get(0.3)
+
+    async def run() -> None:
+        async with (
+            AsyncClient.from_credentials(server.creds_path, claims={"sub": "u"}) as client,
+            client.instances.subscribe("streamer", name, progress=True) as sub,
+        ):
+            assert (await sub.get(5)).value == "idle"
+            ask = {"type": "ask", "input": {"words": words}}
+            await client.instances.send_event("streamer", name, ask)
+            items = [await sub.get(5) for _ in range(2 + len(words))]
+            tokens = [i.data["token"] for i in items if isinstance(i, Progress)]
+            assert tokens == words
 
     asyncio.run(run())

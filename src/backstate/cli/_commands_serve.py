@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRACE = 10.0  # backstate.server.DEFAULT_GRACE, without importing the server
 DEFAULT_STEP_TIMEOUT = 90.0  # the runtime's, without importing it
 DEV_DB = "backstate-dev.db"
+NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")  # the API's names, secrets' included
 DEV_REFERENCE_PREFIX = "dev-"  # + the file's sha256: how dev knows a version is current
 # `dev` serves pages under development on this machine, on any port.
 DEV_CORS_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
@@ -111,6 +114,14 @@ def register(commands: Commands) -> None:
         type=Path,
         default=default_credentials_path(),
         help="where to write the API's address and admin key (other commands read it)",
+    )
+    dev.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="set the org's secret NAME to the environment variable NAME at start"
+        " (repeatable; a deployed server's are set with `backstate secrets set`)",
     )
     _add_process_options(dev)
 
@@ -340,6 +351,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
     )
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)
+    _set_secrets_from_environment(backend, args.secret)
     config = _uvicorn_config(backend, args, cors_origin_regex=DEV_CORS_ORIGINS)
     server = Serving(config, backend, args.shutdown_grace)
     dev = Dev(context.output, folder, api, key_id, secret)
@@ -381,6 +393,26 @@ def _dev_credentials(backend: Any, api: str, path: Path) -> tuple[str, str]:
         key_id, secret = key.id, key.secret
     _write_credentials(path, api, org_id, key_id, secret)
     return key_id, secret
+
+
+def _set_secrets_from_environment(backend: Any, names: list[str]) -> None:
+    """``--secret NAME``: the dev org's secret NAME is the variable's value, sealed and
+    stored as ``PUT /secrets/NAME`` would (read from the environment, never from the
+    command line, which other users of the host can see)."""
+    import time
+
+    from backstate.store import SecretRow
+
+    org_id = backend.control.orgs()[0].id
+    for name in names:
+        value = os.environ.get(name)
+        if value is None:
+            raise CliError(f"--secret {name}: the environment variable is not set", "no-value")
+        if not NAME.fullmatch(name):
+            raise CliError(f"--secret {name}: not a secret name", "invalid-name")
+        sealed = backend.secret_box.seal(org_id, name, value)
+        backend.control.put_secret(SecretRow(org_id, name, sealed, int(time.time() * 1000)))
+    backend.secrets_changed()
 
 
 def dashboard_url(api: str, key_id: str, secret: str) -> str:

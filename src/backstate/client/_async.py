@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import httpx
 
@@ -41,6 +41,7 @@ from ._models import (
     MigrationInfo,
     OrgInfo,
     Page,
+    Progress,
     ProvisionalUpload,
     State,
     Timer,
@@ -52,6 +53,7 @@ from ._realtime import Backoff, Watch
 from ._socket import RealtimeConnection
 
 T = TypeVar("T")
+Item = TypeVar("Item")  # what a subscription yields: State, or State | Progress
 
 
 class AsyncClient(BaseClient):
@@ -361,25 +363,39 @@ class Instances(_Namespace):
             _api.delete_instance(machine, instance, danger_data_will_be_deleted_forever)
         )
 
-    def subscribe(self, machine: str, instance: str) -> AsyncSubscription:
-        """The instance's states as they change, starting with the current one (call it
-        with an event loop running)."""
-        return AsyncSubscription(self._client._connection(), machine, instance)
+    @overload
+    def subscribe(
+        self, machine: str, instance: str, *, progress: Literal[False] = False
+    ) -> AsyncSubscription[State]: ...
+    @overload
+    def subscribe(
+        self, machine: str, instance: str, *, progress: Literal[True]
+    ) -> AsyncSubscription[State | Progress]: ...
+    def subscribe(
+        self, machine: str, instance: str, *, progress: bool = False
+    ) -> AsyncSubscription[Any]:
+        """The instance's states as they change, starting with the current one; with
+        ``progress``, also the ``Progress`` its running services publish (backstate's
+        extension), in order between the states (call it with an event loop running)."""
+        return AsyncSubscription(self._client._connection(), machine, instance, progress)
 
 
-class AsyncSubscription:
+class AsyncSubscription(Generic[Item]):
     """An instance's states, from the shared /rt socket: ``async for state in sub``
     (or ``await sub.get(timeout)``), ``sub.latest``; ``await sub.aclose()`` or
     ``async with`` to unsubscribe. Iterating raises the ``ApiError`` that ended the
-    subscription (``RejectedByMachineAuthorizer``, ``NotFound``, ...)."""
+    subscription (``RejectedByMachineAuthorizer``, ``NotFound``, ...). Subscribed with
+    ``progress``, it yields ``Progress`` too (``latest`` is still the latest state)."""
 
-    def __init__(self, connection: RealtimeConnection, machine: str, instance: str) -> None:
+    def __init__(
+        self, connection: RealtimeConnection, machine: str, instance: str, progress: bool
+    ) -> None:
         self.machine = machine
         self.instance = instance
         self._connection = connection
-        self._queue: asyncio.Queue[State | ApiError | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[State | Progress | ApiError | None] = asyncio.Queue()
         self._closed = False
-        self._watch: Watch = connection.add(machine, instance, self._queue.put_nowait)
+        self._watch: Watch = connection.add(machine, instance, self._queue.put_nowait, progress)
 
     @property
     def latest(self) -> State | None:
@@ -389,8 +405,9 @@ class AsyncSubscription:
     def connected(self) -> bool:
         return self._watch.connected
 
-    async def get(self, timeout: float | None = None) -> State:
-        """The next state; ``TimeoutError`` if none comes within ``timeout`` seconds."""
+    async def get(self, timeout: float | None = None) -> Item:
+        """The next state (or progress); ``TimeoutError`` if none comes within ``timeout``
+        seconds."""
         if self._closed and self._queue.empty():
             raise RuntimeError("the subscription is closed")
         item = await asyncio.wait_for(self._queue.get(), timeout)
@@ -399,12 +416,12 @@ class AsyncSubscription:
         if isinstance(item, ApiError):
             self._queue.put_nowait(item)
             raise item
-        return item
+        return cast(Item, item)
 
-    def __aiter__(self) -> AsyncIterator[State]:
+    def __aiter__(self) -> AsyncIterator[Item]:
         return self
 
-    async def __anext__(self) -> State:
+    async def __anext__(self) -> Item:
         try:
             return await self.get()
         except RuntimeError:
@@ -416,7 +433,7 @@ class AsyncSubscription:
             self._connection.remove(self._watch)
             self._queue.put_nowait(None)
 
-    async def __aenter__(self) -> AsyncSubscription:
+    async def __aenter__(self) -> AsyncSubscription[Item]:
         return self
 
     async def __aexit__(

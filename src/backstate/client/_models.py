@@ -116,6 +116,21 @@ class State:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A partial result (``data``) that the running service ``invoke_id`` of a subscribed
+    instance published (backstate's extension, ``instance-progress`` on /rt): not a
+    state, never stored and never delivered again (docs/runtime.md#streamed-progress)."""
+
+    invoke_id: str
+    data: Any
+    ts: int  # when it was published, epoch milliseconds
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Progress:
+        return cls(str(body["invokeId"]), body.get("data"), int(body.get("ts") or 0))
+
+
+@dataclass(frozen=True)
 class MachineVersionInfo:
     id: str
     created_at: datetime | None = None

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ApiError, error_for
-from ._models import State
+from ._models import Progress, State
 
-# A state; the error that ended the subscription; or None: the client closed it.
-Delivery = Callable[[State | ApiError | None], None]
+# A state; progress (to subscriptions that asked for it); the error that ended the
+# subscription; or None: the client closed it.
+Delivery = Callable[[State | Progress | ApiError | None], None]
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,13 @@ class Backoff:
 class Watch:
     """One subscription on the shared socket."""
 
-    def __init__(self, request_id: str, machine: str, instance: str, deliver: Delivery) -> None:
+    def __init__(
+        self, request_id: str, machine: str, instance: str, deliver: Delivery, progress: bool
+    ) -> None:
         self.request_id = request_id
         self.machine = machine
         self.instance = instance
+        self.progress = progress
         self.latest: State | None = None
         self.connected = False
         self.error: ApiError | None = None
@@ -64,6 +68,10 @@ class Watch:
         self.subscribed = False
         self.latest = state
         self._deliver(state)
+
+    def offer_progress(self, progress: Progress) -> None:
+        if self.progress:
+            self._deliver(progress)
 
     def end(self) -> None:
         self.connected = False
@@ -99,8 +107,8 @@ class Subscriptions:
     def __iter__(self) -> Iterator[Watch]:
         return iter(list(self._watches.values()))
 
-    def add(self, machine: str, instance: str, deliver: Delivery) -> Watch:
-        watch = Watch(str(next(self._ids)), machine, instance, deliver)
+    def add(self, machine: str, instance: str, deliver: Delivery, progress: bool = False) -> Watch:
+        watch = Watch(str(next(self._ids)), machine, instance, deliver, progress)
         self._watches[watch.request_id] = watch
         return watch
 
@@ -153,6 +161,17 @@ class Subscriptions:
                     message.get("machineInstanceName"),
                 ):
                     watch.offer(state)
+        elif kind == "instance-progress":
+            try:
+                progress = Progress.from_json(message)
+            except (KeyError, TypeError, ValueError):
+                return
+            for watch in self:
+                if (watch.machine, watch.instance) == (
+                    message.get("machineName"),
+                    message.get("machineInstanceName"),
+                ):
+                    watch.offer_progress(progress)
         elif kind == "error":
             self._error(message)
 

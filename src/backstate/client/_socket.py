@@ -48,9 +48,9 @@ class RealtimeConnection:
         self._outbox: asyncio.Queue[Any] | None = None
         self.connections = 0  # sockets opened so far; each one after the first is a reconnect
 
-    def add(self, machine: str, instance: str, deliver: Delivery) -> Watch:
+    def add(self, machine: str, instance: str, deliver: Delivery, progress: bool = False) -> Watch:
         """Subscribe (on the event loop's thread)."""
-        watch = self._subscriptions.add(machine, instance, deliver)
+        watch = self._subscriptions.add(machine, instance, deliver, progress)
         if self._outbox is not None:
             watch.connected = True
             self._outbox.put_nowait(watch.message("subscribe-to-instance"))

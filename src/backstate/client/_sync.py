@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import httpx
 
@@ -44,6 +44,7 @@ from ._models import (
     MigrationInfo,
     OrgInfo,
     Page,
+    Progress,
     ProvisionalUpload,
     State,
     Timer,
@@ -55,6 +56,7 @@ from ._realtime import Backoff, Watch
 from ._socket import RealtimeConnection
 
 T = TypeVar("T")
+Item = TypeVar("Item")  # what a subscription yields: State, or State | Progress
 
 
 class Client(BaseClient):
@@ -422,25 +424,38 @@ class Instances(_Namespace):
         """Delete the instance, its history, timers and pending upgrade."""
         self._run(_api.delete_instance(machine, instance, danger_data_will_be_deleted_forever))
 
-    def subscribe(self, machine: str, instance: str) -> Subscription:
-        """The instance's states as they change, starting with the current one."""
-        return Subscription(self._client, machine, instance)
+    @overload
+    def subscribe(
+        self, machine: str, instance: str, *, progress: Literal[False] = False
+    ) -> Subscription[State]: ...
+    @overload
+    def subscribe(
+        self, machine: str, instance: str, *, progress: Literal[True]
+    ) -> Subscription[State | Progress]: ...
+    def subscribe(
+        self, machine: str, instance: str, *, progress: bool = False
+    ) -> Subscription[Any]:
+        """The instance's states as they change, starting with the current one; with
+        ``progress``, also the ``Progress`` its running services publish (backstate's
+        extension), in order between the states."""
+        return Subscription(self._client, machine, instance, progress)
 
 
-class Subscription:
+class Subscription(Generic[Item]):
     """An instance's states, from the client's shared /rt socket: ``for state in sub``
     (or ``sub.get(timeout)``), ``sub.latest``; ``sub.close()`` or ``with`` to unsubscribe.
     Iterating raises the ``ApiError`` that ended the subscription
-    (``RejectedByMachineAuthorizer``, ``NotFound``, ...)."""
+    (``RejectedByMachineAuthorizer``, ``NotFound``, ...). Subscribed with ``progress``,
+    it yields ``Progress`` too (``latest`` is still the latest state)."""
 
-    def __init__(self, client: Client, machine: str, instance: str) -> None:
+    def __init__(self, client: Client, machine: str, instance: str, progress: bool) -> None:
         self.machine = machine
         self.instance = instance
         self._loop, self._connection = client._connection()
-        self._queue: queue.Queue[State | ApiError | None] = queue.Queue()
+        self._queue: queue.Queue[State | Progress | ApiError | None] = queue.Queue()
         self._closed = False
         self._watch: Watch = self._loop.call(
-            lambda: self._connection.add(machine, instance, self._queue.put)
+            lambda: self._connection.add(machine, instance, self._queue.put, progress)
         )
 
     @property
@@ -451,8 +466,9 @@ class Subscription:
     def connected(self) -> bool:
         return self._watch.connected
 
-    def get(self, timeout: float | None = None) -> State:
-        """The next state; ``TimeoutError`` if none comes within ``timeout`` seconds."""
+    def get(self, timeout: float | None = None) -> Item:
+        """The next state (or progress); ``TimeoutError`` if none comes within ``timeout``
+        seconds."""
         if self._closed and self._queue.empty():
             raise RuntimeError("the subscription is closed")
         try:
@@ -464,12 +480,12 @@ class Subscription:
         if isinstance(item, ApiError):
             self._queue.put(item)
             raise item
-        return item
+        return cast(Item, item)
 
-    def __iter__(self) -> Iterator[State]:
+    def __iter__(self) -> Iterator[Item]:
         return self
 
-    def __next__(self) -> State:
+    def __next__(self) -> Item:
         try:
             return self.get()
         except RuntimeError:
@@ -482,7 +498,7 @@ class Subscription:
                 self._loop.call(lambda: self._connection.remove(self._watch))
             self._queue.put(None)
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Subscription[Item]:
         return self
 
     def __exit__(
