@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import httpx
 
@@ -64,3 +65,22 @@ def test_upload_flow_errors(server: Server) -> None:
     no_file = httpx.post(str(other["codeUploadUrl"]), data={"key": "k"})
     assert (no_file.status_code, no_file.json()["code"]) == (400, "invalid-parameter")
     assert httpx.post(f"{server.url}/machines/missing/v", json={}, headers=me).status_code == 404
+
+
+def test_serve_deploy_creates_the_machine_with_the_indexes_its_file_selects(
+    tmp_path: Path,
+) -> None:
+    server = Server(tmp_path, deploy=ROOT / "examples" / "research_agent.py")
+    try:
+        admin = server.headers({"sub": "admin"})
+        machine = httpx.get(f"{server.url}/machines/research-agent", headers=admin)
+        assert machine.status_code == 200, machine.text
+        assert machine.json()["machine"]["indexes"] == ["status"]
+        found = httpx.get(
+            f"{server.url}/machines/research-agent/indexes/status/query",
+            params={"op": "eq", "value": "planning"},
+            headers=admin,
+        )
+        assert found.status_code == 200, found.text
+    finally:
+        server.stop()

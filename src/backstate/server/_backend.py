@@ -539,13 +539,14 @@ class Backend:
             raise InvalidRequest("invalid-parameter", f"no version {version_id!r} of {slug!r}")
 
     async def deploy_file(self, org_id: str, path: Path) -> VersionRow:
-        """Create the machine named after ``path`` (if needed) and a current version."""
+        """Create the machine named after ``path`` (if needed, with the indexes its file
+        selects) and a current version."""
         slug = path.stem.replace("_", "-")
+        source = path.read_text(encoding="utf-8")
         if self.control.machine(org_id, slug) is None:
-            self.create_machine(org_id, slug, [])
-        return await self.create_version(
-            org_id, slug, path.read_text(encoding="utf-8"), path.name, True, str(path)
-        )
+            described = await self.sandbox_probe(org_id, slug, "ver_new", source)
+            self.create_machine(org_id, slug, list(described.get("indexSelectors") or {}))
+        return await self.create_version(org_id, slug, source, path.name, True, str(path))
 
 
 def state_body(state: Any) -> dict[str, Any]:
