@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".cache" / "artifacts"
 COURIER = Path(__file__).with_name("machines") / "courier.py"
 HOSTILE_MACHINE = Path(__file__).with_name("machines") / "hostile.py"
+STREAMER = Path(__file__).with_name("machines") / "streamer.py"
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script><b>bold</b>"
 
 
@@ -53,6 +55,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         assert made.status_code == 201, made.text
         code = {"code": HOSTILE_MACHINE.read_text()}
         version = httpx.post(f"{srv.url}/machines/hostile/v", json=code, headers=admin, timeout=60)
+        assert version.status_code == 200, version.text
+        made = httpx.post(f"{srv.url}/machines", json={"slug": "streamer"}, headers=admin)
+        assert made.status_code == 201, made.text
+        code = {"code": STREAMER.read_text()}
+        version = httpx.post(f"{srv.url}/machines/streamer/v", json=code, headers=admin, timeout=60)
         assert version.status_code == 200, version.text
         yield srv
     finally:
@@ -232,6 +239,47 @@ def test_the_highlight_follows_events_live_and_travels_back_in_time(tab: Tab, li
     assert json.loads(page.inner_text("#step-context")) == {"public": {"toggleCount": 1}}
     # The present is still what it was: the slider moved only the highlight.
     assert json.loads(page.inner_text("#public-context")) == {"toggleCount": 2}
+
+
+def test_a_running_services_progress_streams_onto_the_instance_page(tab: Tab, live: Server) -> None:
+    name = _name()
+    me = live.headers({"sub": "someone"})
+    base = f"{live.url}/machines/streamer/i/{name}"
+    assert httpx.post(f"{live.url}/machines/streamer", json={"slug": name}, headers=me).is_success
+    page = tab.page
+    tab.sign_in(f"#/m/streamer/i/{name}")
+    page.wait_for_selector("#live-status:has-text('live over /rt')")
+    assert page.inner_text("#progress") == "None."
+    words = ["durable", "streamed", "tokens", "arrive", "one", "by", "one"]
+    answer: dict[str, httpx.Response] = {}
+    event = {"type": "ask", "input": {"words": words, "pause": 0.4}}
+    sender = threading.Thread(
+        target=lambda: answer.setdefault(
+            "r", httpx.post(f"{base}/events", json={"event": event}, headers=me, timeout=60)
+        )
+    )
+    sender.start()
+    try:
+        # While the service runs: its tokens, joined as they arrive, under its invoke id.
+        page.wait_for_selector("#progress pre[data-invoke='writer']:has-text('durablestreamed')")
+        assert sender.is_alive(), "the service ended before its progress was seen"
+        # Its state is drawn highlighted (a state with services has its box one level down).
+        stroke = page.evaluate(
+            "() => getComputedStyle(document.querySelector("
+            "\"#instance-diagram g[data-active='(machine).writing'] rect.outer\")).stroke"
+        )
+        assert stroke == "rgb(183, 121, 31)", stroke
+        tab.shot("instance-progress")
+    finally:
+        sender.join(60)
+    assert answer["r"].status_code == 200, answer["r"].text
+    # Its result is state now; the progress is gone (it was never history).
+    page.wait_for_selector("#progress:has-text('None.')")
+    page.wait_for_selector("#public-context:has-text('durable streamed tokens')")
+    history = httpx.get(f"{base}/events", headers=live.headers({"sub": "admin"}))
+    assert history.status_code == 200, history.text
+    events = [t["event"]["type"] for t in history.json()["transitions"]]
+    assert events == ["xstate.init", "ask", "xstate.done.actor.writer"], events
 
 
 def test_send_event_form_offers_what_the_state_accepts(tab: Tab, live: Server) -> None:

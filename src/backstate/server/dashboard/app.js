@@ -420,6 +420,7 @@
     const controls = el("div");
     const logsBox = el("pre", { id: "logs" });
     const timersBox = el("div", { id: "timers" });
+    const progressBox = el("div", { id: "progress" });
     const upgradeBox = el("div");
     main.replaceChildren(
       el("h1", {}, el("a", { href: machineHref(machine) }, machine), " / ", el("span", { id: "instance-name" }, name)),
@@ -430,6 +431,7 @@
         el("section", { class: "card grow" }, el("h2", {}, "State"), box,
           el("h2", {}, "History"), slider, stepInfo, timeline),
         el("section", { class: "card grow" }, controls, el("h2", {}, "Context"), contextBox,
+          el("h2", {}, "Running services' progress"), progressBox,
           el("h2", {}, "Pending timers"), timersBox,
           el("h2", {}, "Logs"), logsBox, el("h2", {}, "Upgrade"), upgradeBox)));
 
@@ -540,6 +542,31 @@
       accepted, el("label", {}, "Send ", type), data, el("button", { type: "submit" }, "Send"), acceptedText, result);
     }
 
+    // Progress a running service publishes (not state: it is never in the history),
+    // per invoke: text pieces ({"token": "..."}) joined as they stream, else the latest
+    // value. A state update ends it (the service's result is in the new state).
+    const progress = new Map();
+    const showProgress = () => {
+      progressBox.replaceChildren(progress.size
+        ? el("dl", {}, ...[...progress].flatMap(([id, p]) => [
+          el("dt", {}, id),
+          el("dd", {}, el("pre", { class: "progress", "data-invoke": id }, p.text !== null ? p.text : json(p.last)))]))
+        : el("p", { class: "muted" }, "None."));
+    };
+    showProgress();
+    const addProgress = (invokeId, data) => {
+      const id = String(invokeId);
+      const p = progress.get(id) || { text: "", last: null };
+      if (data && typeof data === "object" && typeof data.token === "string" && p.text !== null) {
+        p.text += data.token;
+      } else {
+        p.text = null;
+      }
+      p.last = data;
+      progress.set(id, p);
+      showProgress();
+    };
+
     // Live: /rt with a token carrying the auth context; if the machine's allow_read
     // refuses it, the admin routes are polled instead (the key may read them).
     let socket = null;
@@ -577,9 +604,13 @@
         } catch {
           return;
         }
-        if (data.type === "instance-update") {
+        if (data.type === "instance-progress") {
+          addProgress(data.invokeId, data.data);
+        } else if (data.type === "instance-update") {
           status.textContent = "live over /rt";
           status.className = "live";
+          progress.clear();
+          showProgress();
           refresh().catch((e) => showError(stepInfo, e));
         } else if (data.type === "error") {
           ws.close();
