@@ -156,6 +156,36 @@ def test_watch_prints_each_state(cli: Cli, name: str) -> None:
         watch.communicate(timeout=10)
 
 
+def test_watch_progress_streams_text_pieces_between_the_states(cli: Cli, name: str) -> None:
+    streamer = FILES.parents[1] / "server" / "machines" / "streamer.py"
+    cli("machines", "create", "-m", name, "--file", str(streamer))
+    cli("instances", "create", "-m", name, "-i", "s")
+    ask = json.dumps({"type": "ask", "input": {"words": ["Durable", " tokens", "!"]}})
+    watch = cli.popen("instances", "watch", "-m", name, "-i", "s", "--progress")
+    plain = cli.popen("--json", "instances", "watch", "-m", name, "-i", "s", "--progress")
+    try:
+        assert watch.stdout is not None and plain.stdout is not None
+        assert watch.stdout.readline() == "idle  {}\n"
+        assert json.loads(plain.stdout.readline())["state"] == "idle"
+        cli("instances", "send-event", "-m", name, "-i", "s", "-e", ask)
+        assert watch.stdout.readline() == "writing  {}\n"
+        # The pieces on one line, ended by the next state.
+        assert watch.stdout.readline() == "  writer: Durable tokens!\n"
+        assert watch.stdout.readline() == 'idle  {"answer": "Durable  tokens !"}\n'
+        documents = [json.loads(plain.stdout.readline()) for _ in range(5)]
+        assert [d.get("state") for d in documents] == ["writing", None, None, None, "idle"]
+        assert [d["progress"]["data"]["token"] for d in documents[1:4]] == [
+            "Durable",
+            " tokens",
+            "!",
+        ]
+        assert {d["progress"]["invokeId"] for d in documents[1:4]} == {"writer"}
+    finally:
+        for process in (watch, plain):
+            process.terminate()
+            process.communicate(timeout=10)
+
+
 def test_context_is_merged_over_the_initial_one_and_input_reaches_the_factory(
     cli: Cli, name: str
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from backstate.client import AdminState, ApiError, State, paginate
+from backstate.client import AdminState, ApiError, Progress, State, paginate
 
 from . import _commands_upgrade
 from ._app import Commands, Context, Parser
@@ -98,6 +98,12 @@ def register(commands: Commands) -> None:
     )
     _instance_arguments(watch)
     _auth_context_argument(watch)
+    watch.add_argument(
+        "--progress",
+        action="store_true",
+        help="also print what running services publish (backstate.runtime.progress): "
+        'text pieces ({"token": ...}) as they stream, anything else as a line',
+    )
 
     desired = instances.command(
         "set-desired-version",
@@ -308,16 +314,41 @@ def send_event(context: Context, args: argparse.Namespace) -> int:
 
 
 def watch_instance(context: Context, args: argparse.Namespace) -> int:
+    instances = context.client().instances
+    out = context.output
+    streaming: str | None = None  # the invoke whose text pieces are being printed
     try:
-        with context.client().instances.subscribe(args.machine, args.instance) as updates:
-            for state in updates:
+        with instances.subscribe(args.machine, args.instance, progress=args.progress) as updates:
+            for item in updates:
                 if context.json:
-                    context.output.document(state)
+                    out.document({"progress": item} if isinstance(item, Progress) else item)
+                    continue
+                token = _token(item) if isinstance(item, Progress) else None
+                if streaming is not None and (
+                    token is None or not isinstance(item, Progress) or item.invoke_id != streaming
+                ):
+                    out.line()  # the streamed text ends here
+                    streaming = None
+                if isinstance(item, Progress):
+                    if token is None:
+                        out.line(f"  {item.invoke_id}: {compact(item.data)}")
+                    else:
+                        if streaming is None:
+                            out.piece(f"  {item.invoke_id}: ")
+                            streaming = item.invoke_id
+                        out.piece(token)
                 else:
-                    context.output.line(state_line(state))
+                    out.line(state_line(item))
     except KeyboardInterrupt:
         return 130  # Ctrl-C is how a watch ends: interrupted, as everywhere
     return 0
+
+
+def _token(progress: Progress) -> str | None:
+    data = progress.data
+    if isinstance(data, dict) and isinstance(data.get("token"), str):
+        return str(data["token"])
+    return None
 
 
 def set_desired_version(context: Context, args: argparse.Namespace) -> None:

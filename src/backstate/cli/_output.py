@@ -91,6 +91,11 @@ class Output:
             text, style=style, markup=False, highlight=False, emoji=False, soft_wrap=True
         )
 
+    def piece(self, text: str) -> None:
+        """Text with no line end, at once (streamed tokens)."""
+        self.out.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
+        self.out.file.flush()
+
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> None:
         rows = list(rows)
         if not rows:
