@@ -161,6 +161,30 @@ class Deployment:
 class Registry:
     def __init__(self) -> None:
         self.machines: dict[str, Deployment] = {}
+        # Indexes added to a machine (runtime/_backfill), by machine and index name: they
+        # apply to each of its versions that does not name them itself.
+        self.added: dict[str, dict[str, IndexSpec]] = {}
+
+    def add_index(self, machine: str, spec: IndexSpec) -> None:
+        self.added.setdefault(machine, {})[spec.name] = spec
+
+    def drop_indexes(self, machine: str) -> None:
+        self.added.pop(machine, None)
+
+    def indexes(self, version: Version) -> tuple[IndexSpec, ...]:
+        """What a transition of ``version`` indexes: its own selectors, and the
+        machine's added indexes it does not name."""
+        added = self.added.get(version.machine_name)
+        if not added:
+            return version.indexes
+        own = {spec.name for spec in version.indexes}
+        return version.indexes + tuple(s for n, s in added.items() if n not in own)
+
+    def index_names(self, machine: str) -> set[str]:
+        """Every index name of the machine: its versions' and the added ones."""
+        deployment = self.machines.get(machine)
+        versions = deployment.versions.values() if deployment is not None else ()
+        return {s.name for v in versions for s in v.indexes} | set(self.added.get(machine, {}))
 
     def add(self, version: Version, make_current: bool) -> None:
         deployment = self.machines.setdefault(

@@ -187,6 +187,11 @@ def fail(ex: Execute, now: int, machine: str, name: str, owner: str, error: str)
     )
 
 
+def release(ex: Execute, owner: str) -> None:
+    """Give up every lease of ``owner`` (a clean shutdown), for the next to take at once."""
+    ex("UPDATE index_backfills SET owner = NULL WHERE owner = ?", (owner,))
+
+
 def drop(ex: Execute, machine: str) -> None:
     """Forget a machine's added indexes (the machine is deleted)."""
     ex("DELETE FROM index_backfills WHERE machine = ?", (machine,))

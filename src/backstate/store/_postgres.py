@@ -367,6 +367,9 @@ class PostgresStore(SqlReads):
     def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
         self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, _text(error)))
 
+    def release_backfills(self, owner: str) -> None:
+        self._backfill(lambda ex, now: _backfills.release(ex, owner))
+
     def drop_indexes(self, machine: str) -> None:
         self._backfill(lambda ex, now: _backfills.drop(ex, machine))
 

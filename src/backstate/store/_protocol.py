@@ -116,6 +116,10 @@ class Store(Protocol):
 
     def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None: ...
 
+    def release_backfills(self, owner: str) -> None:
+        """Give up ``owner``'s leases (a clean shutdown)."""
+        ...
+
     def drop_indexes(self, machine: str) -> None:
         """Forget a machine's added indexes."""
         ...

@@ -264,6 +264,9 @@ class SQLiteStore(SqlReads):
     def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
         self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, error))
 
+    def release_backfills(self, owner: str) -> None:
+        self._backfill(lambda ex, now: _backfills.release(ex, owner))
+
     def drop_indexes(self, machine: str) -> None:
         self._backfill(lambda ex, now: _backfills.drop(ex, machine))
 
