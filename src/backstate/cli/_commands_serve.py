@@ -117,6 +117,21 @@ def register(commands: Commands) -> None:
 
 def _add_process_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--backfill-batch",
+        type=int,
+        default=100,
+        metavar="N",
+        help="how many instances an index backfill indexes per transaction (default 100)",
+    )
+    parser.add_argument(
+        "--backfill-pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long an index backfill rests between two transactions, to spare a busy"
+        " store (default 0)",
+    )
+    parser.add_argument(
         "--step-timeout",
         type=float,
         default=DEFAULT_STEP_TIMEOUT,
@@ -237,6 +252,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
     _check_grace(args.shutdown_grace)
     _check_step_timeout(args.step_timeout)
+    _check_backfill(args)
     log_to_stderr(args.log_level)
 
     api = f"http://{args.host}:{args.port}"
@@ -251,6 +267,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         allow_private_jwks=args.allow_private_jwks,
         secrets_key=args.secrets_key or args.credentials.parent / "secrets.key",
         step_timeout=args.step_timeout,
+        backfill_batch=args.backfill_batch,
+        backfill_pause=args.backfill_pause,
         **limits,
     )
     created = backend.ensure_admin()
@@ -293,6 +311,13 @@ def _check_grace(grace: float) -> None:
         raise CliError("--shutdown-grace must be between 0 and 3600 seconds", "invalid-option")
 
 
+def _check_backfill(args: argparse.Namespace) -> None:
+    if not 1 <= args.backfill_batch <= 10_000:
+        raise CliError("--backfill-batch must be from 1 to 10000", "invalid-option")
+    if not 0 <= args.backfill_pause <= 3600:
+        raise CliError("--backfill-pause must be between 0 and 3600 seconds", "invalid-option")
+
+
 def _check_step_timeout(seconds: float) -> None:
     if not 0 < seconds <= 86400:
         raise CliError(
@@ -326,6 +351,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
 
     _check_grace(args.shutdown_grace)
     _check_step_timeout(args.step_timeout)
+    _check_backfill(args)
     log_to_stderr(args.log_level)
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -337,6 +363,8 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
         sandbox=_sandbox(args, Path(db)),
         secrets_key=args.credentials.parent / "secrets.key",
         step_timeout=args.step_timeout,
+        backfill_batch=args.backfill_batch,
+        backfill_pause=args.backfill_pause,
     )
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)

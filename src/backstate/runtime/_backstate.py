@@ -418,15 +418,19 @@ class Backstate:
 
         return IndexPage(await asyncio.to_thread(read), limit)
 
-    async def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow:
+    async def add_index(
+        self, machine: str, name: str, selector: str, *, known: bool = False
+    ) -> IndexBackfillRow:
         """Add an index to a deployed machine: transitions index it from now on, and
         a background task indexes the instances that exist (see _backfill). Queries
         answer 409 ``index-not-ready`` until it is done. ``index-exists`` (409) if the
-        machine or one of its versions already has an index of that name."""
+        machine or one of its versions already has an index of that name. ``known``:
+        the caller vouches that the machine exists, deployed or not (a server's
+        machine that has no version yet)."""
         check_machine(machine)
         check_name("index", name)
         (spec,) = compile_selectors({name: selector})
-        if machine not in self.registry.machines:
+        if not known and machine not in self.registry.machines:
             raise NotFound("machine-not-found", f"machine {machine!r} is not deployed")
         if name in self.registry.index_names(machine):
             raise Conflict("index-exists", f"machine {machine!r} already has an index {name!r}")
