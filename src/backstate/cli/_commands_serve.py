@@ -31,7 +31,13 @@ DEV_CORS_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
 
 
 def register(commands: Commands) -> None:
-    serve = commands.top("serve", "run the HTTP API on a SQLite file", run_serve, common=False)
+    serve = commands.top(
+        "serve",
+        "run the HTTP API on a SQLite file",
+        run_serve,
+        epilog="example: backstate serve --store postgresql://postgres@127.0.0.1/backstate --deploy machines/orders.py",
+        common=False,
+    )
     serve.add_argument("--db", default="backstate.db", help="SQLite file (created if missing)")
     serve.add_argument(
         "--store",
@@ -100,6 +106,7 @@ def register(commands: Commands) -> None:
         "run a server on a SQLite file in FOLDER, deploy its machine files, and redeploy "
         "each as a new version when it changes",
         run_dev,
+        epilog="example: backstate dev machines/ --port 8787",
         common=False,
     )
     dev.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="default: .")
