@@ -34,6 +34,7 @@ from ._deployments import (
     check_event_type,
     check_machine,
     check_name,
+    check_step_timeout,
 )
 from ._entries import InstanceState, Work
 from ._errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
@@ -111,12 +112,16 @@ class Backstate:
         allow_write: Authorizer | None = None,
         make_current: bool = True,
         indexes: Mapping[str, str] | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         """Deploy a version of a machine. ``indexes`` maps index names to selectors
-        (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes."""
+        (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes.
+        ``step_timeout``: this version's, instead of the runtime's."""
         specs = compile_selectors(indexes or {})
+        timeout = None if step_timeout is None else check_step_timeout(step_timeout)
         self.deploy_version(
-            Version(name, version, machine, allow_read, allow_write, specs), make_current
+            Version(name, version, machine, allow_read, allow_write, specs, step_timeout=timeout),
+            make_current,
         )
 
     def deploy_version(self, version: Version, make_current: bool = True) -> None:

@@ -63,6 +63,24 @@ def _event_type_problem(event_type: str) -> str:
     return ""
 
 
+MAX_STEP_TIMEOUT = 86400.0
+
+
+def check_step_timeout(seconds: Any) -> float:
+    """A step timeout: seconds, more than 0 and at most a day."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_STEP_TIMEOUT
+    ):
+        raise InvalidRequest(
+            "invalid-step-timeout",
+            f"a step timeout is seconds, more than 0 and at most {MAX_STEP_TIMEOUT:g}, "
+            f"not {seconds!r}",
+        )
+    return float(seconds)
+
+
 def check_machine(name: Any) -> str:
     """A machine name, optionally qualified by a namespace: ``org.machine``. The server
     keeps each org's machines apart this way ('.' never occurs in a valid name)."""
@@ -148,6 +166,9 @@ class Version:
     allow_write: Authorizer | None
     indexes: tuple[IndexSpec, ...] = ()
     http_api: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds a request waits for an instance to settle and a service may run; None:
+    # the runtime's (``step_timeout``, a server's ``--step-timeout``).
+    step_timeout: float | None = None
 
 
 @dataclass

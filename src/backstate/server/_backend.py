@@ -464,6 +464,7 @@ class Backend:
                 module.allow_write,
                 indexes,
                 module.http_api,
+                module.step_timeout,
             )
         elif row.definition is None:
             return  # it could not be described (logged at start)
