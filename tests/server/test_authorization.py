@@ -47,6 +47,9 @@ ROUTES: list[tuple[str, str, Any, Scope]] = [
     ("POST", "/machines/toggler/migrations", {}, Scope.MACHINE_VERSIONS_WRITE),
     ("PUT", "/machines/toggler/migrations/upl_x", None, Scope.MACHINE_VERSIONS_WRITE),
     ("GET", "/machines/toggler/indexes/ix/query", None, Scope.INDEXES_READ),
+    ("GET", "/machines/toggler/indexes", None, Scope.MACHINES_READ),
+    ("GET", "/machines/toggler/indexes/ix", None, Scope.MACHINES_READ),
+    ("POST", "/machines/toggler/indexes", {"name": "ix", "selector": "$.a"}, Scope.MACHINES_WRITE),
 ]
 
 

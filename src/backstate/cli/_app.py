@@ -66,10 +66,17 @@ class Commands:
         self.common = _common_options()
         self._groups = root.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    def top(self, name: str, help: str, run: Run, *, common: bool = True) -> Parser:
+    def top(
+        self, name: str, help: str, run: Run, *, epilog: str | None = None, common: bool = True
+    ) -> Parser:
         """A command without a group (``serve``, ``dev``)."""
         parser: Parser = self._groups.add_parser(
-            name, help=help, description=help, parents=[self.common] if common else []
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            parents=[self.common] if common else [],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.set_defaults(run=run)
         return parser
@@ -183,6 +190,7 @@ def build_parser() -> Parser:
         _commands_check,
         _commands_dead_letters,
         _commands_identity,
+        _commands_indexes,
         _commands_instances,
         _commands_logs,
         _commands_machines,
@@ -206,6 +214,7 @@ def build_parser() -> Parser:
     _commands_check.register(commands)
     _commands_machines.register(commands)
     _commands_migrations.register(commands)
+    _commands_indexes.register(commands)
     _commands_instances.register(commands)
     _commands_logs.register(commands)
     _commands_dead_letters.register(commands)

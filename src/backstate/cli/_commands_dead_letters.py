@@ -11,7 +11,12 @@ from ._output import compact, when
 
 def register(commands: Commands) -> None:
     dead = commands.group("dead-letters", "messages that exhausted their retries")
-    dead.command("list", "the org's dead letters, oldest first", list_dead_letters)
+    dead.command(
+        "list",
+        "the org's dead letters, oldest first",
+        list_dead_letters,
+        epilog="example: backstate dead-letters list --json",
+    )
     redeliver = dead.command(
         "redeliver",
         "put a dead letter back in its instance's inbox (and off the list)",

@@ -46,9 +46,16 @@ DEFAULT_PRESET_MAPPING = {"sub.$": "$.sub"}
 
 def register(commands: Commands) -> None:
     orgs = commands.group("orgs", "list and create orgs")
-    orgs.command("list", "the orgs your key reaches", list_orgs)
-    org = orgs.command("create", "create an org (with its admin key, shown once)", create_org)
-    org.add_argument("-n", "--name", required=True)
+    orgs.command(
+        "list", "the orgs your key reaches", list_orgs, epilog="example: backstate orgs list"
+    )
+    org = orgs.command(
+        "create",
+        "create an org (with its admin key, shown once)",
+        create_org,
+        epilog="example: backstate orgs create -n staging",
+    )
+    org.add_argument("-n", "--name", required=True, help="the new org's name")
     org.add_argument(
         "--no-anonymous-access",
         dest="anonymous",
@@ -57,14 +64,14 @@ def register(commands: Commands) -> None:
     )
 
     keys = commands.group("keys", "list, create and delete API keys")
-    keys.command("list", "the org's keys", list_keys)
+    keys.command("list", "the org's keys", list_keys, epilog="example: backstate keys list")
     key = keys.command(
         "create",
         "create a key (its secret is shown once)",
         create_key,
         epilog="example: backstate keys create -n web-server --use production",
     )
-    key.add_argument("-n", "--name", required=True)
+    key.add_argument("-n", "--name", required=True, help="a name that says what the key is for")
     which = key.add_mutually_exclusive_group()
     which.add_argument(
         "-u",
@@ -73,8 +80,19 @@ def register(commands: Commands) -> None:
         help="a preset: production (events, state, instances, indexes) or ci (machines "
         "and versions); the default",
     )
-    which.add_argument("--scopes", nargs="+", choices=SCOPES, metavar="SCOPE")
-    delete = keys.command("delete", "delete a key: its tokens stop working", delete_key)
+    which.add_argument(
+        "--scopes",
+        nargs="+",
+        choices=SCOPES,
+        metavar="SCOPE",
+        help=f"the key's scopes, instead of a preset: {', '.join(SCOPES)}",
+    )
+    delete = keys.command(
+        "delete",
+        "delete a key: its tokens stop working",
+        delete_key,
+        epilog="example: backstate keys delete -k sbk_... --yes",
+    )
     delete.add_argument("-k", "--key", required=True, help="the key id")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the id")
 
@@ -98,7 +116,12 @@ def register(commands: Commands) -> None:
     idps = commands.group(
         "identity-providers", "trust other identity providers' tokens (token exchange)"
     )
-    idps.command("list", "the org's identity providers", list_idps)
+    idps.command(
+        "list",
+        "the org's identity providers",
+        list_idps,
+        epilog="example: backstate identity-providers list",
+    )
     upsert = idps.command(
         "upsert",
         "add or change an identity provider (keyed by audience and issuer)",
@@ -114,11 +137,22 @@ def register(commands: Commands) -> None:
         """example: backstate identity-providers upsert --preset supabase --project abc """
         """--jwt-secret $SUPABASE_JWT_SECRET""",
     )
-    upsert.add_argument("--preset", choices=("supabase", "auth0", "cognito"))
+    upsert.add_argument(
+        "--preset",
+        choices=("supabase", "auth0", "cognito"),
+        help="fill in a known provider's audience, issuer, algorithms and keys from "
+        "--project/--jwt-secret (supabase), --domain (auth0) or --user-pool-id/--region (cognito)",
+    )
     upsert.add_argument("--audience", help="the aud claim its tokens carry")
     upsert.add_argument("--issuer", help="the iss claim its tokens carry")
     upsert.add_argument(
-        "-l", "--algorithm", nargs="+", choices=ALGORITHMS, metavar="ALG", dest="algorithms"
+        "-l",
+        "--algorithm",
+        nargs="+",
+        choices=ALGORITHMS,
+        metavar="ALG",
+        dest="algorithms",
+        help=f"the signing algorithms its tokens may use: {', '.join(ALGORITHMS)}",
     )
     upsert.add_argument(
         "--mapping", type=json_object, help='claims to keep: {"sub.$": "$.sub", ...}'
@@ -126,13 +160,18 @@ def register(commands: Commands) -> None:
     key_source = upsert.add_mutually_exclusive_group()
     key_source.add_argument("-k", "--key", help="the verification key (UTF-8 text)")
     key_source.add_argument("-b", "--base64-key", help="the verification key, base64")
-    key_source.add_argument("-j", "--jwks-url")
+    key_source.add_argument("-j", "--jwks-url", help="where its verification keys are (a JWKS)")
     upsert.add_argument("--project", help="supabase: the project id")
     upsert.add_argument("--jwt-secret", help="supabase: the project's JWT secret")
     upsert.add_argument("--domain", help="auth0: the tenant's domain")
     upsert.add_argument("--user-pool-id", help="cognito: the user pool")
     upsert.add_argument("--region", help="cognito: the pool's AWS region")
-    remove = idps.command("delete", "stop trusting an identity provider", delete_idp)
+    remove = idps.command(
+        "delete",
+        "stop trusting an identity provider",
+        delete_idp,
+        epilog="example: backstate identity-providers delete --issuer https://issuer.example.com/ --yes",
+    )
     remove.add_argument("--audience", help="the provider's aud")
     remove.add_argument("--issuer", help="the provider's iss")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask")
@@ -140,7 +179,12 @@ def register(commands: Commands) -> None:
     providers = commands.group(
         "token-providers", "issue tokens from exchanged identity-provider tokens"
     )
-    providers.command("list", "the org's token providers", list_token_providers)
+    providers.command(
+        "list",
+        "the org's token providers",
+        list_token_providers,
+        epilog="example: backstate token-providers list",
+    )
     provider = providers.command(
         "upsert",
         "add or change the token provider of a service",
@@ -153,7 +197,12 @@ def register(commands: Commands) -> None:
     provider.add_argument(
         "--mapping", required=True, type=json_object, help="act claims from IdP claims"
     )
-    drop = providers.command("delete", "delete a service's token provider", delete_token_provider)
+    drop = providers.command(
+        "delete",
+        "delete a service's token provider",
+        delete_token_provider,
+        epilog="example: backstate token-providers delete --service my-app --yes",
+    )
     drop.add_argument("--service", required=True, help="the token provider's name")
     drop.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 

@@ -23,7 +23,12 @@ NO_TRANSITION_STATUS = 3
 def register(commands: Commands) -> None:
     instances = commands.group("instances", "create, drive, inspect and delete instances")
 
-    listing = instances.command("list", "a machine's instances", list_instances)
+    listing = instances.command(
+        "list",
+        "a machine's instances",
+        list_instances,
+        epilog="example: backstate instances list -m orders",
+    )
     listing.add_argument("-m", "--machine", required=True, help="the machine's name")
 
     query = instances.command(
@@ -51,7 +56,10 @@ def register(commands: Commands) -> None:
     )
 
     get = instances.command(
-        "get", "an instance's state, whole context, status and versions (admin view)", get_instance
+        "get",
+        "an instance's state, whole context, status and versions (admin view)",
+        get_instance,
+        epilog="example: backstate instances get -m orders -i order-42",
     )
     _instance_arguments(get)
 
@@ -95,6 +103,7 @@ def register(commands: Commands) -> None:
         "watch",
         "print the instance's state, then each new state as it changes (Ctrl-C to stop)",
         watch_instance,
+        epilog="example: backstate instances watch -m orders -i order-42",
     )
     _instance_arguments(watch)
     _auth_context_argument(watch)
@@ -109,6 +118,7 @@ def register(commands: Commands) -> None:
         "set-desired-version",
         "upgrade the instance at its next event (needs a chain of migrations)",
         set_desired_version,
+        epilog="example: backstate instances set-desired-version -m orders -i order-42 -v 1.1.0",
     )
     _instance_arguments(desired)
     desired.add_argument("-v", "--version", required=True, help="version id or reference")
@@ -117,6 +127,7 @@ def register(commands: Commands) -> None:
         "list-transitions",
         "the instance's history: each event and the state it led to",
         list_transitions,
+        epilog="example: backstate instances list-transitions -m orders -i order-42",
     )
     _instance_arguments(transitions)
 
@@ -129,7 +140,10 @@ def register(commands: Commands) -> None:
     _instance_arguments(timers)
 
     status = instances.command(
-        "set-status", "pause (refuse every event, timers too) or resume an instance", set_status
+        "set-status",
+        "pause (refuse every event, timers too) or resume an instance",
+        set_status,
+        epilog="example: backstate instances set-status -m orders -i order-42 -s paused --yes",
     )
     _instance_arguments(status)
     status.add_argument(
@@ -138,7 +152,10 @@ def register(commands: Commands) -> None:
     status.add_argument("-y", "--yes", action="store_true", help="do not ask before pausing")
 
     delete = instances.command(
-        "delete", "delete an instance (or --all of a machine's) with its history", delete_instances
+        "delete",
+        "delete an instance (or --all of a machine's) with its history",
+        delete_instances,
+        epilog="example: backstate instances delete -m orders -i order-42 --yes",
     )
     delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     which = delete.add_mutually_exclusive_group(required=True)

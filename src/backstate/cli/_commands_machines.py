@@ -19,8 +19,15 @@ DEFAULT_VERSION_REFERENCE = "0.0.1"  # smply's
 
 def register(commands: Commands) -> None:
     machines = commands.group("machines", "list, inspect, create and delete machines")
-    machines.command("list", "every machine of the org", list_machines)
-    get = machines.command("get", "one machine: its indexes and current version", get_machine)
+    machines.command(
+        "list", "every machine of the org", list_machines, epilog="example: backstate machines list"
+    )
+    get = machines.command(
+        "get",
+        "one machine: its indexes and current version",
+        get_machine,
+        epilog="example: backstate machines get -m orders",
+    )
     get.add_argument("-m", "--machine", required=True, help="the machine's name")
     create = machines.command(
         "create",
@@ -47,12 +54,18 @@ def register(commands: Commands) -> None:
         "delete",
         "delete a machine, its versions and migrations (not while it has instances)",
         delete_machine,
+        epilog="example: backstate machines delete -m orders --yes",
     )
     delete.add_argument("-m", "--machine", required=True, help="the machine's name")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask to retype the name")
 
     versions = commands.group("machine-versions", "list and create machine versions")
-    listing = versions.command("list", "a machine's versions (* is current)", list_versions)
+    listing = versions.command(
+        "list",
+        "a machine's versions (* is current)",
+        list_versions,
+        epilog="example: backstate machine-versions list -m orders",
+    )
     listing.add_argument("-m", "--machine", required=True, help="the machine's name")
     create_version = versions.command(
         "create",

@@ -18,10 +18,20 @@ def register(commands: Commands) -> None:
         set_secret,
         epilog='example: printf %s "$OPENAI_API_KEY" | backstate secrets set OPENAI_API_KEY',
     )
-    set_.add_argument("name", metavar="NAME")
-    secrets.command("list", "the names of the org's secrets (never their values)", list_secrets)
-    delete = secrets.command("delete", "delete a secret", delete_secret)
-    delete.add_argument("name", metavar="NAME")
+    set_.add_argument("name", metavar="NAME", help="the secret's name (actions read it by name)")
+    secrets.command(
+        "list",
+        "the names of the org's secrets (never their values)",
+        list_secrets,
+        epilog="example: backstate secrets list",
+    )
+    delete = secrets.command(
+        "delete",
+        "delete a secret",
+        delete_secret,
+        epilog="example: backstate secrets delete STRIPE_KEY",
+    )
+    delete.add_argument("name", metavar="NAME", help="the secret's name")
 
 
 def set_secret(context: Context, args: argparse.Namespace) -> None:

@@ -34,7 +34,13 @@ DEV_CORS_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
 
 
 def register(commands: Commands) -> None:
-    serve = commands.top("serve", "run the HTTP API on a SQLite file", run_serve, common=False)
+    serve = commands.top(
+        "serve",
+        "run the HTTP API on a SQLite file",
+        run_serve,
+        epilog="example: backstate serve --store postgresql://postgres@127.0.0.1/backstate --deploy machines/orders.py",
+        common=False,
+    )
     serve.add_argument("--db", default="backstate.db", help="SQLite file (created if missing)")
     serve.add_argument(
         "--store",
@@ -103,6 +109,7 @@ def register(commands: Commands) -> None:
         "run a server on a SQLite file in FOLDER, deploy its machine files, and redeploy "
         "each as a new version when it changes",
         run_dev,
+        epilog="example: backstate dev machines/ --port 8787",
         common=False,
     )
     dev.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="default: .")
@@ -127,6 +134,21 @@ def register(commands: Commands) -> None:
 
 
 def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backfill-batch",
+        type=int,
+        default=100,
+        metavar="N",
+        help="how many instances an index backfill indexes per transaction (default 100)",
+    )
+    parser.add_argument(
+        "--backfill-pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long an index backfill rests between two transactions, to spare a busy"
+        " store (default 0)",
+    )
     parser.add_argument(
         "--step-timeout",
         type=float,
@@ -248,6 +270,7 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
 
     _check_grace(args.shutdown_grace)
     _check_step_timeout(args.step_timeout)
+    _check_backfill(args)
     log_to_stderr(args.log_level)
 
     api = f"http://{args.host}:{args.port}"
@@ -262,6 +285,8 @@ def run_serve(context: Context, args: argparse.Namespace) -> int:
         allow_private_jwks=args.allow_private_jwks,
         secrets_key=args.secrets_key or args.credentials.parent / "secrets.key",
         step_timeout=args.step_timeout,
+        backfill_batch=args.backfill_batch,
+        backfill_pause=args.backfill_pause,
         **limits,
     )
     created = backend.ensure_admin()
@@ -304,6 +329,13 @@ def _check_grace(grace: float) -> None:
         raise CliError("--shutdown-grace must be between 0 and 3600 seconds", "invalid-option")
 
 
+def _check_backfill(args: argparse.Namespace) -> None:
+    if not 1 <= args.backfill_batch <= 10_000:
+        raise CliError("--backfill-batch must be from 1 to 10000", "invalid-option")
+    if not 0 <= args.backfill_pause <= 3600:
+        raise CliError("--backfill-pause must be between 0 and 3600 seconds", "invalid-option")
+
+
 def _check_step_timeout(seconds: float) -> None:
     if not 0 < seconds <= 86400:
         raise CliError(
@@ -337,6 +369,7 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
 
     _check_grace(args.shutdown_grace)
     _check_step_timeout(args.step_timeout)
+    _check_backfill(args)
     log_to_stderr(args.log_level)
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -348,6 +381,8 @@ def run_dev(context: Context, args: argparse.Namespace) -> int:
         sandbox=_sandbox(args, Path(db)),
         secrets_key=args.credentials.parent / "secrets.key",
         step_timeout=args.step_timeout,
+        backfill_batch=args.backfill_batch,
+        backfill_pause=args.backfill_pause,
     )
     api = f"http://{args.host}:{args.port}"
     key_id, secret = _dev_credentials(backend, api, args.credentials)

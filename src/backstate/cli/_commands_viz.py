@@ -29,6 +29,7 @@ def register(commands: Commands) -> None:
         "draw a machine file as a statechart (mermaid stateDiagram-v2, SVG or PNG), or "
         "the before/after diagrams of the machine files changed since a git revision",
         run_viz,
+        epilog="example: backstate viz machines/orders.py --format svg -o orders.svg",
         common=False,
     )
     viz.add_argument("file", nargs="?", help="the machine file")

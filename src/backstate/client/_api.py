@@ -29,6 +29,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexInfo,
     IndexValue,
     InstanceInfo,
     KeyInfo,
@@ -245,6 +246,37 @@ def _migration_id(body: Any) -> str:
 
 def finalize_migration(machine: str, signed_id: str) -> Flow[str]:
     return single(Call("PUT", f"/machines/{_p(machine)}/migrations/{_p(signed_id)}", _migration_id))
+
+
+def add_index(machine: str, name: str, selector: str) -> Flow[IndexInfo]:
+    return single(
+        Call(
+            "POST",
+            f"/machines/{_p(machine)}/indexes",
+            lambda body: IndexInfo.from_json(body["index"]),
+            json={"name": name, "selector": selector},
+        )
+    )
+
+
+def list_indexes(machine: str) -> Flow[list[IndexInfo]]:
+    return single(
+        Call(
+            "GET",
+            f"/machines/{_p(machine)}/indexes",
+            lambda body: [IndexInfo.from_json(i) for i in body["indexes"]],
+        )
+    )
+
+
+def get_index(machine: str, name: str) -> Flow[IndexInfo]:
+    return single(
+        Call(
+            "GET",
+            f"/machines/{_p(machine)}/indexes/{_p(name)}",
+            lambda body: IndexInfo.from_json(body["index"]),
+        )
+    )
 
 
 def list_migrations(machine: str) -> Flow[list[MigrationInfo]]:

@@ -31,6 +31,7 @@ from ._models import (
     Event,
     IdentityProviderInfo,
     IndexEntry,
+    IndexInfo,
     IndexValue,
     InstanceInfo,
     KeyInfo,
@@ -90,6 +91,7 @@ class AsyncClient(BaseClient):
         self.machines = Machines(self)
         self.machine_versions = MachineVersions(self)
         self.migrations = Migrations(self)
+        self.indexes = Indexes(self)
         self.instances = Instances(self)
         self.logs = LogsApi(self)
         self.dead_letters = DeadLetters(self)
@@ -228,6 +230,37 @@ class MachineVersions(_Namespace):
                 machine, signed_version_id, client_info, make_current, index_selectors
             )
         )
+
+
+class Indexes(_Namespace):
+    """Indexes of a machine; adding one to a machine with instances backfills them in
+    the background (backstate's extension; see docs/client.md#indexes)."""
+
+    async def add(self, machine: str, name: str, selector: str) -> IndexInfo:
+        """Add an index (a name and a selector: JSONPath into the context, or
+        ``@state``); it is ``backfilling`` until every existing instance is indexed."""
+        return await self._run(_api.add_index(machine, name, selector))
+
+    async def list(self, machine: str) -> list[IndexInfo]:
+        return await self._run(_api.list_indexes(machine))
+
+    async def get(self, machine: str, name: str) -> IndexInfo:
+        """One index, with its backfill's progress."""
+        return await self._run(_api.get_index(machine, name))
+
+    async def wait_ready(
+        self, machine: str, name: str, *, timeout: float = 600.0, interval: float = 0.5
+    ) -> IndexInfo:
+        """Poll until the index is no longer backfilling (``ready`` or ``failed``);
+        ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            index = await self._run(_api.get_index(machine, name))
+            if index.state != "backfilling":
+                return index
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"index {name!r} still backfilling: {index.done}/{index.total}")
+            await asyncio.sleep(interval)
 
 
 class Migrations(_Namespace):

@@ -474,6 +474,46 @@ class MigrationInfo:
 
 
 @dataclass(frozen=True)
+class IndexInfo:
+    """An index of a machine (backstate's extension): ``state`` is ``ready``,
+    ``backfilling`` (an index added to a machine with instances, being filled in) or
+    ``failed`` (``error`` says why). ``selector`` and the progress (``done`` of
+    ``total`` instances, ``skipped`` values that could not be indexed) are known for an
+    added index; one declared when its machine was created has its versions' selectors."""
+
+    name: str
+    state: str
+    selector: str | None = None
+    done: int | None = None
+    total: int | None = None
+    skipped: int | None = None
+    skip_note: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> IndexInfo:
+        created, updated = body.get("createdAt"), body.get("updatedAt")
+        return cls(
+            name=body["name"],
+            state=body["state"],
+            selector=body.get("selector"),
+            done=body.get("done"),
+            total=body.get("total"),
+            skipped=body.get("skipped"),
+            skip_note=body.get("skipNote"),
+            error=body.get("error"),
+            created_at=parse_time(created) if created else None,
+            updated_at=parse_time(updated) if updated else None,
+        )
+
+
+@dataclass(frozen=True)
 class Timer:
     """A pending timer of an instance (an ``after`` transition or a delayed send)."""
 

@@ -41,6 +41,7 @@ class MachineModule:
     http_api: dict[str, Any]
     module: types.ModuleType
     index_selectors: dict[str, str] | None = None  # index name -> selector, if defined
+    step_timeout: float | None = None  # seconds, if the file sets its own
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,31 @@ def load_source(source: str, filename: str = "<machine>") -> MachineModule:
         raise MachineModuleError(
             "invalid-export", "`index_selectors` must be a dict of index name -> selector", filename
         )
-    return MachineModule(machine, allow_read, allow_write, http_api, module, selectors)
+    step_timeout = exports.get("step_timeout")
+    if step_timeout is not None and (
+        isinstance(step_timeout, bool)
+        or not isinstance(step_timeout, int | float)
+        or not 0 < step_timeout <= 86400
+    ):
+        raise MachineModuleError(
+            "invalid-export",
+            f"`step_timeout` must be seconds, more than 0 and at most 86400, not {step_timeout!r}",
+            filename,
+        )
+    timeout = None if step_timeout is None else float(step_timeout)
+    return MachineModule(machine, allow_read, allow_write, http_api, module, selectors, timeout)
 
 
 def definition(module: MachineModule) -> dict[str, Any]:
     """What a machine file defines, as plain JSON: its state tree without behaviour
     (``backstate.chart`` skeleton), what a diagram draws of it (its outline), its
-    HTTP-API slugs and index selectors."""
+    HTTP-API slugs, index selectors and step timeout."""
     return {
         "skeleton": skeleton(module.machine),
         "outline": outline(module.machine),
         "httpApi": sorted(module.http_api),
         "indexSelectors": module.index_selectors,
+        "stepTimeout": module.step_timeout,
     }
 
 

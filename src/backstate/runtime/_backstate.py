@@ -13,6 +13,8 @@ from backstate.chart import ExecutionError, Machine, to_event
 from backstate.store import (
     DeadLetterRow,
     HistoryRow,
+    IndexBackfillRow,
+    IndexHit,
     InstanceRow,
     LogRow,
     RawJson,
@@ -21,6 +23,7 @@ from backstate.store import (
 )
 
 from . import _logs
+from ._backfill import IndexBackfill
 from ._clock import Clock, SystemClock
 from ._cluster import Cluster
 from ._code import UserCode
@@ -31,9 +34,10 @@ from ._deployments import (
     check_event_type,
     check_machine,
     check_name,
+    check_step_timeout,
 )
 from ._entries import InstanceState, Work
-from ._errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from ._errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from ._idempotency import RETENTION_S, idempotency
 from ._indexes import IndexPage, compile_selectors, index_query
 from ._json import encode
@@ -66,12 +70,16 @@ class Backstate:
         code: UserCode | None = None,
         idempotency_retention: float = RETENTION_S,
         secrets: Secrets | None = None,
+        backfill_batch: int = 100,
+        backfill_pause: float = 0.0,
     ) -> None:
         """``cluster``: run as one of many nodes sharing a PostgreSQL store (see
         _cluster); without it this process runs every instance of the store. ``code``:
         where machine code runs (``backstate.sandbox``); by default in this process.
         ``idempotency_retention``: seconds an idempotency key is remembered (24 h).
-        ``secrets``: a machine's name -> the secrets its effects may read (_secrets)."""
+        ``secrets``: a machine's name -> the secrets its effects may read (_secrets).
+        ``backfill_batch``, ``backfill_pause``: how many instances an index backfill
+        indexes per transaction, and the seconds it rests between two (_backfill)."""
         self.store: Store = (
             open_store(store, synchronous=synchronous) if isinstance(store, str | Path) else store
         )
@@ -89,6 +97,7 @@ class Backstate:
         )
         if secrets is not None:
             self.processor.secrets = secrets
+        self.backfill = IndexBackfill(self.store, self.registry, backfill_batch, backfill_pause)
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -103,12 +112,16 @@ class Backstate:
         allow_write: Authorizer | None = None,
         make_current: bool = True,
         indexes: Mapping[str, str] | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         """Deploy a version of a machine. ``indexes`` maps index names to selectors
-        (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes."""
+        (JSONPath into the context, or ``@state``); see docs/runtime.md#indexes.
+        ``step_timeout``: this version's, instead of the runtime's."""
         specs = compile_selectors(indexes or {})
+        timeout = None if step_timeout is None else check_step_timeout(step_timeout)
         self.deploy_version(
-            Version(name, version, machine, allow_read, allow_write, specs), make_current
+            Version(name, version, machine, allow_read, allow_write, specs, step_timeout=timeout),
+            make_current,
         )
 
     def deploy_version(self, version: Version, make_current: bool = True) -> None:
@@ -152,14 +165,18 @@ class Backstate:
 
     async def start(self) -> None:
         _logs.install()
+        # Before any transition runs: each must write the added indexes' entries too.
+        await asyncio.to_thread(self.backfill.load)
         await self.processor.start()
         if self.cluster is not None:
             await self.cluster.start(self.processor)
         self.processor.keys.start()
+        self.backfill.start()
         self._started = True
 
     async def close(self) -> None:
         if self._started:
+            await self.backfill.close()
             await self.processor.keys.stop()
             if self.cluster is not None:
                 await self.cluster.stop()
@@ -397,8 +414,46 @@ class Backstate:
     ) -> IndexPage:
         """One page of a secondary index (see docs/runtime.md#indexes)."""
         query = index_query(check_machine(machine), index, op, value, descending, limit, cursor)
-        hits = await asyncio.to_thread(self.store.query_index, query)
-        return IndexPage(hits, limit)
+
+        def read() -> list[IndexHit]:
+            for row in self.store.index_backfills(machine):
+                if row.name == index and row.state != "ready":
+                    raise Conflict("index-not-ready", _not_ready(row))
+            return self.store.query_index(query)
+
+        return IndexPage(await asyncio.to_thread(read), limit)
+
+    async def add_index(
+        self, machine: str, name: str, selector: str, *, known: bool = False
+    ) -> IndexBackfillRow:
+        """Add an index to a deployed machine: transitions index it from now on, and
+        a background task indexes the instances that exist (see _backfill). Queries
+        answer 409 ``index-not-ready`` until it is done. ``index-exists`` (409) if the
+        machine or one of its versions already has an index of that name. ``known``:
+        the caller vouches that the machine exists, deployed or not (a server's
+        machine that has no version yet)."""
+        check_machine(machine)
+        check_name("index", name)
+        (spec,) = compile_selectors({name: selector})
+        if not known and machine not in self.registry.machines:
+            raise NotFound("machine-not-found", f"machine {machine!r} is not deployed")
+        if name in self.registry.index_names(machine):
+            raise Conflict("index-exists", f"machine {machine!r} already has an index {name!r}")
+        row = await asyncio.to_thread(self.store.add_index, machine, name, selector)
+        if row is None:
+            raise Conflict("index-exists", f"machine {machine!r} already has an index {name!r}")
+        self.registry.add_index(machine, spec)
+        self.backfill.wake()
+        return row
+
+    async def added_indexes(self, machine: str) -> list[IndexBackfillRow]:
+        """The indexes added to a machine, with their backfills' progress."""
+        return await asyncio.to_thread(self.store.index_backfills, check_machine(machine))
+
+    async def drop_indexes(self, machine: str) -> None:
+        """Forget the indexes added to a machine (when it is deleted)."""
+        await asyncio.to_thread(self.store.drop_indexes, check_machine(machine))
+        self.registry.drop_indexes(machine)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
         return await asyncio.to_thread(self.store.dead_letters, limit)
@@ -431,3 +486,12 @@ class Backstate:
         if not self._started:
             raise Unavailable("not-started", "call `await backstate.start()` first")
         return asyncio.get_running_loop().create_future()
+
+
+def _not_ready(row: IndexBackfillRow) -> str:
+    if row.state == "failed":
+        return f"index {row.name!r} could not be backfilled: {row.error}"
+    return (
+        f"index {row.name!r} is still backfilling ({row.done} of {row.total} instances); "
+        "query it once it is ready"
+    )

@@ -63,6 +63,24 @@ def _event_type_problem(event_type: str) -> str:
     return ""
 
 
+MAX_STEP_TIMEOUT = 86400.0
+
+
+def check_step_timeout(seconds: Any) -> float:
+    """A step timeout: seconds, more than 0 and at most a day."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_STEP_TIMEOUT
+    ):
+        raise InvalidRequest(
+            "invalid-step-timeout",
+            f"a step timeout is seconds, more than 0 and at most {MAX_STEP_TIMEOUT:g}, "
+            f"not {seconds!r}",
+        )
+    return float(seconds)
+
+
 def check_machine(name: Any) -> str:
     """A machine name, optionally qualified by a namespace: ``org.machine``. The server
     keeps each org's machines apart this way ('.' never occurs in a valid name)."""
@@ -148,6 +166,9 @@ class Version:
     allow_write: Authorizer | None
     indexes: tuple[IndexSpec, ...] = ()
     http_api: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds a request waits for an instance to settle and a service may run; None:
+    # the runtime's (``step_timeout``, a server's ``--step-timeout``).
+    step_timeout: float | None = None
 
 
 @dataclass
@@ -161,6 +182,30 @@ class Deployment:
 class Registry:
     def __init__(self) -> None:
         self.machines: dict[str, Deployment] = {}
+        # Indexes added to a machine (runtime/_backfill), by machine and index name: they
+        # apply to each of its versions that does not name them itself.
+        self.added: dict[str, dict[str, IndexSpec]] = {}
+
+    def add_index(self, machine: str, spec: IndexSpec) -> None:
+        self.added.setdefault(machine, {})[spec.name] = spec
+
+    def drop_indexes(self, machine: str) -> None:
+        self.added.pop(machine, None)
+
+    def indexes(self, version: Version) -> tuple[IndexSpec, ...]:
+        """What a transition of ``version`` indexes: its own selectors, and the
+        machine's added indexes it does not name."""
+        added = self.added.get(version.machine_name)
+        if not added:
+            return version.indexes
+        own = {spec.name for spec in version.indexes}
+        return version.indexes + tuple(s for n, s in added.items() if n not in own)
+
+    def index_names(self, machine: str) -> set[str]:
+        """Every index name of the machine: its versions' and the added ones."""
+        deployment = self.machines.get(machine)
+        versions = deployment.versions.values() if deployment is not None else ()
+        return {s.name for v in versions for s in v.indexes} | set(self.added.get(machine, {}))
 
     def add(self, version: Version, make_current: bool) -> None:
         deployment = self.machines.setdefault(

@@ -145,7 +145,8 @@ class EffectRunner:
         current_secrets.set(self._secrets(entry.key[0]))
         event: dict[str, Any]
         failure = f"xstate.error.actor.{effect.id}"
-        timeout = p.step_timeout if effect.timeout_ms is None else effect.timeout_ms / 1000
+        step_timeout = version.step_timeout or p.step_timeout
+        timeout = step_timeout if effect.timeout_ms is None else effect.timeout_ms / 1000
         try:
             result = await p.code.run_service(version, entry.key[1], effect, current, timeout)
             event = {"type": f"xstate.done.actor.{effect.id}", "output": result}

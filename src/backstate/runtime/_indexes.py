@@ -96,6 +96,19 @@ def index_entries(
     return frozenset(entries), skipped
 
 
+def value_state_strings(value: Any) -> list[str]:
+    """The state strings of a stored state value (what ``@state`` indexes): every
+    active state's dotted path, as a snapshot's ``state_strings``."""
+    if isinstance(value, str):
+        return [value]
+    strings: list[str] = []
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            strings.append(str(key))
+            strings.extend(f"{key}.{path}" for path in value_state_strings(child))
+    return strings
+
+
 def _entry(index: str, value: Any) -> IndexEntry | None:
     if isinstance(value, str):
         return (index, STRING, 0.0, value)

@@ -652,10 +652,18 @@ class Processor:
             future.set_result(entry.committed or self.state(entry))
             return
         handle = asyncio.get_running_loop().call_later(
-            self.step_timeout, self._settle_timeout, entry, future
+            self.step_timeout_of(entry), self._settle_timeout, entry, future
         )
         entry.waiters.append((future, handle))
         self.waiting.add(entry)
+
+    def step_timeout_of(self, entry: Entry) -> float:
+        """The instance's version's step timeout, else the runtime's."""
+        try:
+            version = self.registry.get(entry.key[0], entry.version)
+        except NotFound:
+            return self.step_timeout
+        return version.step_timeout or self.step_timeout
 
     def _release(self, entry: Entry) -> None:
         self.waiting.discard(entry)

@@ -439,8 +439,9 @@ class Steps:
                     f"context would be {size} bytes of JSON; the limit is {MAX_CONTEXT_BYTES}",
                 )
         indexed: tuple[frozenset[IndexEntry], list[str]] | None = None
-        if version.indexes or entry.indexed:
-            indexed = index_entries(version.indexes, snap.context, snap.state_strings)
+        specs = self.p.registry.indexes(version)
+        if specs or entry.indexed:
+            indexed = index_entries(specs, snap.context, snap.state_strings)
         seq = 0 if created else entry.seq + 1
         expected = None if created else entry.seq
         was_active = created or (entry.snapshot is not None and entry.snapshot.status == "active")

@@ -86,13 +86,16 @@ class Loaded:
     http_api: list[str]
     index_selectors: dict[str, str] | None
     outline: dict[str, Any] | None = None
+    step_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "skeleton": self.skeleton,
             "httpApi": self.http_api,
             "indexSelectors": self.index_selectors,
         }
+        if self.step_timeout is not None:
+            data["stepTimeout"] = self.step_timeout
         return data if self.outline is None else {**data, "outline": self.outline}
 
     @classmethod
@@ -114,7 +117,20 @@ class Loaded:
                 check_outline(drawn)
             except DefinitionError as exc:
                 raise BadOutput(exc.message) from None
-        return cls(data["skeleton"], slugs, selectors, drawn)
+        timeout = data.get("stepTimeout")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 86400
+        ):
+            raise BadOutput("stepTimeout must be seconds, more than 0 and at most 86400")
+        return cls(
+            data["skeleton"],
+            slugs,
+            selectors,
+            drawn,
+            None if timeout is None else float(timeout),
+        )
 
     def machine(self) -> Machine:
         return shape(self.skeleton)
@@ -182,6 +198,7 @@ class Sandbox:
             remote_authorizer,
             indexes,
             dict.fromkeys(loaded.http_api),
+            loaded.step_timeout,
         )
 
     async def deploy(

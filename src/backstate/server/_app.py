@@ -49,6 +49,7 @@ from ._http import (
 )
 from ._http_api import http_api_routes
 from ._identity import identity_routes
+from ._indexes import index_routes
 from ._openapi import document
 from ._realtime import Connection, origin_allowed
 from ._secrets import secret_routes
@@ -198,6 +199,7 @@ def create_app(
         *dead_letter_routes(backend),
         *secret_routes(backend),
         *timer_routes(backend),
+        *index_routes(backend),
         *dashboard_routes(),
     ]
     # The same endpoints again, dispatched ahead of Starlette's router (see _hot).
@@ -285,6 +287,7 @@ class _Api(Requests):
         if await self.backend.runtime.list_instances(runtime_name(principal.org_id, slug), limit=1):
             raise ApiError(409, "invalid-state", f"machine {slug!r} still has instances")
         await asyncio.to_thread(self.backend.control.delete_machine, principal.org_id, slug)
+        await self.backend.runtime.drop_indexes(runtime_name(principal.org_id, slug))
         self.backend.control_changed()
         return Response(status_code=204)
 

@@ -44,6 +44,7 @@ from backstate.runtime._idempotency import RETENTION_S
 from backstate.runtime._migrations import Migration
 from backstate.sandbox import Loaded, ProbeFailed, Sandbox
 from backstate.store import (
+    IndexBackfillRow,
     MachineRow,
     MigrationRow,
     SQLiteStore,
@@ -92,6 +93,8 @@ class Backend:
         *,
         clock: Clock | None = None,
         step_timeout: float = 90.0,
+        backfill_batch: int = 100,
+        backfill_pause: float = 0.0,
         node_url: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         sandbox: Sandbox | None = None,
@@ -106,7 +109,8 @@ class Backend:
         ``sandbox``: where machine code runs; without one, in this process (trusted).
         ``allow_private_jwks``: identity providers' JWKS may be fetched from loopback,
         private and link-local addresses (see _jwks_fetch). ``idempotency_retention``:
-        seconds an ``Idempotency-Key`` is remembered. ``secrets_key``: the file of the key
+        seconds an ``Idempotency-Key`` is remembered. ``backfill_batch``,
+        ``backfill_pause``: the pace of index backfills (runtime/_backfill). ``secrets_key``: the file of the key
         that seals per-org secrets (made if missing; ``BACKSTATE_SECRETS_KEY`` wins)."""
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
@@ -127,6 +131,8 @@ class Backend:
             code=sandbox,
             idempotency_retention=idempotency_retention,
             secrets=self._secrets_of,
+            backfill_batch=backfill_batch,
+            backfill_pause=backfill_pause,
         )
         self._secrets_key = secrets_key
         self._secret_box: SecretBox | None = None
@@ -157,6 +163,7 @@ class Backend:
     async def start(self) -> None:
         if self.sandbox is not None:
             await self._describe_versions()
+        await asyncio.to_thread(self._list_added_indexes, None)
         self.sync_deployments()
         await self.runtime.start()
         if self.cluster is not None:
@@ -329,6 +336,35 @@ class Backend:
         self.control_changed()
         return row
 
+    async def add_index(self, org_id: str, slug: str, name: str, selector: str) -> IndexBackfillRow:
+        """Add an index to an existing machine and backfill its instances (the runtime's
+        ``add_index``); the machine lists it at once."""
+        machine = self.machine(org_id, slug)
+        if name in machine.indexes:
+            raise Conflict("index-exists", f"machine {slug!r} already has an index {name!r}")
+        row = await self.runtime.add_index(runtime_name(org_id, slug), name, selector, known=True)
+        await asyncio.to_thread(self._list_added_indexes, org_id, slug)
+        return row
+
+    async def added_indexes(self, org_id: str, slug: str) -> list[IndexBackfillRow]:
+        return await self.runtime.added_indexes(runtime_name(org_id, slug))
+
+    def _list_added_indexes(self, org_id: str | None, slug: str | None = None) -> None:
+        """Make the control store's machines list the indexes added to them (written
+        after the index itself, so a crash in between is mended at the next start)."""
+        machines = [m for m in self.control.machines(org_id) if slug is None or m.slug == slug]
+        changed = False
+        for machine in machines:
+            added = self.runtime.store.index_backfills(runtime_name(machine.org_id, machine.slug))
+            missing = [r.name for r in added if r.name not in machine.indexes]
+            if missing:
+                self.control.set_machine_indexes(
+                    machine.org_id, machine.slug, [*machine.indexes, *missing]
+                )
+                changed = True
+        if changed:
+            self.control_changed()
+
     def machine(self, org_id: str, slug: str) -> MachineRow:
         row = self._machines.get((org_id, slug))
         if row is None:
@@ -428,6 +464,7 @@ class Backend:
                 module.allow_write,
                 indexes,
                 module.http_api,
+                module.step_timeout,
             )
         elif row.definition is None:
             return  # it could not be described (logged at start)

@@ -21,12 +21,14 @@ from ._control import (
 from ._open import open_control, open_store
 from ._protocol import LeaseLost, SequenceConflict, Store, StoreError
 from ._records import (
+    BackfillCompute,
     CommitResult,
     DeadLetterRow,
     EffectRow,
     HistoryRow,
     IdempotencyRow,
     InboxRow,
+    IndexBackfillRow,
     IndexEntry,
     IndexHit,
     IndexQuery,
@@ -53,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackfillCompute",
     "CommitResult",
     "ControlStore",
     "DeadLetterRow",
@@ -61,6 +64,7 @@ __all__ = [
     "IdempotencyRow",
     "IdpRow",
     "InboxRow",
+    "IndexBackfillRow",
     "IndexEntry",
     "IndexHit",
     "IndexQuery",

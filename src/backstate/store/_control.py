@@ -404,6 +404,14 @@ class ControlStore:
         )
         return [_machine(r) for r in rows]
 
+    def set_machine_indexes(self, org_id: str, slug: str, indexes: list[str]) -> None:
+        self._db.execute(
+            (
+                "UPDATE machines SET indexes = ? WHERE org_id = ? AND slug = ?",
+                (json.dumps(indexes), org_id, slug),
+            )
+        )
+
     def delete_machine(self, org_id: str, slug: str) -> None:
         """Remove a machine, its versions and migrations (the caller checks no instances
         remain)."""

@@ -30,11 +30,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import _backfills
 from ._database import Statement
 from ._protocol import LeaseLost, SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
+    BackfillCompute,
     CommitResult,
+    IndexBackfillRow,
     InstanceKey,
     InstanceRow,
     TimerRow,
@@ -134,6 +137,17 @@ MIGRATIONS: list[str] = [
     # 5: retried services' attempts (see runtime/_retries).
     """
     ALTER TABLE effects ADD COLUMN retry TEXT;
+    """,
+    # 6: indexes added to a machine, and their backfills (see _backfills).
+    """
+    CREATE TABLE index_backfills (
+        machine TEXT COLLATE "C" NOT NULL, idx TEXT COLLATE "C" NOT NULL,
+        selector TEXT NOT NULL, state TEXT NOT NULL, after_name TEXT COLLATE "C" NOT NULL,
+        done BIGINT NOT NULL, total BIGINT NOT NULL, skipped BIGINT NOT NULL,
+        skip_note TEXT, error TEXT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        owner TEXT, lease_until BIGINT NOT NULL,
+        PRIMARY KEY (machine, idx)
+    );
     """,
 ]
 
@@ -308,8 +322,62 @@ class PostgresStore(SqlReads):
     def expire_idempotency_keys(self, before: int) -> int:
         return self.db.execute(("DELETE FROM idempotency_keys WHERE created_at < ?", (before,)))[0]
 
+    # -- added indexes (see _backfills) ---------------------------------------------------
+
+    def _backfill(self, operation: Callable[[_backfills.Execute, int], T]) -> T:
+        def apply(conn: psycopg.Connection[Any], attempt: Attempt) -> T:
+            def ex(text: str, args: Sequence[Any]) -> Any:
+                return conn.execute(_placeholders(text), args)
+
+            with conn.transaction():
+                # The database's clock: leases compare times of several hosts.
+                now = conn.execute(_NOW_MS).fetchone()
+                assert now is not None
+                result = operation(ex, int(now[0]))
+                attempt.committing = True
+            return result
+
+        return self.db.run(apply)
+
+    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
+        return self._backfill(lambda ex, now: _backfills.add(ex, now, machine, name, selector))
+
+    def claim_backfill(
+        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
+    ) -> bool:
+        return self._backfill(
+            lambda ex, now: _backfills.claim(ex, now, machine, name, owner, ttl_ms, grace_ms)
+        )
+
+    def backfill_step(
+        self,
+        machine: str,
+        name: str,
+        owner: str,
+        limit: int,
+        compute: BackfillCompute,
+        ttl_ms: int,
+    ) -> IndexBackfillRow | None:
+        return self._backfill(
+            lambda ex, now: _backfills.step(
+                ex, now, machine, name, owner, limit, compute, ttl_ms, locking=True
+            )
+        )
+
+    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
+        self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, _text(error)))
+
+    def release_backfills(self, owner: str) -> None:
+        self._backfill(lambda ex, now: _backfills.release(ex, owner))
+
+    def drop_indexes(self, machine: str) -> None:
+        self._backfill(lambda ex, now: _backfills.drop(ex, machine))
+
     def close(self) -> None:
         self.db.close()
+
+
+_NOW_MS = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
 def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -> CommitResult:

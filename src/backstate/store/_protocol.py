@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from ._records import (
+    BackfillCompute,
     CommitResult,
     DeadLetterRow,
     EffectRow,
     HistoryRow,
     IdempotencyRow,
     InboxRow,
+    IndexBackfillRow,
     IndexHit,
     IndexQuery,
     InstanceKey,
@@ -79,6 +81,47 @@ class Store(Protocol):
 
     def query_index(self, query: IndexQuery) -> list[IndexHit]:
         """One page of a secondary index, read in one statement (so consistent)."""
+        ...
+
+    # Indexes added to a machine with instances, and their backfills (see _backfills).
+
+    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
+        """Record an added index as backfilling; None if the machine has one so named."""
+        ...
+
+    def index_backfills(self, machine: str | None = None) -> list[IndexBackfillRow]:
+        """The added indexes of one machine, or of all."""
+        ...
+
+    def claim_backfill(
+        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
+    ) -> bool:
+        """Take or renew the lease of a backfill at least ``grace_ms`` old; whether held."""
+        ...
+
+    def backfill_step(
+        self,
+        machine: str,
+        name: str,
+        owner: str,
+        limit: int,
+        compute: BackfillCompute,
+        ttl_ms: int,
+    ) -> IndexBackfillRow | None:
+        """Index the next ``limit`` instances after the cursor with ``compute`` and move
+        the cursor, in one transaction; the new progress, or None if ``owner`` does
+        not hold the lease (then nothing is written). ``compute`` may raise: nothing is
+        written then either."""
+        ...
+
+    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None: ...
+
+    def release_backfills(self, owner: str) -> None:
+        """Give up ``owner``'s leases (a clean shutdown)."""
+        ...
+
+    def drop_indexes(self, machine: str) -> None:
+        """Forget a machine's added indexes."""
         ...
 
     def idempotency_key(self, key: InstanceKey, idempotency_key: str) -> IdempotencyRow | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._backfills import backfill_row, select_sql
 from ._indexes import index_query_sql
 from ._log_queries import logs_sql
 from ._records import (
@@ -14,6 +15,7 @@ from ._records import (
     HistoryRow,
     IdempotencyRow,
     InboxRow,
+    IndexBackfillRow,
     IndexHit,
     IndexQuery,
     InstanceKey,
@@ -47,6 +49,10 @@ class SqlReads:
             (machine, after or "", limit),
         )
         return [_instance(r) for r in rows]
+
+    def index_backfills(self, machine: str | None = None) -> list[IndexBackfillRow]:
+        sql, args = select_sql(machine)
+        return [backfill_row(r) for r in self._read(sql, args)]
 
     def query_index(self, query: IndexQuery) -> list[IndexHit]:
         sql, args = index_query_sql(query, "?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,38 @@ class IndexHit:
         if self.kind == 0:
             return int(self.number) if self.number.is_integer() else self.number
         return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class IndexBackfillRow:
+    """An index added to a machine that already had instances (``Store.add_index``):
+    its selector, and how far the backfill of the existing instances has come.
+
+    ``state`` is ``backfilling``, ``ready`` or ``failed`` (``error`` says why, naming the
+    instance). ``after`` is the cursor: every instance named up to it (byte order) is
+    indexed. ``total`` is the number of instances when the index was added (the number
+    walked once ready); ``skipped`` counts values that could not be indexed
+    (``skip_note`` is the first one's message)."""
+
+    machine: str
+    name: str
+    selector: str
+    state: str
+    after: str
+    done: int
+    total: int
+    skipped: int
+    skip_note: str | None
+    error: str | None
+    created_at: int
+    updated_at: int
+
+
+# A backfill batch's rows (instance, version, snapshot JSON) -> each instance's entries
+# for the index, and the messages of values that could not be indexed.
+BackfillCompute = Callable[
+    [list[tuple[str, str, str]]], tuple[list[tuple[str, frozenset[IndexEntry]]], list[str]]
+]
 
 
 @dataclass(slots=True)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from . import _backfills
 from ._protocol import SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
+    BackfillCompute,
     CommitResult,
+    IndexBackfillRow,
     InstanceKey,
     InstanceRow,
     RawJson,
@@ -102,7 +106,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE effects ADD COLUMN retry TEXT;
     """,
+    # 5: indexes added to a machine, and their backfills (see _backfills).
+    """
+    CREATE TABLE index_backfills (
+        machine TEXT NOT NULL, idx TEXT NOT NULL, selector TEXT NOT NULL,
+        state TEXT NOT NULL, after_name TEXT NOT NULL, done INTEGER NOT NULL,
+        total INTEGER NOT NULL, skipped INTEGER NOT NULL, skip_note TEXT, error TEXT,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        owner TEXT, lease_until INTEGER NOT NULL,
+        PRIMARY KEY (machine, idx)
+    ) WITHOUT ROWID;
+    """,
 ]
+
+T = TypeVar("T")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -205,6 +222,53 @@ class SQLiteStore(SqlReads):
                 ).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
+
+    # -- added indexes (see _backfills) ---------------------------------------------------
+
+    def _backfill(self, operation: Callable[[_backfills.Execute, int], T]) -> T:
+        try:
+            with self._write() as db:
+
+                def ex(text: str, args: Sequence[Any]) -> sqlite3.Cursor:
+                    return db.execute(text, tuple(args))
+
+                return operation(ex, time.time_ns() // 1_000_000)
+        except sqlite3.Error as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
+        return self._backfill(lambda ex, now: _backfills.add(ex, now, machine, name, selector))
+
+    def claim_backfill(
+        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
+    ) -> bool:
+        return self._backfill(
+            lambda ex, now: _backfills.claim(ex, now, machine, name, owner, ttl_ms, grace_ms)
+        )
+
+    def backfill_step(
+        self,
+        machine: str,
+        name: str,
+        owner: str,
+        limit: int,
+        compute: BackfillCompute,
+        ttl_ms: int,
+    ) -> IndexBackfillRow | None:
+        return self._backfill(
+            lambda ex, now: _backfills.step(
+                ex, now, machine, name, owner, limit, compute, ttl_ms, locking=False
+            )
+        )
+
+    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
+        self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, error))
+
+    def release_backfills(self, owner: str) -> None:
+        self._backfill(lambda ex, now: _backfills.release(ex, owner))
+
+    def drop_indexes(self, machine: str) -> None:
+        self._backfill(lambda ex, now: _backfills.drop(ex, machine))
 
     def close(self) -> None:
         with self._lock, self._read_lock:
