@@ -11,6 +11,10 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from starlette.routing import Route
+
+from backstate.server import Backend, create_app
+from backstate.server._openapi import document
 
 from .test_e2e import Server
 
@@ -57,3 +61,35 @@ def test_the_document_lists_the_routes(live: Server) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/machines/{machine}/i/{instance}/events" in doc["paths"]
     assert Path(__file__).exists()
+
+
+# Routes that are not API operations: the upload target of a signed upload (its URL comes
+# in a create's answer), the document itself, the WebSocket, CORS preflights of the
+# HTTP-API mapper, and the dashboard's files.
+NOT_OPERATIONS = {
+    ("POST", "/uploads/{token}"),
+    ("GET", "/openapi.json"),
+    ("OPTIONS", "/http-api/{org}/machines/{machine}/{slug}"),
+    ("GET", "/"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/"),
+    ("GET", "/dashboard/{path:path}"),
+}
+
+
+def test_every_route_is_in_the_document(tmp_path: Path) -> None:
+    app = create_app(Backend(str(tmp_path / "routes.db")))
+    routes = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    documented = {
+        (method.upper(), path)
+        for path, operations in document()["paths"].items()
+        for method in operations
+        if method != "parameters"
+    }
+    assert routes - NOT_OPERATIONS - documented == set()
+    assert documented - routes == set()  # and nothing documented that is not served

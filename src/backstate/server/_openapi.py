@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._openapi_extensions import extension_paths
 from ._openapi_views import view_paths
 
 NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,128}$"}
@@ -486,6 +487,8 @@ def document() -> dict[str, Any]:
     paths.update(_identity_paths())
     paths["/http-api/{org}/machines/{machine}/{slug}"] = _http_api_path()
     paths.update(view_paths())
+    for path, operations in extension_paths().items():
+        paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -556,9 +559,9 @@ def _identity_paths() -> dict[str, Any]:
                 },
             },
         },
-        "/keys/{key}": {
+        "/keys/{key_id}": {
             "parameters": [
-                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
             "delete": {
                 "operationId": "deleteKey",
