@@ -92,6 +92,7 @@ def test_keys_and_tokens(cli: Cli, server: Server, name: str) -> None:
     deploy_greeter(cli, name, *ci)
     refused = cli("instances", "list", "-m", name, *ci, ok=False)
     assert refused.error.endswith("(missing-scope)")
+    assert refused.error.count("missing-scope") == 1  # the code once, not in the text too
 
     token = cli(
         "tokens", "generate", *ci, "--claims", '{"sub": "user-1"}', "--expires", "2h"

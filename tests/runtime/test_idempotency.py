@@ -5,6 +5,7 @@ tests/server/test_idempotency.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -99,6 +100,64 @@ def test_a_repeated_event_is_applied_once_and_answered_as_the_first(db: Target) 
             assert await _history(bs, "i") == ["xstate.init", "inc", "inc"]
 
     run(body)
+
+
+def test_keys_are_read_from_the_store_off_the_event_loop_a_round_at_a_time(db: Target) -> None:
+    """A key not in memory is read in a thread, with the round's others: a read on the
+    loop would hold every other instance up for a round trip to the store."""
+    reads: list[tuple[bool, int]] = []
+
+    async def body() -> None:
+        async with Backstate(db.open()) as bs:
+            bs.deploy("m", MACHINE)
+            names = [f"i{n}" for n in range(40)]
+            await asyncio.gather(*(bs.create("m", n) for n in names))
+            store = bs.store
+            one, many = store.idempotency_key, store.idempotency_keys
+            loop_thread = threading.get_ident()
+
+            def read_one(*args: Any) -> Any:
+                reads.append((threading.get_ident() == loop_thread, 1))
+                return one(*args)
+
+            def read_many(wanted: Any) -> Any:
+                reads.append((threading.get_ident() == loop_thread, len(wanted)))
+                return many(wanted)
+
+            store.idempotency_key, store.idempotency_keys = read_one, read_many  # type: ignore[method-assign]
+            event = {"type": "inc", "by": 1}
+            answers = await asyncio.gather(
+                *(bs.send("m", n, event, idempotency_key=f"k-{n}") for n in names)
+            )
+            repeats = await asyncio.gather(
+                *(bs.send("m", n, event, idempotency_key=f"k-{n}") for n in names)
+            )
+            assert [a.seq for a in answers] == [r.seq for r in repeats] == [1] * 40
+        # After a restart nothing is in memory: the repeats are answered from the store.
+        async with Backstate(db.open()) as bs:
+            bs.deploy("m", MACHINE)
+            store = bs.store
+            many = store.idempotency_keys
+            loop_thread = threading.get_ident()
+
+            def read_after_restart(wanted: Any) -> Any:
+                reads.append((threading.get_ident() == loop_thread, len(wanted)))
+                return many(wanted)
+
+            store.idempotency_keys = read_after_restart  # type: ignore[method-assign]
+            again = await asyncio.gather(
+                *(
+                    bs.send("m", f"i{n}", {"type": "inc", "by": 1}, idempotency_key=f"k-i{n}")
+                    for n in range(40)
+                )
+            )
+            assert {a.seq for a in again} == {1}
+            assert {(await bs.get("m", f"i{n}")).context["n"] for n in range(40)} == {1}
+
+    asyncio.run(body())
+    assert reads and not any(on_loop for on_loop, _ in reads), reads
+    assert sum(n for _, n in reads) >= 80  # the first sends' keys, then the repeats'
+    assert len(reads) < 40, reads  # a round's keys together, not one read per send
 
 
 def test_concurrent_repeats_apply_once(db: Target) -> None:

@@ -392,6 +392,19 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
     target.open().close()
 
 
+def test_idempotency_keys_are_read_many_at_once(store: Store) -> None:
+    # More pairs than one statement takes, with repeats and misses among them.
+    rows = [IdempotencyRow("m", f"i{n % 7}", f"k{n}", f"f{n}", "v1", n, 10) for n in range(250)]
+    store.commit(
+        WriteBatch(instance_creates=[instance(f"i{n}") for n in range(7)], idempotency_puts=rows)
+    )
+    wanted = [((r.machine, r.instance), r.key) for r in rows]
+    missing = [(("m", "i0"), "k1"), (("m", "nobody"), "k0"), (("other", "i0"), "k0")]
+    found = store.idempotency_keys([*wanted, *missing, *wanted[:30]])
+    assert found == {pair: row for pair, row in zip(wanted, rows, strict=True)}
+    assert store.idempotency_keys([]) == {}
+
+
 def test_idempotency_keys_are_written_answered_expired_and_deleted(store: Store) -> None:
     key = ("m", "a")
     row = IdempotencyRow("m", "a", "k", "f1", "v1", 0, 10)

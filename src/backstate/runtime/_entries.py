@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backstate.chart import Snapshot
-from backstate.store import InstanceKey, InstanceRow, RawJson, WriteBatch
+from backstate.store import IdempotencyRow, InstanceKey, InstanceRow, RawJson, WriteBatch
 
 from ._indexes import IndexEntry
 
@@ -70,6 +70,8 @@ class Work:
     create: dict[str, Any] | None = None
     event_json: RawJson | None = None  # the event already encoded (by the API)
     idempotency: Idempotency | None = None  # its caller's idempotency key
+    key_read: bool = False  # its key was read from the store (Keys.prefetch): key_row
+    key_row: IdempotencyRow | None = None
     unhandled: dict[str, Any] | None = None  # why an API event made no transition
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backstate.store import IdempotencyRow, StoreError
+from backstate.store import IdempotencyRow, InstanceKey, StoreError
 
 from ._entries import Entry, InstanceState, Round, Work
 from ._errors import Conflict, IdempotencyKeyReused, InvalidRequest, NotFound, Unavailable
@@ -91,10 +92,13 @@ class Keys:
         assert idem is not None
         known = entry.keys.get(idem.key)
         if known is None:
-            try:
-                row = self.p.store.idempotency_key(entry.key, idem.key)
-            except StoreError as exc:
-                raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
+            if work.key_read:
+                row = work.key_row  # read with the round's other keys (``prefetch``)
+            else:
+                try:
+                    row = self.p.store.idempotency_key(entry.key, idem.key)
+                except StoreError as exc:
+                    raise Unavailable("store-unavailable", f"the store failed: {exc}") from exc
             if row is not None:
                 known = Remembered(row.fingerprint, row.version, row.seq, row.created_at, None)
         if known is None or known.created_at < now - self.retention_ms:
@@ -114,6 +118,32 @@ class Keys:
         if work.future is not None and not work.future.done():
             work.future.set_result(known.state)
         return True
+
+    async def prefetch(self, entries: list[Entry], per_entry: int) -> None:
+        """Read from the store, in one thread call, the keys that the round's first
+        ``per_entry`` works of each entry carry and that are not in memory, and leave
+        each row (or its absence) on its work. Steps run without suspending (trusted
+        code runs them to the end at once), so a step cannot wait for a read; reading
+        in the step instead would hold the event loop for a round trip to the store per
+        key (with PostgreSQL, everything else waits). A key read absent stays absent
+        until its step records it: only this instance's steps write its keys, in order.
+        A failed read leaves the works unread: their steps read again, and say why."""
+        wanted: dict[tuple[InstanceKey, str], list[Work]] = {}
+        for entry in entries:
+            for work in itertools.islice(entry.queue, per_entry):
+                idem = work.idempotency
+                if idem is not None and not work.key_read and idem.key not in entry.keys:
+                    wanted.setdefault((entry.key, idem.key), []).append(work)
+        if not wanted:
+            return
+        try:
+            rows = await asyncio.to_thread(self.p.store.idempotency_keys, list(wanted))
+        except StoreError as exc:
+            logger.warning("could not read %d idempotency keys: %s", len(wanted), exc)
+            return
+        for pair, works in wanted.items():
+            for work in works:
+                work.key_read, work.key_row = True, rows.get(pair)
 
     def record(self, entry: Entry, work: Work, state: InstanceState, rnd: Round, now: int) -> None:
         """Write ``work``'s key with its transition (``state``, in ``rnd``), and note the

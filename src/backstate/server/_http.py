@@ -161,7 +161,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.parameter)
     if isinstance(exc, AuthError):
-        return error_response(exc.status, exc.code, str(exc), getattr(exc, "parameter", None))
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "parameter", None))
     if isinstance(exc, BackstateError):
         return error_response(exc.status, exc.code, caller_message(exc))
     if isinstance(exc, MachineModuleError):

@@ -8,6 +8,7 @@ update whose expected sequence number no longer matches raises ``SequenceConflic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ._records import (
@@ -126,6 +127,12 @@ class Store(Protocol):
 
     def idempotency_key(self, key: InstanceKey, idempotency_key: str) -> IdempotencyRow | None:
         """The request recorded under ``idempotency_key`` for the instance, if any."""
+        ...
+
+    def idempotency_keys(
+        self, wanted: Sequence[tuple[InstanceKey, str]]
+    ) -> dict[tuple[InstanceKey, str], IdempotencyRow]:
+        """The requests recorded under each (instance, key) of ``wanted`` that has one."""
         ...
 
     def expire_idempotency_keys(self, before: int) -> int:

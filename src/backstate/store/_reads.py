@@ -4,6 +4,7 @@ each store's ``_read``, and the rows they become."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ._backfills import backfill_row, select_sql
@@ -23,6 +24,8 @@ from ._records import (
     LogRow,
     TimerRow,
 )
+
+KEYS_PER_READ = 100  # (instance, key) pairs per statement: 300 parameters
 
 
 class SqlReads:
@@ -67,12 +70,27 @@ class SqlReads:
         return [HistoryRow(r[0], json.loads(r[1]), json.loads(r[2]), r[3]) for r in rows]
 
     def idempotency_key(self, key: InstanceKey, idempotency_key: str) -> IdempotencyRow | None:
-        rows = self._read(
-            "SELECT machine, instance, key, fingerprint, version, seq, created_at"
-            " FROM idempotency_keys WHERE machine = ? AND instance = ? AND key = ?",
-            (*key, idempotency_key),
-        )
-        return IdempotencyRow(*rows[0]) if rows else None
+        return self.idempotency_keys([(key, idempotency_key)]).get((key, idempotency_key))
+
+    def idempotency_keys(
+        self, wanted: Sequence[tuple[InstanceKey, str]]
+    ) -> dict[tuple[InstanceKey, str], IdempotencyRow]:
+        # One statement per chunk (the runtime asks for a round's keys together); each
+        # term an equality on the primary key, which both stores read by their index.
+        found: dict[tuple[InstanceKey, str], IdempotencyRow] = {}
+        unique = list(dict.fromkeys(wanted))
+        for start in range(0, len(unique), KEYS_PER_READ):
+            chunk = unique[start : start + KEYS_PER_READ]
+            terms = " OR ".join(["(machine = ? AND instance = ? AND key = ?)"] * len(chunk))
+            args = tuple(part for (machine, name), key in chunk for part in (machine, name, key))
+            for r in self._read(
+                "SELECT machine, instance, key, fingerprint, version, seq, created_at"
+                f" FROM idempotency_keys WHERE {terms}",
+                args,
+            ):
+                row = IdempotencyRow(*r)
+                found[((row.machine, row.instance), row.key)] = row
+        return found
 
     def pending_inbox(self, after_id: int = 0) -> list[InboxRow]:
         rows = self._read(
