@@ -46,6 +46,12 @@ def test_auth_context_reaches_the_authorizer(cli: Cli) -> None:
     # The server deploys examples/toggler.py: only the session named like the instance.
     refused = cli("instances", "create", "-m", "toggler", "-i", "s-cli", ok=False)
     assert refused.status == 1 and refused.error.endswith("(rejected-by-machine-authorizer)")
+    assert "carried no auth context" in refused.error and "--auth-context" in refused.error
+    # Refused for another end user: no hint about a forgotten flag.
+    other = ["--auth-context", '{"sid": "someone-else"}']
+    refused = cli("instances", "create", "-m", "toggler", "-i", "s-cli", *other, ok=False)
+    assert refused.error.endswith("(rejected-by-machine-authorizer)")
+    assert "carried no auth context" not in refused.error
     me = ["--auth-context", '{"sid": "s-cli"}']
     cli("instances", "create", "-m", "toggler", "-i", "s-cli", *me)
     sent = cli("instances", "send-event", "-m", "toggler", "-i", "s-cli", "-e", "toggle", *me)

@@ -201,6 +201,8 @@ def test_the_highlight_follows_events_live_and_travels_back_in_time(tab: Tab, li
     page = tab.page
     tab.sign_in(f"#/m/toggler/i/{name}")
     page.wait_for_selector("#instance-diagram g[data-active='toggler.on']")
+    # No end user yet: the toggler's allow_read refuses, and the page says what to change.
+    page.wait_for_selector("#live-status.warn:has-text('allow_read refused this auth context')")
     page.fill("input[name=act]", json.dumps({"sid": name}))
     page.click("text=Apply")
     page.wait_for_selector("#live-status:has-text('live')")

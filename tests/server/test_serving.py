@@ -92,6 +92,9 @@ def test_sigterm_answers_waiting_requests_and_exits_within_the_grace(tmp_path: P
         assert exited < 5, exited
     finally:
         server.stop()
+    # The wait was said, with how long it may take.
+    output = "".join(server.output)
+    assert "shutting down: 1 request in flight may take up to 1 s" in output, output
 
 
 def test_two_racing_creates_are_both_answered(tmp_path: Path) -> None:

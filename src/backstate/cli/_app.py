@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except ApiError as exc:
-        output.error(_api_message(exc), exc.code)
+        output.error(_api_message(exc) + _authorizer_hint(exc, args), exc.code)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -286,6 +286,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _where(exc: MachineModuleError) -> str:
     return f"{exc.filename}:{exc.line}: " if exc.line else f"{exc.filename}: "
+
+
+def _authorizer_hint(exc: ApiError, args: argparse.Namespace) -> str:
+    """A refusal by the machine's own authorizer, of a request that spoke for nobody:
+    the likeliest cause is a forgotten ``--auth-context``."""
+    if exc.code != "rejected-by-machine-authorizer":
+        return ""
+    if getattr(args, "auth_context", None) or getattr(args, "token", None):
+        return ""
+    if not hasattr(args, "auth_context"):
+        return ""
+    return (
+        "; the request carried no auth context, so the machine's authorizer saw {}:"
+        " pass --auth-context JSON, the end user it acts for"
+    )
 
 
 def _api_message(exc: ApiError) -> str:

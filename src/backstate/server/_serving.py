@@ -11,6 +11,7 @@ elsewhere), and the runtime closes, itself given ``CLOSE_TIMEOUT`` seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from types import FrameType
 from typing import Any
@@ -19,6 +20,8 @@ import uvicorn
 
 from . import _protocol
 from ._backend import Backend
+
+logger = logging.getLogger("backstate.server")
 
 DEFAULT_GRACE = 10.0
 CLOSE_TIMEOUT = 10.0
@@ -55,6 +58,16 @@ class Serving(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit and self._loop is not None:
+            busy = len(self.server_state.tasks)
+            if busy:
+                # Else the grace period passes in silence: say what the wait is for.
+                logger.warning(
+                    "shutting down: %d request%s in flight may take up to %g s"
+                    " (--shutdown-grace), then get 503 shutting-down",
+                    busy,
+                    "" if busy == 1 else "s",
+                    self.grace,
+                )
             self._loop.call_soon_threadsafe(
                 self._loop.call_later, self.grace, self.backend.runtime.processor.refuse_waiting
             )

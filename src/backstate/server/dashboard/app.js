@@ -578,8 +578,13 @@
       poll = null;
     };
     const pollInstead = (why) => {
-      status.textContent = `live by polling (${why})`;
-      status.className = "live";
+      // A refusal by the machine's allow_read is the auth context's doing: say so, in a
+      // colour that is not success's, with what to change.
+      const refused = why === "rejected-by-machine-authorizer";
+      status.textContent = refused
+        ? `live by polling: allow_read refused this auth context (${why}); set the end user it acts for above to follow over /rt`
+        : `live by polling (${why})`;
+      status.className = refused ? "warn" : "live";
       poll = setInterval(() => refresh().catch(() => {}), 1500);
     };
     async function subscribe() {
