@@ -48,3 +48,12 @@ def test_every_option_has_help_text(path: str) -> None:
         and (not action.help or action.help == argparse.SUPPRESS)
     ]
     assert not missing, f"{path}: no help for {missing}"
+
+
+def test_backstate_alone_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from backstate.cli import main
+
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: backstate")
+    assert all(f"    {group} " in out for group in ("serve", "dev", "instances", "machines"))

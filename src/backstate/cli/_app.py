@@ -251,10 +251,13 @@ def _join_relative_times(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        # `backstate` alone: what it can do, rather than only that a command is missing.
+        build_parser().print_help()
+        return 2
     try:
-        args = build_parser().parse_args(
-            _join_relative_times(sys.argv[1:] if argv is None else argv)
-        )
+        args = build_parser().parse_args(_join_relative_times(argv))
     except UsageError as exc:
         Output(json_mode=False).error(exc.message, exc.code)
         return exc.status

@@ -44,7 +44,8 @@ def check_event_type(event_type: str) -> str:
         hint = ""
         bare = event_type.strip("\"' ")
         if bare != event_type and bare and not _event_type_problem(bare):
-            hint = f" (to send the event {bare!r}, pass the type without quotes: -e {bare})"
+            what = "quotes" if bare != event_type.strip() else "the spaces around it"
+            hint = f" (to send the event {bare!r}, pass the type without {what}: -e {bare})"
         raise InvalidRequest("invalid-event", f"event type {problem}, got {event_type!r}{hint}")
     return event_type
 
