@@ -18,7 +18,8 @@ Its knobs, for tests and for trying failures by hand (``curl``):
   ``{"delay_s": 5, "times": 1}``: the next call waits 5 s before it answers;
 - ``GET /admin/calls``: every call so far (``model``, ``stream``, ``messages``,
   ``status``), in order; ``POST /admin/reset`` forgets calls and faults;
-- ``token_delay_s`` (``--token-delay``): the pause between streamed words.
+- ``token_delay_s`` (``--token-delay``, or ``{"token_delay_s": 0.5}`` posted to
+  ``/admin/faults``): the pause between streamed words.
 
 With an ``api_key``, a call without ``Authorization: Bearer <api_key>`` gets 401.
 
@@ -226,6 +227,8 @@ class FakeModel:
             self.fail(int(body["status"]), times)
         if body.get("delay_s"):
             self.delay(float(body["delay_s"]), times)
+        if body.get("token_delay_s") is not None:
+            self.token_delay_s = float(body["token_delay_s"])  # from now on, every stream
         return Response(status_code=204)
 
     async def _calls(self, request: Request) -> Response:
