@@ -119,7 +119,9 @@ def test_dev_sets_secrets_from_the_environment(tmp_path: Path, monkeypatch: Any)
     folder.mkdir()
     cli = Cli(tmp_path / "home")
     monkeypatch.delenv("BACKSTATE_TEST_UNSET", raising=False)
-    unset = cli("dev", str(folder), "--secret", "BACKSTATE_TEST_UNSET", ok=False)
+    unset = cli(
+        "dev", str(folder), "--port", str(free_port()), "--secret", "BACKSTATE_TEST_UNSET", ok=False
+    )
     assert unset.error.endswith("(no-value)"), unset.error
     monkeypatch.setenv("MODEL_KEY", "sk-from-the-environment")
     dev = cli.start("dev", str(folder), "--port", str(free_port()), "--secret", "MODEL_KEY")

@@ -93,9 +93,8 @@ class Loaded:
             "skeleton": self.skeleton,
             "httpApi": self.http_api,
             "indexSelectors": self.index_selectors,
+            "stepTimeout": self.step_timeout,
         }
-        if self.step_timeout is not None:
-            data["stepTimeout"] = self.step_timeout
         return data if self.outline is None else {**data, "outline": self.outline}
 
     @classmethod
