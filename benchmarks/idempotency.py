@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import secrets
@@ -38,16 +39,38 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def run(
     store: Any, instances: int, seconds: float, warmup: float, keyed: bool
 ) -> dict[str, Any]:
-    from backstate.machine import load_file
+    """One run on ``store`` (a SQLite path or a store), the collector set as the server
+    sets it once its instances exist, and put back as it was afterwards."""
     from backstate.runtime import Backstate
+    from backstate.server._gc import tune_gc
 
     counts = [0] * instances
+    thresholds = gc.get_threshold()
+    try:
+        return await _run(Backstate(store), instances, seconds, warmup, keyed, tune_gc, counts)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+async def _run(
+    runtime: Any,
+    instances: int,
+    seconds: float,
+    warmup: float,
+    keyed: bool,
+    tune_gc: Any,
+    counts: list[int],
+) -> dict[str, Any]:
+    from backstate.machine import load_file
+
     stop = False
-    async with Backstate(store) as bs:
+    async with runtime as bs:
         bs.deploy("toggle", load_file(TOGGLE).machine)
         names = [f"i{i}" for i in range(instances)]
         for chunk in range(0, instances, 500):
             await asyncio.gather(*(bs.create("toggle", n) for n in names[chunk : chunk + 500]))
+        tune_gc()  # the collector as `backstate serve` sets it once its instances exist
 
         async def sender(i: int) -> None:
             while not stop:

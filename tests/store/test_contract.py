@@ -393,7 +393,7 @@ def test_reopening_keeps_everything_and_refuses_a_newer_schema(
 
 
 def test_idempotency_keys_are_read_many_at_once(store: Store) -> None:
-    # More pairs than one statement takes, with repeats and misses among them.
+    # More pairs than one SQLite statement takes, with repeats and misses among them.
     rows = [IdempotencyRow("m", f"i{n % 7}", f"k{n}", f"f{n}", "v1", n, 10) for n in range(250)]
     store.commit(
         WriteBatch(instance_creates=[instance(f"i{n}") for n in range(7)], idempotency_puts=rows)

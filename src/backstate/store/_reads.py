@@ -25,14 +25,13 @@ from ._records import (
     TimerRow,
 )
 
-KEYS_PER_READ = 100  # (instance, key) pairs per statement: 300 parameters
-
 
 class SqlReads:
     """Mixed into a store that defines ``_read(sql, args)`` and ``EFFECT_ORDER`` (the
     column that keeps effects in insertion order)."""
 
     EFFECT_ORDER = "rowid"
+    KEYS_PER_READ = 100  # (instance, key) pairs per statement (SQLite: 300 parameters)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError
@@ -75,22 +74,28 @@ class SqlReads:
     def idempotency_keys(
         self, wanted: Sequence[tuple[InstanceKey, str]]
     ) -> dict[tuple[InstanceKey, str], IdempotencyRow]:
-        # One statement per chunk (the runtime asks for a round's keys together); each
-        # term an equality on the primary key, which both stores read by their index.
+        # The runtime asks for a round's keys together. A statement per chunk: the pairs
+        # as a table joined on the primary key (``_wanted_sql``: each store's own form).
         found: dict[tuple[InstanceKey, str], IdempotencyRow] = {}
         unique = list(dict.fromkeys(wanted))
-        for start in range(0, len(unique), KEYS_PER_READ):
-            chunk = unique[start : start + KEYS_PER_READ]
-            terms = " OR ".join(["(machine = ? AND instance = ? AND key = ?)"] * len(chunk))
-            args = tuple(part for (machine, name), key in chunk for part in (machine, name, key))
+        for start in range(0, len(unique), self.KEYS_PER_READ):
+            chunk = unique[start : start + self.KEYS_PER_READ]
+            table, args = self._wanted_sql(chunk)
             for r in self._read(
-                "SELECT machine, instance, key, fingerprint, version, seq, created_at"
-                f" FROM idempotency_keys WHERE {terms}",
+                "SELECT k.machine, k.instance, k.key, k.fingerprint, k.version, k.seq,"
+                f" k.created_at FROM {table} JOIN idempotency_keys k"
+                " ON k.machine = w.m AND k.instance = w.i AND k.key = w.k",
                 args,
             ):
                 row = IdempotencyRow(*r)
                 found[((row.machine, row.instance), row.key)] = row
         return found
+
+    def _wanted_sql(self, chunk: list[tuple[InstanceKey, str]]) -> tuple[str, tuple[Any, ...]]:
+        """``chunk`` as a table ``w(m, i, k)`` (SQLite: a VALUES list)."""
+        values = ", ".join(["(?, ?, ?)"] * len(chunk))
+        args = tuple(part for (machine, name), key in chunk for part in (machine, name, key))
+        return f"(WITH w(m, i, k) AS (VALUES {values}) SELECT * FROM w) w", args
 
     def pending_inbox(self, after_id: int = 0) -> list[InboxRow]:
         rows = self._read(
