@@ -37,3 +37,12 @@ def test_engine_benchmark_fails_when_a_peer_fails(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert re.search(r"^FAILED peer sismic: cannot import", proc.stderr, re.M), proc.stderr
+
+
+def test_idempotency_benchmark_quick_on_both_stores() -> None:
+    out = quick("idempotency.py")
+    for store in ("SQLite", "PostgreSQL"):
+        # a table row: two measured rates and their ratio, every run verified
+        assert re.search(rf"^{store}\s+[\d,]+\s+[\d,]+\s+\d\.\d\d", out, re.MULTILINE), out
+    assert "VERIFY FAILED" not in out
+    assert re.search(r"repeats answered without applying: [1-9]", out), out
