@@ -93,6 +93,8 @@ def test_raising_code_is_named_and_its_traceback_logged(cli: Cli, name: str) -> 
     assert error.endswith(":22 in total) (event-rejected)")
     logged = _logs(cli, name, "Traceback")
     assert "ZeroDivisionError: division by zero" in logged and "chart/_actions.py" not in logged
+    # As the org names its machine: the server's namespace for the org is not shown.
+    assert f"  {name}/one rejected 'explode'" in logged and ".{name}/one" not in logged, logged
 
     assert _send(cli, name, "reject") == (0, "")  # the action runs after the commit
     assert "action 'notifyBuyer' raised ConnectionError: mail server refused the connection" in (

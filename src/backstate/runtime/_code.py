@@ -27,7 +27,7 @@ from backstate.chart import Effect, ExecutionError, RunAction, Snapshot, StartAc
 from backstate.store import LogRow
 
 from . import _logs
-from ._deployments import Persistent
+from ._deployments import Persistent, namespace_of
 from ._errors import BackstateError, EventRejected, Forbidden, InvalidRequest
 from ._json import encode_state
 from ._migrations import Migration, MigrationFailed, UpgradeReport, replay_upgrade, upgrade_snapshot
@@ -421,6 +421,8 @@ def _log_traceback(
     if raised is None:
         return
     text = f"{message}\n{user_traceback(raised)}"
-    _logs.capture("error", text)
+    # The instance's logs are its org's: its machine as the org names it (no namespace).
+    namespace = namespace_of(version.machine_name)
+    _logs.capture("error", text.replace(f"{namespace}.", "", 1) if namespace else text)
     logger.warning("%s@%s/%s: %s", version.machine_name, version.id, instance, text)
     traceback.clear_frames(raised.__traceback__)
