@@ -19,7 +19,7 @@ runtime knows the index by then: see runtime/_backfill).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ._records import BackfillCompute, IndexBackfillRow
 
@@ -195,3 +195,54 @@ def release(ex: Execute, owner: str) -> None:
 def drop(ex: Execute, machine: str) -> None:
     """Forget a machine's added indexes (the machine is deleted)."""
     ex("DELETE FROM index_backfills WHERE machine = ?", (machine,))
+
+
+T = TypeVar("T")
+
+
+class BackfillWrites:
+    """The store's methods for added indexes, mixed into a store that defines
+    ``_backfill(operation)`` (runs ``operation(execute, now_ms)`` in one transaction),
+    ``BACKFILL_LOCKING`` (whether a step locks instance rows: see ``step``) and
+    ``_clean_text`` (what the store can hold of an error's text)."""
+
+    BACKFILL_LOCKING = False
+
+    def _backfill(self, operation: Callable[[Execute, int], T]) -> T:
+        raise NotImplementedError
+
+    def _clean_text(self, text: str) -> str:
+        return text
+
+    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
+        return self._backfill(lambda ex, now: add(ex, now, machine, name, selector))
+
+    def claim_backfill(
+        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
+    ) -> bool:
+        return self._backfill(
+            lambda ex, now: claim(ex, now, machine, name, owner, ttl_ms, grace_ms)
+        )
+
+    def backfill_step(
+        self,
+        machine: str,
+        name: str,
+        owner: str,
+        limit: int,
+        compute: BackfillCompute,
+        ttl_ms: int,
+    ) -> IndexBackfillRow | None:
+        locking = self.BACKFILL_LOCKING
+        return self._backfill(
+            lambda ex, now: step(
+                ex, now, machine, name, owner, limit, compute, ttl_ms, locking=locking
+            )
+        )
+
+    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
+        text = self._clean_text(error)
+        self._backfill(lambda ex, now: fail(ex, now, machine, name, owner, text))
+
+    def release_backfills(self, owner: str) -> None:
+        self._backfill(lambda ex, now: release(ex, owner))

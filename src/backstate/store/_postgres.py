@@ -35,9 +35,7 @@ from ._database import Statement
 from ._protocol import LeaseLost, SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
-    BackfillCompute,
     CommitResult,
-    IndexBackfillRow,
     InstanceKey,
     InstanceRow,
     TimerRow,
@@ -284,8 +282,9 @@ def _placeholders(text: str) -> bytes:
     return text.replace("?", "%s").encode()
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlReads, _backfills.BackfillWrites):
     EFFECT_ORDER = "position"
+    BACKFILL_LOCKING = True  # FOR UPDATE SKIP LOCKED (see _backfills.step)
     KEYS_PER_READ = 1000  # three arrays: any number in one statement
 
     def _wanted_sql(self, chunk: list[tuple[InstanceKey, str]]) -> tuple[str, tuple[Any, ...]]:
@@ -348,36 +347,8 @@ class PostgresStore(SqlReads):
 
         return self.db.run(apply)
 
-    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
-        return self._backfill(lambda ex, now: _backfills.add(ex, now, machine, name, selector))
-
-    def claim_backfill(
-        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
-    ) -> bool:
-        return self._backfill(
-            lambda ex, now: _backfills.claim(ex, now, machine, name, owner, ttl_ms, grace_ms)
-        )
-
-    def backfill_step(
-        self,
-        machine: str,
-        name: str,
-        owner: str,
-        limit: int,
-        compute: BackfillCompute,
-        ttl_ms: int,
-    ) -> IndexBackfillRow | None:
-        return self._backfill(
-            lambda ex, now: _backfills.step(
-                ex, now, machine, name, owner, limit, compute, ttl_ms, locking=True
-            )
-        )
-
-    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
-        self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, _text(error)))
-
-    def release_backfills(self, owner: str) -> None:
-        self._backfill(lambda ex, now: _backfills.release(ex, owner))
+    def _clean_text(self, text: str) -> str:
+        return _text(text)
 
     def drop_indexes(self, machine: str) -> None:
         self._backfill(lambda ex, now: _backfills.drop(ex, machine))

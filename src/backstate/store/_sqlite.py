@@ -21,9 +21,7 @@ from . import _backfills
 from ._protocol import SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
-    BackfillCompute,
     CommitResult,
-    IndexBackfillRow,
     InstanceKey,
     InstanceRow,
     RawJson,
@@ -128,7 +126,7 @@ def _dumps(value: Any) -> str:
     return value if type(value) is RawJson else _encode(value)
 
 
-class SQLiteStore(SqlReads):
+class SQLiteStore(SqlReads, _backfills.BackfillWrites):
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000
     ) -> None:
@@ -235,37 +233,6 @@ class SQLiteStore(SqlReads):
                 return operation(ex, time.time_ns() // 1_000_000)
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
-
-    def add_index(self, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
-        return self._backfill(lambda ex, now: _backfills.add(ex, now, machine, name, selector))
-
-    def claim_backfill(
-        self, machine: str, name: str, owner: str, ttl_ms: int, grace_ms: int
-    ) -> bool:
-        return self._backfill(
-            lambda ex, now: _backfills.claim(ex, now, machine, name, owner, ttl_ms, grace_ms)
-        )
-
-    def backfill_step(
-        self,
-        machine: str,
-        name: str,
-        owner: str,
-        limit: int,
-        compute: BackfillCompute,
-        ttl_ms: int,
-    ) -> IndexBackfillRow | None:
-        return self._backfill(
-            lambda ex, now: _backfills.step(
-                ex, now, machine, name, owner, limit, compute, ttl_ms, locking=False
-            )
-        )
-
-    def fail_backfill(self, machine: str, name: str, owner: str, error: str) -> None:
-        self._backfill(lambda ex, now: _backfills.fail(ex, now, machine, name, owner, error))
-
-    def release_backfills(self, owner: str) -> None:
-        self._backfill(lambda ex, now: _backfills.release(ex, owner))
 
     def drop_indexes(self, machine: str) -> None:
         self._backfill(lambda ex, now: _backfills.drop(ex, machine))
