@@ -150,30 +150,22 @@ class Subscriptions:
         if not isinstance(message, dict):
             return
         kind = message.get("type")
-        if kind == "instance-update":
-            try:
-                state = State.from_json(message)
-            except (KeyError, TypeError, ValueError):
-                return
-            for watch in self:
-                if (watch.machine, watch.instance) == (
-                    message.get("machineName"),
-                    message.get("machineInstanceName"),
-                ):
-                    watch.offer(state)
-        elif kind == "instance-progress":
-            try:
-                progress = Progress.from_json(message)
-            except (KeyError, TypeError, ValueError):
-                return
-            for watch in self:
-                if (watch.machine, watch.instance) == (
-                    message.get("machineName"),
-                    message.get("machineInstanceName"),
-                ):
-                    watch.offer_progress(progress)
-        elif kind == "error":
+        if kind == "error":
             self._error(message)
+            return
+        if kind not in ("instance-update", "instance-progress"):
+            return
+        try:
+            item = (State if kind == "instance-update" else Progress).from_json(message)
+        except (KeyError, TypeError, ValueError):
+            return
+        about = (message.get("machineName"), message.get("machineInstanceName"))
+        for watch in self:
+            if (watch.machine, watch.instance) == about:
+                if isinstance(item, State):
+                    watch.offer(item)
+                else:
+                    watch.offer_progress(item)
 
     def _error(self, message: dict[str, Any]) -> None:
         """The server ended a subscription. It keeps one watcher per instance per
