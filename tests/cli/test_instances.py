@@ -157,6 +157,7 @@ def test_watch_prints_each_state(cli: Cli, name: str) -> None:
         assert watch.stdout.readline() == 'listening  {"said": 1}\n'
         cli("instances", "send-event", "-m", name, "-i", "w", "-e", "finish")
         assert watch.stdout.readline() == 'finished  {"said": 1}  (done)\n'
+        assert watch.wait(10) == 0  # done: nothing more can come, the watch ends
     finally:
         watch.terminate()
         watch.communicate(timeout=10)

@@ -101,7 +101,8 @@ def register(commands: Commands) -> None:
 
     watch = instances.command(
         "watch",
-        "print the instance's state, then each new state as it changes (Ctrl-C to stop)",
+        "print the instance's state, then each new state as it changes, until it is done "
+        "(or Ctrl-C)",
         watch_instance,
         epilog="example: backstate instances watch -m orders -i order-42",
     )
@@ -339,6 +340,8 @@ def watch_instance(context: Context, args: argparse.Namespace) -> int:
             for item in updates:
                 if context.json:
                     out.document({"progress": item} if isinstance(item, Progress) else item)
+                    if isinstance(item, State) and item.done:
+                        return 0
                     continue
                 token = _token(item) if isinstance(item, Progress) else None
                 if streaming is not None and (
@@ -356,6 +359,8 @@ def watch_instance(context: Context, args: argparse.Namespace) -> int:
                         out.piece(token)
                 else:
                     out.line(state_line(item))
+                if isinstance(item, State) and item.done:
+                    return 0  # a done instance never changes again: the watch is over
     except KeyboardInterrupt:
         return 130  # Ctrl-C is how a watch ends: interrupted, as everywhere
     return 0
