@@ -119,7 +119,7 @@ class Keys:
             work.future.set_result(known.state)
         return True
 
-    async def prefetch(self, entries: list[Entry], per_entry: int) -> None:
+    async def prefetch(self, entries: list[Entry], per_entry: int) -> bool:
         """Read from the store, in one thread call, the keys that the round's first
         ``per_entry`` works of each entry carry and that are not in memory, and leave
         each row (or its absence) on its work. Steps run without suspending (trusted
@@ -127,7 +127,8 @@ class Keys:
         in the step instead would hold the event loop for a round trip to the store per
         key (with PostgreSQL, everything else waits). A key read absent stays absent
         until its step records it: only this instance's steps write its keys, in order.
-        A failed read leaves the works unread: their steps read again, and say why."""
+        A failed read leaves the works unread: their steps read again, and say why.
+        Whether it waited for the store (without keys to read, it returns at once)."""
         wanted: dict[tuple[InstanceKey, str], list[Work]] = {}
         for entry in entries:
             for work in itertools.islice(entry.queue, per_entry):
@@ -135,15 +136,16 @@ class Keys:
                 if idem is not None and not work.key_read and idem.key not in entry.keys:
                     wanted.setdefault((entry.key, idem.key), []).append(work)
         if not wanted:
-            return
+            return False
         try:
             rows = await asyncio.to_thread(self.p.store.idempotency_keys, list(wanted))
         except StoreError as exc:
             logger.warning("could not read %d idempotency keys: %s", len(wanted), exc)
-            return
+            return True
         for pair, works in wanted.items():
             for work in works:
                 work.key_read, work.key_row = True, rows.get(pair)
+        return True
 
     def record(self, entry: Entry, work: Work, state: InstanceState, rnd: Round, now: int) -> None:
         """Write ``work``'s key with its transition (``state``, in ``rnd``), and note the

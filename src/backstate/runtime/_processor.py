@@ -344,8 +344,7 @@ class Processor:
                 await self._stop_running()
             entries = [e for e in self.ready.values() if not e.busy]
             self.ready.clear()  # a busy one is queued again when its step ends
-            if any(w.idempotency is not None for e in entries for w in e.queue):
-                await self.keys.prefetch(entries, BATCH_PER_INSTANCE)
+            if await self.keys.prefetch(entries, BATCH_PER_INSTANCE):
                 # (a busy one, started meanwhile, is queued again when its step ends)
                 entries = [e for e in entries if not e.busy]
             if self.code.synchronous:

@@ -671,10 +671,6 @@ def _snapshot(machine: Machine, data: Any) -> Snapshot:
         )
     ):
         raise BadOutput("a snapshot's history is lists of state ids")
-    if (children is not None and not isinstance(children, dict)) or (
-        history is not None and not isinstance(history, dict)
-    ):
-        raise BadOutput("a snapshot's children and history are objects")
     try:
         return machine.resolve_snapshot(data)
     except (ExecutionError, KeyError, TypeError, AttributeError) as exc:
