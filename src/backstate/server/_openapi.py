@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._openapi_extensions import extension_paths
+from ._openapi_extensions import NAME, _body, _errors, _json, extension_paths
 from ._openapi_views import view_paths
 
-NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,128}$"}
 ERROR = {
     "type": "object",
     "required": ["error", "code"],
@@ -55,24 +54,6 @@ MACHINE_INFO = {
         "currentVersion": VERSION_INFO,
     },
 }
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {
-        str(s): {
-            "description": "error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for s in (400, 401, 403, 404, 413, *statuses)
-    }
-
-
-def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte")

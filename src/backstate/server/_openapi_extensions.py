@@ -1,7 +1,9 @@
 """The OpenAPI operations of backstate's extensions to State Backed's API that are not
 views (see ``_openapi_views``): migrations listed, read and deleted, indexes added to a
 machine with their backfill's progress (``_indexes``), an org's secrets (``_secrets``),
-and the token exchange (``_identity``). Merged into the document by path."""
+and the token exchange (``_identity``). Merged into the document by path. Its parts
+(``NAME``, ``_errors``, ``_json``, ``_body``) are the document's too: ``_openapi``
+imports them from here."""
 
 from __future__ import annotations
 
