@@ -176,3 +176,24 @@ def test_kept_alive_connections_get_a_deadline_per_request(server: Server) -> No
         status, body = answer(sock)
     assert (status, body["code"]) == (408, "request-timeout")
     assert time.monotonic() - started < HEAD_TIMEOUT_S + 2
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(
+    server: Server,
+) -> None:
+    me = {"authorization": f"Bearer {server.token({'sid': 'patient'})}"}
+    assert httpx.post(f"{server.url}/machines/toggler", json={"slug": "patient"}, headers=me)
+    body = b'{"event": "toggle"}'
+    sock = connect(server)
+    with sock:
+        sock.sendall(
+            b"POST /machines/toggler/i/patient/events HTTP/1.1\r\nhost: x\r\n"
+            b"authorization: " + me["authorization"].encode() + b"\r\n"
+            b"content-type: application/json\r\nexpect: 100-continue\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        )
+        # Not held back to go out with the response (which needs the body first).
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, answered = answer(sock)
+    assert (status, answered["state"]) == (200, "off")

@@ -325,16 +325,19 @@ class Processor:
     # -- the loop -------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        """Build a round while the previous one commits (pipelining): a round's
-        effects still happen only after its own commit, and commits stay in order."""
+        """Build a round while the previous one commits (pipelining), taking in all
+        that comes until that commit is done (group commit): a round's effects still
+        happen only after its own commit, and commits stay in order."""
         pending: tuple[Round, asyncio.Task[CommitResult]] | None = None
         while True:
+            committing = pending is not None and not pending[1].done()
             if (
                 not self.ready
                 and not self.closing
-                and not self.pending_done
-                and not self.pending_logs
-                and self.round.empty
+                and (
+                    committing
+                    or (not self.pending_done and not self.pending_logs and self.round.empty)
+                )
             ):
                 await self._idle(pending[1] if pending else None)
             self._wake.clear()
@@ -354,6 +357,13 @@ class Processor:
                 await self._wait_for_steps(
                     self.batches.start(entries), pending[1] if pending else None
                 )
+            if pending is not None and not pending[1].done() and not self.closing:
+                # Group commit: the round takes in what comes while the commit in flight
+                # lasts, and is sealed once it is done. Sealed at once, it held the work
+                # of the first request or two after the previous commit began, and the
+                # rest waited for a commit more: rounds of 1, 3, 10 and 19 in turn at 32
+                # requests in flight, each paying a whole commit.
+                continue
             rnd, self.round = self.round, Round()
             self._seal(rnd)
             if pending is not None:
