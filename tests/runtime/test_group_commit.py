@@ -44,3 +44,26 @@ def test_work_that_comes_during_a_commit_is_applied_meanwhile_and_committed_as_o
                 assert (await bs.get("counter", f"c{k}")).seq == 1
 
     asyncio.run(body())
+
+
+def test_a_burst_with_no_commit_in_flight_is_committed_in_two_overlapping_rounds(
+    db: Target,
+) -> None:
+    async def body() -> None:
+        async with Backstate(db.open()) as bs:
+            bs.deploy("counter", COUNTER)
+            for k in range(20):
+                await bs.create("counter", f"c{k}")
+            release = _slow_commits(bs)
+            commits = bs.processor.stats.commits
+            burst = [asyncio.ensure_future(bs.send("counter", f"c{k}", "inc")) for k in range(20)]
+            await asyncio.sleep(0.1)
+            # Half went into the round that is committing; the other half is applied
+            # meanwhile, so the commit did not run with nothing beside it.
+            assert len(bs.processor.round.updates) == 10
+            assert not any(s.done() for s in burst)
+            release.set()
+            assert [(await s).context["n"] for s in burst] == [1] * 20
+            assert bs.processor.stats.commits - commits == 2
+
+    asyncio.run(body())

@@ -68,6 +68,7 @@ CACHE_SIZE = 10_000
 # How long a round waits for sandboxed code to answer before it is sealed without the
 # steps still waiting (they write into a later round).
 ROUND_WAIT = 0.01
+SPLIT_OVER = 8
 
 
 class Processor:
@@ -347,6 +348,12 @@ class Processor:
                 await self._stop_running()
             entries = [e for e in self.ready.values() if not e.busy]
             self.ready.clear()  # a busy one is queued again when its step ends
+            if pending is None and len(entries) > SPLIT_OVER:
+                # A burst with no commit in flight: half now, committed while the other
+                # half is applied, so the commit does not run with nothing beside it.
+                for entry in entries[len(entries) // 2 :]:
+                    self.ready[entry.key] = entry
+                del entries[len(entries) // 2 :]
             if await self.keys.prefetch(entries, BATCH_PER_INSTANCE):
                 # (a busy one, started meanwhile, is queued again when its step ends)
                 entries = [e for e in entries if not e.busy]
