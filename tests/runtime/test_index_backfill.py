@@ -202,3 +202,44 @@ def test_bad_requests_change_nothing(db: Target) -> None:
             assert row.selector == "$.color"
 
     asyncio.run(body())
+
+
+def test_a_failed_backfill_is_retried_by_adding_it_again_once_mended(db: Target) -> None:
+    """An instance whose stored state cannot be read fails the backfill, naming it;
+    adding the index again with its selector resumes from that instance, and with
+    another selector is refused."""
+
+    async def body() -> None:
+        async with Backstate(db.open(), backfill_batch=2) as bs:
+            bs.deploy("painter", painter())
+            for n in range(6):
+                await bs.create("painter", f"p{n}", context={"color": f"c{n}"})
+            where = "WHERE machine = ? AND name = ?"
+            ((good,),) = db.rows(f"SELECT snapshot FROM instances {where}", "painter", "p3")
+            db.rows(f"UPDATE instances SET snapshot = ? {where}", "{not json", "painter", "p3")
+            await bs.add_index("painter", "color", "$.color")
+            failed = await ready(bs, "painter", "color")
+            assert failed.state == "failed" and "'p3'" in (failed.error or ""), failed
+            with pytest.raises(Conflict) as not_ready:
+                await bs.query("painter", "color")
+            assert not_ready.value.code == "index-not-ready"
+            assert "could not be backfilled" in not_ready.value.message
+            with pytest.raises(Conflict) as other:
+                await bs.add_index("painter", "color", "$.other")
+            assert other.value.code == "index-exists"
+            # Added again while p3 is still unreadable: it fails again, at p3.
+            again = await bs.add_index("painter", "color", "$.color")
+            assert (again.state, again.error) == ("backfilling", None)
+            assert (await ready(bs, "painter", "color")).state == "failed"
+            db.rows(f"UPDATE instances SET snapshot = ? {where}", good, "painter", "p3")
+            resumed = await bs.add_index("painter", "color", "$.color")
+            assert resumed.state == "backfilling" and resumed.done == failed.done > 0
+            done = await ready(bs, "painter", "color")
+            assert (done.state, done.done, done.total, done.error) == ("ready", 6, 6, None)
+            hits = await everything(bs, "painter", "color")
+            assert sorted(hits) == [(f"c{n}", f"p{n}") for n in range(6)]
+            with pytest.raises(Conflict) as ready_exists:
+                await bs.add_index("painter", "color", "$.color")
+            assert ready_exists.value.code == "index-exists"
+
+    asyncio.run(body())

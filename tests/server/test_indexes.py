@@ -5,11 +5,14 @@ twice, and bad requests get stable codes and change nothing."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.store import postgres
 
 from .test_e2e import Server
 
@@ -141,5 +144,55 @@ def test_bad_requests_get_stable_codes_and_change_nothing(tmp_path: Path) -> Non
         assert (missing.status_code, missing.json()["code"]) == (404, "index-not-found")
         where = httpx.get(f"{server.url}/machines/toggler/indexes/where", headers=admin).json()
         assert where["index"]["selector"] == "@state"
+    finally:
+        server.stop()
+
+
+def _sql(tmp_path: Path, store_url: str | None, query: str, *args: Any) -> list[Any]:
+    """One statement on the server's store, from outside it (``?`` placeholders)."""
+    if store_url is not None:
+        return postgres.rows(store_url, query, *args)
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def test_a_failed_backfill_is_retried_by_the_same_add_once_mended(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    names = [f"t{n}" for n in range(6)]
+    server = Server(tmp_path, store=store_url)
+    try:
+        admin = server.headers({"sub": "admin"})
+        _create(server, names)
+        ((good,),) = _sql(tmp_path, store_url, "SELECT snapshot FROM instances WHERE name = 't3'")
+        _sql(tmp_path, store_url, "UPDATE instances SET snapshot = '{oops' WHERE name = 't3'")
+        add = {"name": "count", "selector": "$.public.toggleCount"}
+        url = f"{server.url}/machines/toggler/indexes"
+        assert httpx.post(url, json=add, headers=admin).status_code == 201
+        deadline = time.monotonic() + 30
+        while (progress := _progress(server, admin))["state"] == "backfilling":
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.05)
+        assert progress["state"] == "failed" and "'t3'" in progress["error"], progress
+        refused = _query(server, admin)
+        assert (refused.status_code, refused.json()["code"]) == (409, "index-not-ready")
+        assert "could not be backfilled" in refused.json()["error"]
+        other = httpx.post(url, json={**add, "selector": "$.other"}, headers=admin)
+        assert (other.status_code, other.json()["code"]) == (409, "index-exists")
+        _sql(tmp_path, store_url, "UPDATE instances SET snapshot = ? WHERE name = 't3'", good)
+        retried = httpx.post(url, json=add, headers=admin)
+        assert retried.status_code == 201, retried.text
+        assert (retried.json()["index"]["state"], retried.json()["index"]["error"]) == (
+            "backfilling",
+            None,
+        )
+        while (progress := _progress(server, admin))["state"] == "backfilling":
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.05)
+        assert (progress["state"], progress["done"], progress["total"]) == ("ready", 6, 6)
+        found = _query(server, admin)
+        assert found.status_code == 200, found.text
+        hits = sorted((i["slug"], i["indexValue"]) for i in found.json()["instances"])
+        assert hits == [(name, n) for n, name in enumerate(names)]
     finally:
         server.stop()

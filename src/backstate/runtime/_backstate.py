@@ -429,22 +429,38 @@ class Backstate:
         """Add an index to a deployed machine: transitions index it from now on, and
         a background task indexes the instances that exist (see _backfill). Queries
         answer 409 ``index-not-ready`` until it is done. ``index-exists`` (409) if the
-        machine or one of its versions already has an index of that name. ``known``:
-        the caller vouches that the machine exists, deployed or not (a server's
-        machine that has no version yet)."""
+        machine or one of its versions already has an index of that name, except an
+        added index whose backfill failed, added again with the same selector: its
+        backfill starts again from the instance that failed (once that instance is
+        mended or deleted). ``known``: the caller vouches that the machine exists,
+        deployed or not (a server's machine that has no version yet)."""
         check_machine(machine)
         check_name("index", name)
         (spec,) = compile_selectors({name: selector})
         if not known and machine not in self.registry.machines:
             raise NotFound("machine-not-found", f"machine {machine!r} is not deployed")
-        if name in self.registry.index_names(machine):
-            raise Conflict("index-exists", f"machine {machine!r} already has an index {name!r}")
+        exists = f"machine {machine!r} already has an index {name!r}"
+        if name in self.registry.index_names(machine) and not await self._failed(
+            machine, name, selector
+        ):
+            raise Conflict("index-exists", exists)
         row = await asyncio.to_thread(self.store.add_index, machine, name, selector)
         if row is None:
-            raise Conflict("index-exists", f"machine {machine!r} already has an index {name!r}")
+            raise Conflict("index-exists", exists)
         self.registry.add_index(machine, spec)
         self.backfill.wake()
         return row
+
+    async def _failed(self, machine: str, name: str, selector: str) -> bool:
+        """Whether ``name`` is an added index of ``machine`` whose backfill failed, with
+        ``selector``: adding it again retries it."""
+        rows = await asyncio.to_thread(self.store.index_backfills, machine)
+        deployment = self.registry.machines.get(machine)
+        versions = deployment.versions.values() if deployment is not None else ()
+        own = {s.name for v in versions for s in v.indexes}
+        return name not in own and any(
+            r.name == name and r.state == "failed" and r.selector == selector for r in rows
+        )
 
     async def added_indexes(self, machine: str) -> list[IndexBackfillRow]:
         """The indexes added to a machine, with their backfills' progress."""

@@ -340,9 +340,13 @@ class Backend:
         """Add an index to an existing machine and backfill its instances (the runtime's
         ``add_index``); the machine lists it at once."""
         machine = self.machine(org_id, slug)
-        if name in machine.indexes:
+        runtime = runtime_name(org_id, slug)
+        # An added one (listed too) is the runtime's to judge: a failed one is retried.
+        if name in machine.indexes and name not in {
+            r.name for r in await self.runtime.added_indexes(runtime)
+        }:
             raise Conflict("index-exists", f"machine {slug!r} already has an index {name!r}")
-        row = await self.runtime.add_index(runtime_name(org_id, slug), name, selector, known=True)
+        row = await self.runtime.add_index(runtime, name, selector, known=True)
         await asyncio.to_thread(self._list_added_indexes, org_id, slug)
         return row
 

@@ -59,7 +59,9 @@ def select_sql(machine: str | None) -> tuple[str, tuple[Any, ...]]:
 
 def add(ex: Execute, now: int, machine: str, name: str, selector: str) -> IndexBackfillRow | None:
     """Record the index as backfilling from the first instance; None if the machine
-    already has an added index of that name."""
+    already has an added index of that name, unless that one failed and has the same
+    selector: then it is backfilling again, from the instance that failed (those before
+    it are indexed), with its error cleared."""
     total = int(ex("SELECT count(*) FROM instances WHERE machine = ?", (machine,)).fetchone()[0])
     added = ex(
         f"INSERT INTO index_backfills ({_COLUMNS}, owner, lease_until)"
@@ -68,7 +70,19 @@ def add(ex: Execute, now: int, machine: str, name: str, selector: str) -> IndexB
         (machine, name, selector, BACKFILLING, total, now, now),
     )
     if added.rowcount != 1:
-        return None
+        retried = ex(
+            "UPDATE index_backfills SET state = ?, error = NULL, owner = NULL, lease_until = 0,"
+            " total = ?, updated_at = ? WHERE machine = ? AND idx = ? AND state = ?"
+            " AND selector = ?",
+            (BACKFILLING, total, now, machine, name, FAILED, selector),
+        )
+        if retried.rowcount != 1:
+            return None
+        row = ex(
+            f"SELECT {_COLUMNS} FROM index_backfills WHERE machine = ? AND idx = ?",
+            (machine, name),
+        ).fetchone()
+        return backfill_row(row)
     return IndexBackfillRow(
         machine, name, selector, BACKFILLING, "", 0, total, 0, None, None, now, now
     )
