@@ -384,10 +384,9 @@ class Processor:
                     continue
                 self._finish(done[0], result)
             if rnd.batch:
-                pending = (
-                    rnd,
-                    asyncio.ensure_future(asyncio.to_thread(self._commit, rnd.batch)),
-                )
+                commit = asyncio.ensure_future(asyncio.to_thread(self._commit, rnd.batch))
+                commit.add_done_callback(self._committed)
+                pending = (rnd, commit)
                 continue
             if rnd.after or rnd.settle:
                 # Nothing to write, yet callers to answer (a duplicate create, answered
@@ -448,20 +447,18 @@ class Processor:
         finally:
             self.stats.commit_seconds += time.perf_counter() - started
 
+    def _committed(self, commit: asyncio.Future[CommitResult]) -> None:
+        self._wake.set()
+
     async def _idle(self, commit: asyncio.Task[CommitResult] | None) -> None:
         """Wait for work, the next due timer or retry, or the commit in flight."""
         due = self.wheel.next_due()
         if self.retries and (due is None or self.retries[0][0] < due):
             due = self.retries[0][0]
         timeout = None if due is None else self.clock.seconds_until(due)
-        if commit is not None:
-            timeout = 0 if commit.done() else timeout
-            woken = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait(
-                [commit, woken], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            woken.cancel()
+        if commit is not None and commit.done():
             return
+        # A commit in flight wakes the loop when it is done (``_committed``).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
