@@ -291,6 +291,8 @@ def test_send_event_form_offers_what_the_state_accepts(tab: Tab, live: Server) -
     page = tab.page
     tab.sign_in(f"#/m/toggler/i/{name}")
     page.wait_for_selector("#send-event")
+    # The options come with the machine's description, fetched after the form is drawn.
+    page.wait_for_selector("#accepted-events option", state="attached")
     assert page.eval_on_selector_all(
         "#accepted-events option", "options => options.map(o => o.value)"
     ) == ["toggle"]

@@ -68,6 +68,8 @@ CACHE_SIZE = 10_000
 # How long a round waits for sandboxed code to answer before it is sealed without the
 # steps still waiting (they write into a later round).
 ROUND_WAIT = 0.01
+# A burst of more ready instances than this, with no commit in flight, is split in two
+# rounds: the first commits while the second is applied (see _loop).
 SPLIT_OVER = 8
 
 
