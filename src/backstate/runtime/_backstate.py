@@ -440,27 +440,16 @@ class Backstate:
         if not known and machine not in self.registry.machines:
             raise NotFound("machine-not-found", f"machine {machine!r} is not deployed")
         exists = f"machine {machine!r} already has an index {name!r}"
-        if name in self.registry.index_names(machine) and not await self._failed(
-            machine, name, selector
-        ):
+        if name in self.registry.version_index_names(machine):
             raise Conflict("index-exists", exists)
+        # The store judges an added index of that name, in the same transaction: None
+        # unless it failed and has this selector (then it is retried).
         row = await asyncio.to_thread(self.store.add_index, machine, name, selector)
         if row is None:
             raise Conflict("index-exists", exists)
         self.registry.add_index(machine, spec)
         self.backfill.wake()
         return row
-
-    async def _failed(self, machine: str, name: str, selector: str) -> bool:
-        """Whether ``name`` is an added index of ``machine`` whose backfill failed, with
-        ``selector``: adding it again retries it."""
-        rows = await asyncio.to_thread(self.store.index_backfills, machine)
-        deployment = self.registry.machines.get(machine)
-        versions = deployment.versions.values() if deployment is not None else ()
-        own = {s.name for v in versions for s in v.indexes}
-        return name not in own and any(
-            r.name == name and r.state == "failed" and r.selector == selector for r in rows
-        )
 
     async def added_indexes(self, machine: str) -> list[IndexBackfillRow]:
         """The indexes added to a machine, with their backfills' progress."""

@@ -202,11 +202,11 @@ class Registry:
         own = {spec.name for spec in version.indexes}
         return version.indexes + tuple(s for n, s in added.items() if n not in own)
 
-    def index_names(self, machine: str) -> set[str]:
-        """Every index name of the machine: its versions' and the added ones."""
+    def version_index_names(self, machine: str) -> set[str]:
+        """The index names the machine's versions declare (not the added ones)."""
         deployment = self.machines.get(machine)
         versions = deployment.versions.values() if deployment is not None else ()
-        return {s.name for v in versions for s in v.indexes} | set(self.added.get(machine, {}))
+        return {s.name for v in versions for s in v.indexes}
 
     def add(self, version: Version, make_current: bool) -> None:
         deployment = self.machines.setdefault(
