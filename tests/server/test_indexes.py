@@ -36,6 +36,14 @@ def _progress(server: Server, admin: dict[str, str]) -> dict[str, Any]:
     return index
 
 
+def _settled(server: Server, admin: dict[str, str], deadline: float) -> dict[str, Any]:
+    """The index's progress once it is no longer backfilling (by ``deadline``)."""
+    while (progress := _progress(server, admin))["state"] == "backfilling":
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.05)
+    return progress
+
+
 def _query(server: Server, admin: dict[str, str]) -> httpx.Response:
     return httpx.get(
         f"{server.url}/machines/toggler/indexes/count/query",
@@ -84,10 +92,8 @@ def test_a_backfill_shows_progress_and_survives_a_sigkill(
     server = Server(tmp_path, store=store_url, options=SLOW)
     try:
         admin = server.headers({"sub": "admin"})
-        deadline = time.monotonic() + 60  # the killed server's lease runs out first
-        while (progress := _progress(server, admin))["state"] == "backfilling":
-            assert time.monotonic() < deadline, progress
-            time.sleep(0.1)
+        # The killed server's lease runs out first.
+        progress = _settled(server, admin, time.monotonic() + 60)
         # Every batch counted once: a batch redone would count its instances again.
         assert (progress["state"], progress["done"], progress["total"]) == ("ready", 30, 30)
         found = _query(server, admin)
@@ -170,9 +176,7 @@ def test_a_failed_backfill_is_retried_by_the_same_add_once_mended(
         url = f"{server.url}/machines/toggler/indexes"
         assert httpx.post(url, json=add, headers=admin).status_code == 201
         deadline = time.monotonic() + 30
-        while (progress := _progress(server, admin))["state"] == "backfilling":
-            assert time.monotonic() < deadline, progress
-            time.sleep(0.05)
+        progress = _settled(server, admin, deadline)
         assert progress["state"] == "failed" and "'t3'" in progress["error"], progress
         refused = _query(server, admin)
         assert (refused.status_code, refused.json()["code"]) == (409, "index-not-ready")
@@ -186,9 +190,7 @@ def test_a_failed_backfill_is_retried_by_the_same_add_once_mended(
             "backfilling",
             None,
         )
-        while (progress := _progress(server, admin))["state"] == "backfilling":
-            assert time.monotonic() < deadline, progress
-            time.sleep(0.05)
+        progress = _settled(server, admin, deadline)
         assert (progress["state"], progress["done"], progress["total"]) == ("ready", 6, 6)
         found = _query(server, admin)
         assert found.status_code == 200, found.text
