@@ -174,14 +174,14 @@ def test_a_failed_commit_writes_nothing_and_changes_nothing_in_memory(db: Target
     async def body() -> None:
         nonlocal failing
         store = db.open()
-        commit = store.commit
+        commit = store.commit_async
 
-        def failing_commit(batch: WriteBatch) -> Any:
+        async def failing_commit(batch: WriteBatch) -> Any:
             if failing:
                 raise StoreError("disk on fire")
-            return commit(batch)
+            return await commit(batch)
 
-        store.commit = failing_commit  # type: ignore[method-assign]
+        store.commit_async = failing_commit  # type: ignore[method-assign]
         async with Backstate(store) as bs:
             bs.deploy("counter", counter(lambda c, e: ran.append(e)))
             await bs.create("counter", "c1")
@@ -836,16 +836,16 @@ def test_the_instance_cache_stays_bounded_and_never_drops_uncommitted_state(db: 
 
     async def body() -> None:
         store = db.open()
-        commit = store.commit
+        commit = store.commit_async
 
-        def watched(batch: WriteBatch) -> Any:
+        async def watched(batch: WriteBatch) -> Any:
             try:
-                return commit(batch)
+                return await commit(batch)
             except SequenceConflict as exc:
                 conflicts.append(exc)
                 raise
 
-        store.commit = watched  # type: ignore[method-assign]
+        store.commit_async = watched  # type: ignore[method-assign]
         async with Backstate(store) as bs:
             bs.deploy("relay", relay)
             bs.processor.cache_size = 3

@@ -668,9 +668,9 @@ def test_recovery_events_come_before_any_other_event(run: CrashRun) -> None:
 class _SlowStore(SQLiteStore):
     """A slow fsync: events that arrive while a commit runs share the next batch."""
 
-    def commit(self, batch: WriteBatch) -> CommitResult:
-        time.sleep(0.05)
-        return super().commit(batch)
+    async def commit_async(self, batch: WriteBatch) -> CommitResult:
+        await asyncio.sleep(0.05)
+        return await super().commit_async(batch)
 
 
 def test_repro_timer_replaced_in_the_batch_where_it_falls_due(tmp_path: Path) -> None:
@@ -797,13 +797,13 @@ class _DyingStore(SQLiteStore):
         self.allow: int | None = None
         self.released = threading.Event()
 
-    def commit(self, batch: WriteBatch) -> CommitResult:
+    async def commit_async(self, batch: WriteBatch) -> CommitResult:
         if self.allow is not None:
             if self.allow == 0:
-                self.released.wait()
+                await asyncio.to_thread(self.released.wait)
                 raise StoreError("this process is gone")
             self.allow -= 1
-        return super().commit(batch)
+        return await super().commit_async(batch)
 
 
 _RESTARTABLE = setup(actors={"job": _gated_job}).create_machine(

@@ -96,13 +96,13 @@ def test_a_result_queued_before_its_state_was_left_is_delivered(db: Target) -> N
                     break
                 await asyncio.sleep(0.01)
             release = threading.Event()
-            commit = bs.store.commit
+            commit = bs.store.commit_async
 
-            def held(batch: WriteBatch) -> CommitResult:
-                release.wait(5)
-                return commit(batch)
+            async def held(batch: WriteBatch) -> CommitResult:
+                await asyncio.to_thread(release.wait, 5)
+                return await commit(batch)
 
-            bs.store.commit = held  # type: ignore[method-assign]
+            bs.store.commit_async = held  # type: ignore[method-assign]
             leaving = asyncio.ensure_future(bs.send("m", "x", "leave"))
             await asyncio.sleep(0.05)  # "leave" is applied; its commit (and stop) waits
             finish.set()  # the result is queued behind "leave"

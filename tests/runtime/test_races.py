@@ -27,13 +27,13 @@ def _slow_commits(bs: Backstate) -> threading.Event:
     """Hold every commit until the returned event is set: the next round is built while
     one commits, as under load."""
     release = threading.Event()
-    commit = bs.store.commit
+    commit = bs.store.commit_async
 
-    def slow(batch: WriteBatch) -> CommitResult:
-        release.wait(5)
-        return commit(batch)
+    async def slow(batch: WriteBatch) -> CommitResult:
+        await asyncio.to_thread(release.wait, 5)
+        return await commit(batch)
 
-    bs.store.commit = slow  # type: ignore[method-assign]
+    bs.store.commit_async = slow  # type: ignore[method-assign]
     return release
 
 

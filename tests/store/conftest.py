@@ -1,4 +1,5 @@
-"""Every store test runs against SQLite and PostgreSQL (``target``/``store`` fixtures)."""
+"""Every store test runs against SQLite (its commits made in the server's process, and
+again by its writer process) and PostgreSQL (``target``/``store`` fixtures)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from backstate.store import Store
 
 from . import postgres
-from .targets import KINDS, Target, new_target
+from .targets import STORE_KINDS, Target, new_target
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=STORE_KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     return new_target(request, tmp_path)
 

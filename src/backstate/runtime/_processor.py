@@ -386,7 +386,7 @@ class Processor:
                     continue
                 self._finish(done[0], result)
             if rnd.batch:
-                commit = asyncio.ensure_future(asyncio.to_thread(self._commit, rnd.batch))
+                commit = asyncio.ensure_future(self._commit(rnd.batch))
                 commit.add_done_callback(self._committed)
                 pending = (rnd, commit)
                 continue
@@ -442,10 +442,10 @@ class Processor:
         if tasks:
             await asyncio.wait(tasks)
 
-    def _commit(self, batch: WriteBatch) -> CommitResult:
+    async def _commit(self, batch: WriteBatch) -> CommitResult:
         started = time.perf_counter()
         try:
-            return self.store.commit(batch)
+            return await self.store.commit_async(batch)
         finally:
             self.stats.commit_seconds += time.perf_counter() - started
 

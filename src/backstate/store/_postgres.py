@@ -19,6 +19,7 @@ from the store, which is right either way. The pool reconnects in the background
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from ._records import (
     TimerRow,
     WriteBatch,
 )
-from ._sqlite import _children, _dumps, _ref, _retry
+from ._sqlite import _children, _json_text, _ref, _retry
 
 T = TypeVar("T")
 logger = logging.getLogger("backstate.store")
@@ -327,6 +328,11 @@ class PostgresStore(SqlReads, _backfills.BackfillWrites):
     def commit(self, batch: WriteBatch) -> CommitResult:
         return self.db.run(lambda conn, attempt: _apply(conn, batch, attempt))
 
+    async def commit_async(self, batch: WriteBatch) -> CommitResult:
+        """As ``commit``, on a thread: psycopg gives the GIL back while it waits for the
+        server, which is most of a commit's time."""
+        return await asyncio.to_thread(self.commit, batch)
+
     def expire_idempotency_keys(self, before: int) -> int:
         return self.db.execute(("DELETE FROM idempotency_keys WHERE created_at < ?", (before,)))[0]
 
@@ -392,7 +398,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                         r.name,
                         r.version,
                         r.seq,
-                        _dumps(r.snapshot),
+                        _json_text(r.snapshot),
                         r.status,
                         _ref(r.parent),
                         _children(r),
@@ -413,7 +419,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                         expected,
                         r.version,
                         r.seq,
-                        _dumps(r.snapshot),
+                        _json_text(r.snapshot),
                         r.status,
                         _children(r),
                         r.updated_at,
@@ -447,7 +453,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
             cur.execute(
                 _INSERT_HISTORY,
                 _columns(
-                    (*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts)
+                    (*key, h.seq, _json_text(h.event), _json_text(h.snapshot), h.ts)
                     for key, h in batch.history
                 ),
             )
@@ -466,7 +472,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                 (
                     m.machine,
                     m.instance,
-                    _dumps(m.event),
+                    _json_text(m.event),
                     m.sender,
                     m.priority,
                     m.attempts,
@@ -482,7 +488,15 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                     "INSERT INTO timers VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (machine, instance, key) DO UPDATE SET event = excluded.event,"
                     " due = excluded.due, target = excluded.target, attempts = excluded.attempts",
-                    (op.machine, op.instance, op.key, _dumps(op.event), op.due, op.to, op.attempts),
+                    (
+                        op.machine,
+                        op.instance,
+                        op.key,
+                        _json_text(op.event),
+                        op.due,
+                        op.to,
+                        op.attempts,
+                    ),
                 )
             else:
                 cur.execute(
@@ -499,7 +513,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         )
         many(
             "UPDATE effects SET retry = %s WHERE id = %s",
-            [(_dumps(r), i) for i, r in batch.effect_retries],
+            [(_json_text(r), i) for i, r in batch.effect_retries],
         )
         if batch.effect_done:
             cur.execute("DELETE FROM effects WHERE id = ANY(%b::text[])", (batch.effect_done,))
@@ -510,7 +524,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                 (
                     d.machine,
                     d.instance,
-                    _dumps(d.event),
+                    _json_text(d.event),
                     d.sender,
                     _text(d.reason),
                     d.attempts,

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import _backfills
+from . import _backfills, _sqlite_plan
 from ._protocol import SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
@@ -28,6 +28,8 @@ from ._records import (
     TimerRow,
     WriteBatch,
 )
+from ._sqlite_plan import Plan
+from ._sqlite_writer import Writer
 
 MIGRATIONS: list[str] = [
     """
@@ -122,10 +124,6 @@ T = TypeVar("T")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _dumps(value: Any) -> str:
-    return value if type(value) is RawJson else _encode(value)
-
-
 class SQLiteStore(SqlReads, _backfills.BackfillWrites):
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000
@@ -133,6 +131,7 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
+        self._writer = Writer(Path(self.path), synchronous.upper(), int(busy_timeout_ms))
         # One connection, used from the runtime's commit thread and its own thread;
         # the lock serialises them (SQLite connections are not safe to share otherwise).
         self._lock = threading.Lock()
@@ -208,9 +207,16 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
     def commit(self, batch: WriteBatch) -> CommitResult:
         try:
             with self._write() as db:
-                return _apply(db, batch)
+                return CommitResult(_sqlite_plan.run(db, _plan(batch)))
+        except _sqlite_plan.Conflict as exc:
+            raise SequenceConflict(str(exc)) from None
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
+
+    async def commit_async(self, batch: WriteBatch) -> CommitResult:
+        """As ``commit``, made by the writer process (_sqlite_writer) while the event
+        loop goes on."""
+        return CommitResult(await self._writer.commit(_plan(batch)))
 
     def expire_idempotency_keys(self, before: int) -> int:
         try:
@@ -238,61 +244,63 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         self._backfill(lambda ex, now: _backfills.drop(ex, machine))
 
     def close(self) -> None:
+        self._writer.close()
         with self._lock, self._read_lock:
             self._db.close()
             self._reader.close()
 
 
-def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
-    ex, many = db.execute, db.executemany
-    for row in batch.instance_creates:
-        ex(
-            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+def _plan(batch: WriteBatch) -> Plan:
+    """The statements and rows of ``batch``, in its order (see WriteBatch)."""
+    plan: Plan = []
+
+    def many(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            plan.append(("many", sql, rows))
+
+    many(
+        "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
             (
                 row.machine,
                 row.name,
                 row.version,
                 row.seq,
-                _dumps(row.snapshot),
+                _json_text(row.snapshot),
                 row.status,
                 _ref(row.parent),
                 _children(row),
                 row.created_at,
                 row.updated_at,
                 row.desired_version,
-            ),
-        )
+            )
+            for row in batch.instance_creates
+        ],
+    )
     if batch.instance_updates:
-        # One statement for all the updates (a row at a time, each taking the GIL back,
-        # made commits slow while the event loop was busy); each must find its row at
-        # the sequence number it expects, which the count of changed rows tells.
-        before = db.total_changes
-        many(
-            "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?, children = ?,"
-            " updated_at = ?, desired_version = ? WHERE machine = ? AND name = ? AND seq = ?",
-            [
-                (
-                    row.version,
-                    row.seq,
-                    _dumps(row.snapshot),
-                    row.status,
-                    _children(row),
-                    row.updated_at,
-                    row.desired_version,
-                    *key,
-                    expected,
-                )
-                for key, expected, row in batch.instance_updates
-            ],
+        # Each must find its row at the sequence number it expects (_sqlite_plan).
+        plan.append(
+            (
+                "updates",
+                "UPDATE instances SET version = ?, seq = ?, snapshot = ?, status = ?,"
+                " children = ?, updated_at = ?, desired_version = ?"
+                " WHERE machine = ? AND name = ? AND seq = ?",
+                [
+                    (
+                        row.version,
+                        row.seq,
+                        _json_text(row.snapshot),
+                        row.status,
+                        _children(row),
+                        row.updated_at,
+                        row.desired_version,
+                        *key,
+                        expected,
+                    )
+                    for key, expected, row in batch.instance_updates
+                ],
+            )
         )
-        if db.total_changes - before != len(batch.instance_updates):
-            for key, expected, row in batch.instance_updates:
-                found = db.execute(
-                    "SELECT seq FROM instances WHERE machine = ? AND name = ?", key
-                ).fetchone()
-                if found is None or found[0] != row.seq:
-                    raise SequenceConflict(f"{key[0]}/{key[1]} is no longer at sequence {expected}")
-            raise SequenceConflict("an instance is no longer at the sequence expected")
     many(
         "UPDATE instances SET status = ? WHERE machine = ? AND name = ?",
         [(s, *k) for k, s in batch.status_updates],
@@ -302,44 +310,68 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
         [(v, *k) for k, v in batch.desired_updates],
     )
     for key, entries in batch.index_puts:
-        ex("DELETE FROM instance_index WHERE machine = ? AND instance = ?", key)
+        plan.append(("exec", "DELETE FROM instance_index WHERE machine = ? AND instance = ?", key))
         many(
             "INSERT INTO instance_index VALUES (?, ?, ?, ?, ?, ?)",
             [(key[0], *e, key[1]) for e in entries],
         )
     many(
         "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-        [(*key, h.seq, _dumps(h.event), _dumps(h.snapshot), h.ts) for key, h in batch.history],
+        [
+            (*key, h.seq, _json_text(h.event), _json_text(h.snapshot), h.ts)
+            for key, h in batch.history
+        ],
     )
     many("DELETE FROM inbox WHERE id = ?", [(i,) for i in batch.inbox_deletes])
     many(
         "UPDATE inbox SET attempts = ?, not_before = ? WHERE id = ?",
         [(a, n, i) for i, a, n in batch.inbox_retries],
     )
-    inbox_ids = []
-    for m in batch.inbox_inserts:
-        cur = ex(
-            "INSERT INTO inbox (machine, instance, event, sender, priority, attempts, not_before)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    if batch.inbox_inserts:
+        plan.append(
             (
-                m.machine,
-                m.instance,
-                _dumps(m.event),
-                m.sender,
-                m.priority,
-                m.attempts,
-                m.not_before,
-            ),
+                "ids",
+                "INSERT INTO inbox (machine, instance, event, sender, priority, attempts,"
+                " not_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.machine,
+                        m.instance,
+                        _json_text(m.event),
+                        m.sender,
+                        m.priority,
+                        m.attempts,
+                        m.not_before,
+                    )
+                    for m in batch.inbox_inserts
+                ],
+            )
         )
-        inbox_ids.append(int(cur.lastrowid or 0))
     for op in batch.timer_ops:
         if isinstance(op, TimerRow):
-            ex(
-                "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (op.machine, op.instance, op.key, _dumps(op.event), op.due, op.to, op.attempts),
+            plan.append(
+                (
+                    "exec",
+                    "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        op.machine,
+                        op.instance,
+                        op.key,
+                        _json_text(op.event),
+                        op.due,
+                        op.to,
+                        op.attempts,
+                    ),
+                )
             )
         else:
-            ex("DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?", (*op[0], op[1]))
+            plan.append(
+                (
+                    "exec",
+                    "DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?",
+                    (*op[0], op[1]),
+                )
+            )
     many(
         "INSERT INTO effects VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
@@ -349,13 +381,13 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
     )
     many(
         "UPDATE effects SET retry = ? WHERE id = ?",
-        [(_dumps(r), i) for i, r in batch.effect_retries],
+        [(_json_text(r), i) for i, r in batch.effect_retries],
     )
     many("DELETE FROM effects WHERE id = ?", [(i,) for i in batch.effect_done])
     many(
         "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (d.machine, d.instance, _dumps(d.event), d.sender, d.reason, d.attempts, d.ts)
+            (d.machine, d.instance, _json_text(d.event), d.sender, d.reason, d.attempts, d.ts)
             for d in batch.dead_letters
         ],
     )
@@ -364,8 +396,18 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
         "INSERT INTO logs (ts, machine, version, instance, level, message) VALUES (?, ?, ?, ?, ?, ?)",
         [(g.ts, g.machine, g.version, g.instance, g.level, g.message) for g in batch.logs],
     )
-    if batch.idempotency_puts or batch.idempotency_answers:
-        _apply_idempotency(db, batch)
+    many(
+        "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
+            for r in batch.idempotency_puts
+        ],
+    )
+    many(
+        "UPDATE idempotency_keys SET version = ?, seq = ? WHERE machine = ? AND instance = ?"
+        " AND key = ?",
+        [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
+    )
     for key in batch.instance_deletes:
         for table, col in (
             ("instances", "name"),
@@ -376,27 +418,17 @@ def _apply(db: sqlite3.Connection, batch: WriteBatch) -> CommitResult:
             ("instance_index", "instance"),
             ("idempotency_keys", "instance"),
         ):
-            ex(f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key)
-    return CommitResult(inbox_ids)
+            plan.append(("exec", f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key))
+    return plan
 
 
-def _apply_idempotency(db: sqlite3.Connection, batch: WriteBatch) -> None:
-    db.executemany(
-        "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
-            for r in batch.idempotency_puts
-        ],
-    )
-    db.executemany(
-        "UPDATE idempotency_keys SET version = ?, seq = ? WHERE machine = ? AND instance = ?"
-        " AND key = ?",
-        [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
-    )
+def _json_text(value: Any) -> str:
+    """JSON text of exactly the type ``str`` (the writer's frames take no subclass)."""
+    return str(value) if type(value) is RawJson else _encode(value)
 
 
 def _retry(retry: Any) -> str | None:
-    return None if retry is None else _dumps(retry)
+    return None if retry is None else _json_text(retry)
 
 
 def _ref(key: InstanceKey | None) -> str | None:
@@ -404,4 +436,4 @@ def _ref(key: InstanceKey | None) -> str | None:
 
 
 def _children(row: InstanceRow) -> str:
-    return _dumps({k: _ref(v) for k, v in row.children.items()}) if row.children else "{}"
+    return _json_text({k: _ref(v) for k, v in row.children.items()}) if row.children else "{}"
