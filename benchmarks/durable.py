@@ -97,16 +97,37 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _sqlite_writers() -> list[int]:
+    """This process's SQLite writer processes (store/_sqlite_writer): its commits."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"{entry.path}/stat") as f:
+                    stat = f.read()
+                with open(f"{entry.path}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == os.getpid() and b"_sqlite_plan.py" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
 def _written_bytes() -> int | None:
-    """Bytes this process has caused to be written to storage (Linux /proc/self/io)."""
-    try:
-        with open("/proc/self/io") as f:
-            for line in f:
-                if line.startswith("write_bytes:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    """Bytes this process and its SQLite writers have caused to be written to storage
+    (Linux /proc/<pid>/io)."""
+    total = None
+    for pid in ["self", *_sqlite_writers()]:
+        try:
+            with open(f"/proc/{pid}/io") as f:
+                for line in f:
+                    if line.startswith("write_bytes:"):
+                        total = (total or 0) + int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def _fs_of(path: str) -> str:
@@ -255,8 +276,8 @@ def _count(n: int, thing: str) -> str:
 
 def _cpu_seconds() -> tuple[float, float, float]:
     """CPU seconds used so far by this process's main thread (the event loop), by its
-    other threads (commits, reads), and by its live descendants (the sandboxed workers
-    and their bubblewrap parents), from /proc."""
+    other threads (reads) and its SQLite writer (the commits), and by its other live
+    descendants (the sandboxed workers and their bubblewrap parents), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def used(stat: str) -> tuple[int, float]:
@@ -287,7 +308,10 @@ def _cpu_seconds() -> tuple[float, float, float]:
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
-    workers, todo = 0.0, list(children.get(os.getpid(), []))
+    writers = _sqlite_writers()
+    threads += sum(cpu.get(pid, 0.0) for pid in writers)
+    workers = 0.0
+    todo = [pid for pid in children.get(os.getpid(), []) if pid not in writers]
     while todo:
         pid = todo.pop()
         workers += cpu[pid]
@@ -887,7 +911,7 @@ def _print_b(b: dict[str, Any] | None, mode: Mode) -> None:
     )
     print(
         f"{'    CPU cores: event loop + threads + workers':<48} {_cores(b):>14}"
-        "  this process's main thread, its other threads (commits), the workers (/proc)"
+        "  this process's main thread, its other threads + SQLite writer (commits), the workers"
     )
     per = "/".join(f"{1e6 * c / b['rate']:.0f}" for c in b["cores"])
     print(
@@ -896,7 +920,7 @@ def _print_b(b: dict[str, Any] | None, mode: Mode) -> None:
     )
     print(
         f"{'    bytes written to disk per transition':<48}"
-        f" {_fmt(b['written_per_transition']):>14}  /proc/self/io write_bytes"
+        f" {_fmt(b['written_per_transition']):>14}  /proc/<pid>/io write_bytes, this process and its SQLite writer"
         " (WAL frames + checkpoints) over the window"
     )
     print(f"{'    creates/s':<48} {_fmt(b['create_rate']):>14}")
