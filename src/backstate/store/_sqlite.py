@@ -131,7 +131,8 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
-        self._writer = Writer(Path(self.path), synchronous.upper(), int(busy_timeout_ms))
+        # (resolved: the writer must open this file whatever the working directory)
+        self._writer = Writer(Path(self.path).resolve(), synchronous.upper(), int(busy_timeout_ms))
         # One connection, used from the runtime's commit thread and its own thread;
         # the lock serialises them (SQLite connections are not safe to share otherwise).
         self._lock = threading.Lock()
