@@ -32,7 +32,10 @@ class ThroughWriter(SQLiteStore):
         self._thread.start()
 
     def commit(self, batch: WriteBatch) -> CommitResult:
-        return asyncio.run_coroutine_threadsafe(self.commit_async(batch), self._loop).result()
+        async def commit() -> CommitResult:
+            return await self.commit_async(batch)
+
+        return asyncio.run_coroutine_threadsafe(commit(), self._loop).result()
 
     def close(self) -> None:
         if self._loop.is_closed():  # closed before

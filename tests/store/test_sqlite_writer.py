@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backstate.store import InstanceRow, SequenceConflict, SQLiteStore, StoreError, WriteBatch
-from backstate.store._records import HistoryRow
+from backstate.store._records import HistoryRow, InboxRow
 
 
 def instance(name: str, seq: int = 0) -> InstanceRow:
@@ -38,6 +38,10 @@ def _gone_within(pid: int, seconds: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+async def _commit(store: SQLiteStore, batch: WriteBatch) -> None:
+    await store.commit_async(batch)
 
 
 def _writer_pid(store: SQLiteStore) -> int:
@@ -66,6 +70,34 @@ def test_commits_are_made_by_another_process_and_read_back_here(tmp_path: Path) 
         assert [h.seq for h in store.history(("m", "a"), 0, 10)] == [1]
 
     asyncio.run(body())
+    store.close()
+
+
+def _messages(n: int, size: int = 10) -> WriteBatch:
+    return WriteBatch(
+        inbox_inserts=[
+            InboxRow(0, "m", "a", {"type": "x", "pad": "p" * size}, "s", 0, 0, 0) for _ in range(n)
+        ]
+    )
+
+
+def test_plans_sent_together_are_answered_in_order_past_a_cancelled_one(tmp_path: Path) -> None:
+    """Each commit gets its own answer (its inbox rowids), a cancelled one's is skipped,
+    and a plan larger than the socket takes at once goes out whole."""
+    store = SQLiteStore(tmp_path / "s.db")
+
+    async def body() -> None:
+        first = store.commit_async(_messages(1))
+        cancelled = store.commit_async(_messages(2))
+        large = store.commit_async(_messages(3, size=1 << 20))  # 3 MB: many sends
+        last = store.commit_async(_messages(1))
+        cancelled.cancel()
+        assert (await first).inbox_ids == [1]
+        assert (await large).inbox_ids == [4, 5, 6]
+        assert (await last).inbox_ids == [7]
+
+    asyncio.run(body())
+    assert len(store.pending_inbox()) == 7  # the cancelled commit was made all the same
     store.close()
 
 
@@ -114,7 +146,7 @@ def test_the_writer_serves_one_event_loop_after_another_and_ends_with_its_store(
     store = SQLiteStore(tmp_path / "s.db")
     pids = []
     for name in ("a", "b"):  # two event loops, one after the other, as two test runs
-        asyncio.run(store.commit_async(WriteBatch(instance_creates=[instance(name)])))
+        asyncio.run(_commit(store, WriteBatch(instance_creates=[instance(name)])))
         pids.append(_writer_pid(store))
     assert pids[0] == pids[1]
     assert [r.name for r in store.list_instances("m", None, 10)] == ["a", "b"]
@@ -129,7 +161,9 @@ def test_the_writer_does_not_outlive_a_server_killed_with_sigkill(tmp_path: Path
         from backstate.store import SQLiteStore, WriteBatch, InstanceRow
         store = SQLiteStore({str(tmp_path / "s.db")!r})
         row = InstanceRow("m", "a", "v1", 0, {{}}, "running", None, 1, 1)
-        asyncio.run(store.commit_async(WriteBatch(instance_creates=[row])))
+        async def commit():
+            await store.commit_async(WriteBatch(instance_creates=[row]))
+        asyncio.run(commit())
         print(store._writer._process.pid, flush=True)
         time.sleep(60)
         """

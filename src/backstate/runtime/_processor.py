@@ -331,7 +331,7 @@ class Processor:
         """Build a round while the previous one commits (pipelining), taking in all
         that comes until that commit is done (group commit): a round's effects still
         happen only after its own commit, and commits stay in order."""
-        pending: tuple[Round, asyncio.Task[CommitResult]] | None = None
+        pending: tuple[Round, asyncio.Future[CommitResult]] | None = None
         while True:
             committing = pending is not None and not pending[1].done()
             if (
@@ -386,9 +386,7 @@ class Processor:
                     continue
                 self._finish(done[0], result)
             if rnd.batch:
-                commit = asyncio.ensure_future(self._commit(rnd.batch))
-                commit.add_done_callback(self._committed)
-                pending = (rnd, commit)
+                pending = (rnd, self._commit(rnd.batch))
                 continue
             if rnd.after or rnd.settle:
                 # Nothing to write, yet callers to answer (a duplicate create, answered
@@ -398,7 +396,7 @@ class Processor:
                 return
 
     async def _wait_for_steps(
-        self, steps: list[asyncio.Task[None]], commit: asyncio.Task[CommitResult] | None
+        self, steps: list[asyncio.Task[None]], commit: asyncio.Future[CommitResult] | None
     ) -> None:
         """Until the round's steps are done, or ``ROUND_WAIT`` has passed and the commit
         in flight is done: sealed any sooner, the round could not be committed sooner,
@@ -442,17 +440,20 @@ class Processor:
         if tasks:
             await asyncio.wait(tasks)
 
-    async def _commit(self, batch: WriteBatch) -> CommitResult:
+    def _commit(self, batch: WriteBatch) -> asyncio.Future[CommitResult]:
+        """The batch's commit, begun (SQLite's writer is sent it at once): a commit in
+        flight wakes the loop when it is done."""
         started = time.perf_counter()
-        try:
-            return await self.store.commit_async(batch)
-        finally:
+        commit = asyncio.ensure_future(self.store.commit_async(batch))
+
+        def committed(_: asyncio.Future[CommitResult]) -> None:
             self.stats.commit_seconds += time.perf_counter() - started
+            self._wake.set()
 
-    def _committed(self, commit: asyncio.Future[CommitResult]) -> None:
-        self._wake.set()
+        commit.add_done_callback(committed)
+        return commit
 
-    async def _idle(self, commit: asyncio.Task[CommitResult] | None) -> None:
+    async def _idle(self, commit: asyncio.Future[CommitResult] | None) -> None:
         """Wait for work, the next due timer or retry, or the commit in flight."""
         due = self.wheel.next_due()
         if self.retries and (due is None or self.retries[0][0] < due):
@@ -460,7 +461,7 @@ class Processor:
         timeout = None if due is None else self.clock.seconds_until(due)
         if commit is not None and commit.done():
             return
-        # A commit in flight wakes the loop when it is done (``_committed``).
+        # A commit in flight wakes the loop when it is done (see ``_commit``).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 

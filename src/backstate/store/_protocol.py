@@ -8,7 +8,7 @@ update whose expected sequence number no longer matches raises ``SequenceConflic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from ._records import (
@@ -143,7 +143,7 @@ class Store(Protocol):
 
     def commit(self, batch: WriteBatch) -> CommitResult: ...
 
-    async def commit_async(self, batch: WriteBatch) -> CommitResult:
+    def commit_async(self, batch: WriteBatch) -> Awaitable[CommitResult]:
         """``commit`` for the event loop: the runtime's commits, made while it goes on."""
         ...
 

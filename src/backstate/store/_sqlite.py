@@ -8,6 +8,7 @@ write lock (after ``busy_timeout``) instead of deadlocking on a lock upgrade.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -133,8 +134,9 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         self.path = str(path)
         # (resolved: the writer must open this file whatever the working directory)
         self._writer = Writer(Path(self.path).resolve(), synchronous.upper(), int(busy_timeout_ms))
-        # One connection, used from the runtime's commit thread and its own thread;
-        # the lock serialises them (SQLite connections are not safe to share otherwise).
+        # One connection for the writes the writer process does not make (control,
+        # backfills, expiry), from several threads: the lock serialises them (SQLite
+        # connections are not safe to share otherwise).
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         try:
@@ -214,10 +216,16 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
 
-    async def commit_async(self, batch: WriteBatch) -> CommitResult:
+    def commit_async(self, batch: WriteBatch) -> asyncio.Future[CommitResult]:
         """As ``commit``, made by the writer process (_sqlite_writer) while the event
-        loop goes on."""
-        return CommitResult(await self._writer.commit(_plan(batch)))
+        loop goes on: sent at once, resolved when the writer answers."""
+        try:
+            plan = _plan(batch)
+        except Exception as exc:  # (a bug of ours: the caller's, as any commit error)
+            future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            return future
+        return self._writer.submit(plan)
 
     def expire_idempotency_keys(self, before: int) -> int:
         try:
