@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,22 +97,30 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _sqlite_writers() -> list[int]:
-    """This process's SQLite writer processes (store/_sqlite_writer): its commits."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
+def _sqlite_writers(children: Iterable[int] | None = None) -> list[int]:
+    """This process's SQLite writer processes (store/_sqlite_writer): its commits.
+    ``children``: this process's children if known, else read from /proc."""
+    if children is None:
+        children = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
             try:
                 with open(f"{entry.path}/stat") as f:
                     stat = f.read()
-                with open(f"{entry.path}/cmdline", "rb") as f:
-                    cmdline = f.read()
             except OSError:
                 continue
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent == os.getpid() and b"_sqlite_plan.py" in cmdline:
-                pids.append(int(entry.name))
-    return pids
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == os.getpid():
+                children.append(int(entry.name))
+    writers = []
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"_sqlite_plan.py" in f.read():
+                    writers.append(pid)
+        except OSError:
+            continue
+    return writers
 
 
 def _written_bytes() -> int | None:
@@ -290,7 +298,7 @@ def _cpu_seconds() -> tuple[float, float, float]:
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
-    writers = _sqlite_writers()
+    writers = _sqlite_writers(children.get(os.getpid(), []))
     threads += sum(cpu.get(pid, 0.0) for pid in writers)
     workers = 0.0
     todo = [pid for pid in children.get(os.getpid(), []) if pid not in writers]

@@ -220,12 +220,11 @@ class SQLiteStore(SqlReads, _backfills.BackfillWrites):
         """As ``commit``, made by the writer process (_sqlite_writer) while the event
         loop goes on: sent at once, resolved when the writer answers."""
         try:
-            plan = _plan(batch)
-        except Exception as exc:  # (a bug of ours: the caller's, as any commit error)
+            return self._writer.submit(_plan(batch))
+        except Exception as exc:  # no writer, or a bug of ours: the commit's error
             future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
             return future
-        return self._writer.submit(plan)
 
     def expire_idempotency_keys(self, before: int) -> int:
         try:

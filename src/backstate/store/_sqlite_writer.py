@@ -44,18 +44,12 @@ class Writer:
         self._out = bytearray()
 
     def submit(self, plan: _sqlite_plan.Plan) -> asyncio.Future[CommitResult]:
+        """Send ``plan`` (its answer is the future's). Raises ValueError for a value the
+        frame cannot hold (a bug of ours) and StoreError if no writer starts."""
+        data = _sqlite_plan.frame(plan)
         loop = asyncio.get_running_loop()
+        sock = self._connected(loop)
         future: asyncio.Future[CommitResult] = loop.create_future()
-        try:
-            sock = self._connected(loop)
-        except StoreError as exc:
-            future.set_exception(exc)
-            return future
-        try:
-            data = _sqlite_plan.frame(plan)
-        except ValueError as exc:  # a value marshal cannot take: a bug of ours
-            future.set_exception(exc)
-            return future
         self._waiting.append(future)
         if self._out:
             self._out += data
