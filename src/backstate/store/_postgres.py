@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import _backfills
+from . import _backfills, _rows
 from ._database import Statement
 from ._protocol import LeaseLost, SequenceConflict, StoreError
 from ._reads import SqlReads
@@ -42,7 +42,6 @@ from ._records import (
     TimerRow,
     WriteBatch,
 )
-from ._sqlite import _children, _json_text, _ref, _retry
 
 T = TypeVar("T")
 logger = logging.getLogger("backstate.store")
@@ -392,39 +391,14 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         if batch.instance_creates:
             cur.execute(
                 _CREATE_INSTANCES,
-                _columns(
-                    (
-                        r.machine,
-                        r.name,
-                        r.version,
-                        r.seq,
-                        _json_text(r.snapshot),
-                        r.status,
-                        _ref(r.parent),
-                        _children(r),
-                        r.created_at,
-                        r.updated_at,
-                        r.desired_version,
-                    )
-                    for r in batch.instance_creates
-                ),
+                _columns(_rows.instance(r) for r in batch.instance_creates),
             )
         if updates:
             guarded = conn.cursor()
             guarded.execute(
                 _UPDATE_INSTANCES,
                 _columns(
-                    (
-                        *key,
-                        expected,
-                        r.version,
-                        r.seq,
-                        _json_text(r.snapshot),
-                        r.status,
-                        _children(r),
-                        r.updated_at,
-                        r.desired_version,
-                    )
+                    (*key, expected, *_rows.instance_update(r))
                     for key, (expected, r) in updates.items()
                 ),
             )
@@ -452,10 +426,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         if batch.history:
             cur.execute(
                 _INSERT_HISTORY,
-                _columns(
-                    (*key, h.seq, _json_text(h.event), _json_text(h.snapshot), h.ts)
-                    for key, h in batch.history
-                ),
+                _columns(_rows.history(key, h) for key, h in batch.history),
             )
         if batch.inbox_deletes:
             cur.execute("DELETE FROM inbox WHERE id = ANY(%b::bigint[])", (batch.inbox_deletes,))
@@ -468,18 +439,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         inserted.executemany(
             "INSERT INTO inbox (machine, instance, event, sender, priority, attempts, not_before)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [
-                (
-                    m.machine,
-                    m.instance,
-                    _json_text(m.event),
-                    m.sender,
-                    m.priority,
-                    m.attempts,
-                    m.not_before,
-                )
-                for m in batch.inbox_inserts
-            ],
+            [_rows.inbox(m) for m in batch.inbox_inserts],
             returning=True,
         )
         for op in batch.timer_ops:
@@ -488,15 +448,7 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
                     "INSERT INTO timers VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (machine, instance, key) DO UPDATE SET event = excluded.event,"
                     " due = excluded.due, target = excluded.target, attempts = excluded.attempts",
-                    (
-                        op.machine,
-                        op.instance,
-                        op.key,
-                        _json_text(op.event),
-                        op.due,
-                        op.to,
-                        op.attempts,
-                    ),
+                    _rows.timer(op),
                 )
             else:
                 cur.execute(
@@ -506,32 +458,18 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         many(
             "INSERT INTO effects (id, machine, instance, kind, name, child, retry)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (e.id, e.machine, e.instance, e.kind, e.name, e.child, _retry(e.retry))
-                for e in batch.effect_inserts
-            ],
+            [_rows.effect(e) for e in batch.effect_inserts],
         )
         many(
             "UPDATE effects SET retry = %s WHERE id = %s",
-            [(_json_text(r), i) for i, r in batch.effect_retries],
+            [(_rows.json_text(r), i) for i, r in batch.effect_retries],
         )
         if batch.effect_done:
             cur.execute("DELETE FROM effects WHERE id = ANY(%b::text[])", (batch.effect_done,))
         many(
             "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    d.machine,
-                    d.instance,
-                    _json_text(d.event),
-                    d.sender,
-                    _text(d.reason),
-                    d.attempts,
-                    d.ts,
-                )
-                for d in batch.dead_letters
-            ],
+            [_rows.dead_letter(d, _text) for d in batch.dead_letters],
         )
         if batch.dead_letter_deletes:
             cur.execute(
@@ -541,29 +479,23 @@ def _apply(conn: psycopg.Connection[Any], batch: WriteBatch, attempt: Attempt) -
         many(
             "INSERT INTO logs (ts, machine, version, instance, level, message)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            [
-                (g.ts, g.machine, g.version, g.instance, g.level, _text(g.message))
-                for g in batch.logs
-            ],
+            [_rows.log(g, _text) for g in batch.logs],
         )
         many(
             "INSERT INTO idempotency_keys VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (machine, instance, key) DO UPDATE SET"
             " fingerprint = excluded.fingerprint, version = excluded.version,"
             " seq = excluded.seq, created_at = excluded.created_at",
-            [
-                (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
-                for r in batch.idempotency_puts
-            ],
+            [_rows.idempotency(r) for r in batch.idempotency_puts],
         )
         many(
             "UPDATE idempotency_keys SET version = %s, seq = %s WHERE machine = %s"
             " AND instance = %s AND key = %s",
-            [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
+            [_rows.idempotency_answer(a) for a in batch.idempotency_answers],
         )
         for key in batch.instance_deletes:
-            for delete in _DELETES:
-                cur.execute(delete, key)
+            for table, col in _rows.INSTANCE_TABLES:
+                cur.execute(f"DELETE FROM {table} WHERE machine = %s AND {col} = %s", key)
         if batch.notices:
             channels, payloads = _notices(batch.notices)
             cur.execute(
@@ -671,15 +603,6 @@ _INSERT_HISTORY = """
     INSERT INTO history SELECT * FROM unnest(
         %b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[])
 """
-_DELETES = (
-    "DELETE FROM instances WHERE machine = %s AND name = %s",
-    "DELETE FROM history WHERE machine = %s AND instance = %s",
-    "DELETE FROM inbox WHERE machine = %s AND instance = %s",
-    "DELETE FROM timers WHERE machine = %s AND instance = %s",
-    "DELETE FROM effects WHERE machine = %s AND instance = %s",
-    "DELETE FROM instance_index WHERE machine = %s AND instance = %s",
-    "DELETE FROM idempotency_keys WHERE machine = %s AND instance = %s",
-)
 
 
 def _text(value: str) -> str:

@@ -9,7 +9,6 @@ write lock (after ``busy_timeout``) instead of deadlocking on a lock upgrade.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 import time
@@ -18,14 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import _backfills, _sqlite_plan
+from . import _backfills, _rows, _sqlite_plan
 from ._protocol import SequenceConflict, StoreError
 from ._reads import SqlReads
 from ._records import (
     CommitResult,
-    InstanceKey,
-    InstanceRow,
-    RawJson,
     TimerRow,
     WriteBatch,
 )
@@ -121,8 +117,6 @@ MIGRATIONS: list[str] = [
 ]
 
 T = TypeVar("T")
-
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class SQLiteStore(SqlReads, _backfills.BackfillWrites):
@@ -268,22 +262,7 @@ def _plan(batch: WriteBatch) -> Plan:
 
     many(
         "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                row.machine,
-                row.name,
-                row.version,
-                row.seq,
-                _json_text(row.snapshot),
-                row.status,
-                _ref(row.parent),
-                _children(row),
-                row.created_at,
-                row.updated_at,
-                row.desired_version,
-            )
-            for row in batch.instance_creates
-        ],
+        [_rows.instance(row) for row in batch.instance_creates],
     )
     if batch.instance_updates:
         # Each must find its row at the sequence number it expects (_sqlite_plan).
@@ -294,17 +273,7 @@ def _plan(batch: WriteBatch) -> Plan:
                 " children = ?, updated_at = ?, desired_version = ?"
                 " WHERE machine = ? AND name = ? AND seq = ?",
                 [
-                    (
-                        row.version,
-                        row.seq,
-                        _json_text(row.snapshot),
-                        row.status,
-                        _children(row),
-                        row.updated_at,
-                        row.desired_version,
-                        *key,
-                        expected,
-                    )
+                    (*_rows.instance_update(row), *key, expected)
                     for key, expected, row in batch.instance_updates
                 ],
             )
@@ -325,10 +294,7 @@ def _plan(batch: WriteBatch) -> Plan:
         )
     many(
         "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (*key, h.seq, _json_text(h.event), _json_text(h.snapshot), h.ts)
-            for key, h in batch.history
-        ],
+        [_rows.history(key, h) for key, h in batch.history],
     )
     many("DELETE FROM inbox WHERE id = ?", [(i,) for i in batch.inbox_deletes])
     many(
@@ -341,107 +307,46 @@ def _plan(batch: WriteBatch) -> Plan:
                 "ids",
                 "INSERT INTO inbox (machine, instance, event, sender, priority, attempts,"
                 " not_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.machine,
-                        m.instance,
-                        _json_text(m.event),
-                        m.sender,
-                        m.priority,
-                        m.attempts,
-                        m.not_before,
-                    )
-                    for m in batch.inbox_inserts
-                ],
+                [_rows.inbox(m) for m in batch.inbox_inserts],
             )
         )
     for op in batch.timer_ops:
         if isinstance(op, TimerRow):
-            plan.append(
-                (
-                    "exec",
-                    "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        op.machine,
-                        op.instance,
-                        op.key,
-                        _json_text(op.event),
-                        op.due,
-                        op.to,
-                        op.attempts,
-                    ),
-                )
-            )
+            sql = "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)"
+            plan.append(("exec", sql, _rows.timer(op)))
         else:
-            plan.append(
-                (
-                    "exec",
-                    "DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?",
-                    (*op[0], op[1]),
-                )
-            )
+            sql = "DELETE FROM timers WHERE machine = ? AND instance = ? AND key = ?"
+            plan.append(("exec", sql, (*op[0], op[1])))
     many(
         "INSERT INTO effects VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (e.id, e.machine, e.instance, e.kind, e.name, e.child, _retry(e.retry))
-            for e in batch.effect_inserts
-        ],
+        [_rows.effect(e) for e in batch.effect_inserts],
     )
     many(
         "UPDATE effects SET retry = ? WHERE id = ?",
-        [(_json_text(r), i) for i, r in batch.effect_retries],
+        [(_rows.json_text(r), i) for i, r in batch.effect_retries],
     )
     many("DELETE FROM effects WHERE id = ?", [(i,) for i in batch.effect_done])
     many(
-        "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (d.machine, d.instance, _json_text(d.event), d.sender, d.reason, d.attempts, d.ts)
-            for d in batch.dead_letters
-        ],
+        "INSERT INTO dead_letters (machine, instance, event, sender, reason, attempts, ts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [_rows.dead_letter(d) for d in batch.dead_letters],
     )
     many("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in batch.dead_letter_deletes])
     many(
-        "INSERT INTO logs (ts, machine, version, instance, level, message) VALUES (?, ?, ?, ?, ?, ?)",
-        [(g.ts, g.machine, g.version, g.instance, g.level, g.message) for g in batch.logs],
+        "INSERT INTO logs (ts, machine, version, instance, level, message)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [_rows.log(g) for g in batch.logs],
     )
     many(
         "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (r.machine, r.instance, r.key, r.fingerprint, r.version, r.seq, r.created_at)
-            for r in batch.idempotency_puts
-        ],
+        [_rows.idempotency(r) for r in batch.idempotency_puts],
     )
     many(
         "UPDATE idempotency_keys SET version = ?, seq = ? WHERE machine = ? AND instance = ?"
         " AND key = ?",
-        [(v, seq, *k, key) for k, key, v, seq in batch.idempotency_answers],
+        [_rows.idempotency_answer(a) for a in batch.idempotency_answers],
     )
     for key in batch.instance_deletes:
-        for table, col in (
-            ("instances", "name"),
-            ("history", "instance"),
-            ("inbox", "instance"),
-            ("timers", "instance"),
-            ("effects", "instance"),
-            ("instance_index", "instance"),
-            ("idempotency_keys", "instance"),
-        ):
+        for table, col in _rows.INSTANCE_TABLES:
             plan.append(("exec", f"DELETE FROM {table} WHERE machine = ? AND {col} = ?", key))
     return plan
-
-
-def _json_text(value: Any) -> str:
-    """JSON text of exactly the type ``str`` (the writer's frames take no subclass)."""
-    return str(value) if type(value) is RawJson else _encode(value)
-
-
-def _retry(retry: Any) -> str | None:
-    return None if retry is None else _json_text(retry)
-
-
-def _ref(key: InstanceKey | None) -> str | None:
-    return None if key is None else f"{key[0]}/{key[1]}"
-
-
-def _children(row: InstanceRow) -> str:
-    return _json_text({k: _ref(v) for k, v in row.children.items()}) if row.children else "{}"
