@@ -250,13 +250,15 @@ def _sandbox(args: argparse.Namespace, db: Path | None) -> Any:
         )
     sandbox = Sandbox(root.resolve(), limits, rules)
     try:
-        sandbox.check()
+        landlock = sandbox.check()
     except SandboxUnavailable as exc:
         raise CliError(
             f"machine code cannot run sandboxed on this host: {exc}. Install what is missing,"
             " or pass --trusted to run it inside the server (for a single team)",
             "sandbox-unavailable",
         ) from None
+    layers = f"Landlock ABI {landlock}" if landlock else "no Landlock in this kernel"
+    print(f"machine code runs in sandboxed workers (bubblewrap, seccomp, {layers})")
     return sandbox
 
 

@@ -9,13 +9,16 @@ environment but a few plain variables; no capabilities; no network but a loopbac
 its own (nothing of the host is reachable through it). The worker dies with the server.
 
 From inside (the worker's first act, before any user code, see ``harden``): resource
-limits (address space, files, file size, no core dumps) and a seccomp filter that
-refuses creating processes, executing programs, tracing, mounting, new namespaces,
-raising limits, BPF, keyrings, io_uring and the like, and for workers that run
-transition code, every socket but a local (AF_UNIX) one.
+limits (address space, files, file size, no core dumps); Landlock rules where the kernel
+has them (reads only beneath what the jail binds, writes only in scratch and /tmp, no TCP
+but an effects worker's egress relay, no signal or abstract socket outside: _landlock);
+and a seccomp filter that refuses creating processes, executing programs, tracing,
+mounting, new namespaces, raising limits, BPF, keyrings, io_uring and the like, and for
+workers that run transition code, every socket but a local (AF_UNIX) one.
 
 What is not available on a host (bubblewrap, user namespaces, seccomp) is named by
-``check`` as ``SandboxUnavailable``.
+``check`` as ``SandboxUnavailable``; Landlock is a layer more where the kernel has it,
+not a requirement (``check`` says which ABI the workers get).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import backstate
+
+from . import _landlock
 
 # Roles of workers: transition code (no network at all) and effects (custom actions and
 # services, which may reach what the operator's egress allow-list admits).
@@ -156,13 +161,13 @@ def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[s
     ):
         args += ["--setenv", name, value]
     args += ["--ro-bind", "/usr", "/usr"]
-    for link in ("bin", "lib", "lib64", "sbin"):
+    for link in _LINKS:
         target = Path("/") / link
         if target.is_symlink():
             args += ["--symlink", os.readlink(target), str(target)]
         elif target.is_dir():
             args += ["--ro-bind", str(target), str(target)]
-    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs", "/etc/ssl/openssl.cnf"):
+    for etc in _ETC:
         args += ["--ro-bind-try", etc, etc]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
@@ -176,6 +181,16 @@ def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[s
             args += ["--setenv", name, f"http://{EGRESS_PROXY[0]}:{EGRESS_PROXY[1]}"]
     args += ["--", sys.executable, "-I", "-m", "backstate.sandbox._worker"]
     return args
+
+
+_LINKS = ("bin", "lib", "lib64", "sbin")  # at the root: links into /usr, or directories
+_ETC = ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs", "/etc/ssl/openssl.cnf")
+
+
+def _readable() -> list[str]:
+    """Inside the jail: what it binds read-only (Landlock's read rules)."""
+    paths = ["/usr", *(f"/{link}" for link in _LINKS), *_ETC, "/proc"]
+    return [*paths, *(str(p) for p in _python_paths())]
 
 
 def exposed(path: Path) -> bool:
@@ -202,14 +217,14 @@ def _python_paths() -> list[Path]:
     return unique
 
 
-def check(scratch: Path) -> None:
+def check(scratch: Path) -> int:
     """Raise ``SandboxUnavailable`` unless a jailed interpreter starts here and can
-    install its seccomp filter."""
+    install its seccomp filter; the Landlock ABI it applied (0: none)."""
     scratch.mkdir(parents=True, exist_ok=True)
     args = command(scratch, Limits())
     args[args.index("-m") :] = [
         "-c",
-        "from backstate.sandbox._jail import harden; harden('transitions', None)",
+        "from backstate.sandbox._jail import harden; print(harden('transitions', None))",
     ]
     try:
         done = subprocess.run(args, capture_output=True, timeout=30, check=False)
@@ -221,10 +236,13 @@ def check(scratch: Path) -> None:
             "bubblewrap could not start a sandboxed worker here (user namespaces, or the "
             f"seccomp library, may be missing): {detail[-1] if detail else done.returncode}"
         )
+    lines = done.stdout.decode(errors="replace").split()
+    return int(lines[-1]) if lines and lines[-1].isdigit() else 0
 
 
-def harden(role: str, limits: dict[str, Any] | None) -> None:
-    """The worker's own limits and seccomp filter: irrevocable for it and its threads."""
+def harden(role: str, limits: dict[str, Any] | None) -> int:
+    """The worker's own limits, Landlock rules and seccomp filter: irrevocable for it and
+    its threads. The Landlock ABI applied (0: the kernel has none)."""
     if limits is not None:
         memory = int(limits["memory_bytes"])
         files = int(limits["file_bytes"])
@@ -235,6 +253,15 @@ def harden(role: str, limits: dict[str, Any] | None) -> None:
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(limit, (value, value))
+    try:
+        landlock = _landlock.restrict(
+            _readable(),
+            ["/scratch", "/tmp"],
+            "/dev",
+            [EGRESS_PROXY[1]] if role == EFFECTS else [],
+        )
+    except OSError as exc:  # the kernel has Landlock and refused the rules: a bug of ours
+        raise SandboxUnavailable(f"Landlock refused the worker's rules: {exc}") from None
     try:
         import pyseccomp as seccomp  # type: ignore[import-untyped]
     except (ImportError, OSError) as exc:  # no libseccomp on this host
@@ -254,3 +281,4 @@ def harden(role: str, limits: dict[str, Any] | None) -> None:
         rules.add_rule(denied, "socket", seccomp.Arg(0, seccomp.NE, _AF_UNIX))
         rules.add_rule(denied, "socketpair", seccomp.Arg(0, seccomp.NE, _AF_UNIX))
     rules.load()
+    return landlock

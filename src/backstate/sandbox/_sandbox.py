@@ -171,9 +171,10 @@ class Sandbox:
         self._log: LogSink = lambda row: None
         self._now_ms: Callable[[], int] = lambda: 0
 
-    def check(self) -> None:
-        """Raise ``SandboxUnavailable`` unless workers can run on this host."""
-        check(self.root / "check")
+    def check(self) -> int:
+        """Raise ``SandboxUnavailable`` unless workers can run on this host; the
+        Landlock ABI they get (0: the kernel has none, the other layers stand)."""
+        return check(self.root / "check")
 
     def bind(self, log: LogSink, now_ms: Callable[[], int]) -> None:
         self._log = log
