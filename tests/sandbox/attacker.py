@@ -89,6 +89,47 @@ def _read(path: str) -> str:
         return f.read(64).hex()
 
 
+def _hijack_relay() -> str:
+    """Have a thread that was there before the worker hardened itself (in an effects
+    worker, the egress relay's) run our code: its next connection calls a ``socket``
+    of ours, which forks by raw syscall. Blocked if every thread is held to the rules."""
+    import sys
+    import threading
+
+    if not any(t.name == "egress relay" for t in threading.enumerate()):
+        raise LookupError("no relay in this worker")
+    main = sys.modules["__main__"]  # the worker's module, whose globals the relay reads
+    real = main.socket
+    ran = threading.Event()
+    outcome: list[str] = []
+
+    class Hijacked:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def socket(self, *args: Any) -> Any:
+            main.socket = real
+            try:
+                outcome.append(_syscall_fork())
+            except BaseException as exc:
+                outcome.append(f"blocked: {type(exc).__name__}: {exc}")
+            finally:
+                ran.set()
+            return real.socket(*args)
+
+    main.socket = Hijacked()
+    try:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", 3128), timeout=2).close()
+        if not ran.wait(1):
+            raise TimeoutError("the relay did not run our code")
+    finally:
+        main.socket = real
+    if outcome[0].startswith("blocked"):
+        raise PermissionError(outcome[0])
+    return f"the relay thread {outcome[0]}"
+
+
 ATTACKS: dict[str, Any] = {
     "read_db": lambda t: _read(t["db"]),
     "read_credentials": lambda t: _read(t["credentials"]),
@@ -105,6 +146,7 @@ ATTACKS: dict[str, Any] = {
     "syscall_fork": lambda t: _syscall_fork(),
     "raise_limits": lambda t: _raise_memory_limit(),
     "ptrace": lambda t: _ptrace(),
+    "hijack_relay": lambda t: _hijack_relay(),
 }
 
 

@@ -46,6 +46,7 @@ CONFINED = [
     "syscall_fork",
     "raise_limits",
     "ptrace",
+    "hijack_relay",
 ]
 
 

@@ -29,6 +29,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,11 @@ def check(scratch: Path) -> int:
 
 def harden(role: str, limits: dict[str, Any] | None) -> int:
     """The worker's own limits, Landlock rules and seccomp filter: irrevocable for it and
-    its threads. The Landlock ABI applied (0: the kernel has none)."""
+    its threads. The Landlock ABI applied (0: the kernel has none). Called before the
+    worker starts any thread: Landlock holds the calling thread and those it starts
+    after (the seccomp filter is synchronized to every thread, as a second guard)."""
+    if threading.active_count() > 1:
+        raise SandboxUnavailable("a worker must harden itself before it starts a thread")
     if limits is not None:
         memory = int(limits["memory_bytes"])
         files = int(limits["file_bytes"])
@@ -268,6 +273,7 @@ def harden(role: str, limits: dict[str, Any] | None) -> int:
         raise SandboxUnavailable(f"seccomp is unavailable: {exc}") from None
     denied = seccomp.ERRNO(errno.EPERM)
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    rules.set_attr(seccomp.Attr.CTL_TSYNC, 1)
     for name in _DENIED:
         rules.add_rule(denied, name)
     # Threads only: a clone without CLONE_THREAD is a new process. clone3's flags are

@@ -487,9 +487,12 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _relay_egress() -> None:
+def _relay_egress() -> Callable[[], None]:
     """``127.0.0.1:3128`` in the jail's own network, each connection relayed to the
-    org's egress proxy (which decides what may pass: see _egress)."""
+    org's egress proxy (which decides what may pass: see _egress): bound now (a hardened
+    worker may not listen), its thread started by the function returned, once the
+    worker is hardened (a thread started before would escape Landlock's rules, which
+    hold the threads started after, and user code can make a thread run its code)."""
     listener = socket.create_server(EGRESS_PROXY)
 
     def pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -516,7 +519,7 @@ def _relay_egress() -> None:
             for ends in ((client, upstream), (upstream, client)):
                 threading.Thread(target=pipe, args=ends, daemon=True).start()
 
-    threading.Thread(target=accept, name="egress relay", daemon=True).start()
+    return threading.Thread(target=accept, name="egress relay", daemon=True).start
 
 
 def main() -> None:
@@ -532,9 +535,12 @@ def main() -> None:
             return
         frames = unpacker.feed(data)
     config, calls = frames[0], frames[1:]
+    relay = None
     if config["role"] == EFFECTS and os.path.exists(EGRESS_SOCKET):
-        _relay_egress()
+        relay = _relay_egress()
     harden(config["role"], config["limits"])
+    if relay is not None:
+        relay()
     worker = Worker(write, config)
     os.write(write, pack({"id": "ready"}))
     if config["role"] == TRANSITIONS:
