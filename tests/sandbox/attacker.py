@@ -130,6 +130,22 @@ def _hijack_relay() -> str:
     return f"the relay thread {outcome[0]}"
 
 
+def _inherited_files() -> str:
+    """A file of the host left open in the worker (the store's, a log) would be readable
+    whatever the jail binds: only pipes, sockets and the jail's own files may be open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("/") and not target.startswith(
+                ("/dev/null", "/scratch", "/tmp", f"/proc/{os.getpid()}/", "/proc/self/")
+            ):
+                found.append(f"{fd} -> {target}")
+    if not found:
+        raise LookupError("only pipes, sockets and the jail's own files are open")
+    return ", ".join(found)
+
+
 ATTACKS: dict[str, Any] = {
     "read_db": lambda t: _read(t["db"]),
     "read_credentials": lambda t: _read(t["credentials"]),
@@ -147,6 +163,7 @@ ATTACKS: dict[str, Any] = {
     "raise_limits": lambda t: _raise_memory_limit(),
     "ptrace": lambda t: _ptrace(),
     "hijack_relay": lambda t: _hijack_relay(),
+    "inherited_files": lambda t: _inherited_files(),
 }
 
 

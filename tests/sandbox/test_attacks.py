@@ -47,6 +47,7 @@ CONFINED = [
     "raise_limits",
     "ptrace",
     "hijack_relay",
+    "inherited_files",
 ]
 
 
