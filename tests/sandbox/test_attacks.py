@@ -15,7 +15,6 @@ import concurrent.futures
 import os
 import signal
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -384,19 +383,29 @@ def test_blocking_services_occupy_only_their_orgs_worker(world: World) -> None:
     assert len(victim.latencies) > 20
 
 
-def _workers_of(world: World, org: str) -> list[int]:
-    scratch = str(world.sandbox / org / "scratch")
-    found = []
+def _processes() -> dict[int, tuple[int, list[bytes]]]:
+    """Every process of the host: its parent and its command line (from /proc: ``ps``
+    cuts lines to ``COLUMNS``)."""
+    found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # ended meanwhile
             continue
-        if cmdline and cmdline[0].endswith(b"bwrap") and scratch.encode() in cmdline:
-            found.append(int(pid))
+        found[int(pid)] = (int(stat[stat.rindex(")") + 2 :].split()[1]), cmdline)
     return found
+
+
+def _workers_of(world: World, org: str) -> list[int]:
+    scratch = str(world.sandbox / org / "scratch").encode()
+    return [
+        pid
+        for pid, (_, cmdline) in _processes().items()
+        if cmdline[0].endswith(b"bwrap") and scratch in cmdline
+    ]
 
 
 def test_a_worker_killed_mid_round_loses_nothing_accepted(world: World) -> None:
@@ -430,8 +439,14 @@ def test_a_worker_killed_mid_round_loses_nothing_accepted(world: World) -> None:
 
 
 def test_the_servers_own_processes_stay_clean(world: World) -> None:
-    """No worker process runs outside a jail: each worker is a bwrap child."""
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    workers = [line for line in out.splitlines() if "backstate.sandbox._worker" in line]
+    """No worker process runs outside a jail: each is bubblewrap, or bubblewrap's child."""
+    processes = _processes()
+    workers = {
+        pid: (parent, cmdline)
+        for pid, (parent, cmdline) in processes.items()
+        if b"backstate.sandbox._worker" in cmdline
+    }
     assert workers
-    assert all("bwrap" in line or "-I -m backstate.sandbox._worker" in line for line in workers)
+    for pid, (parent, cmdline) in workers.items():
+        jailer = cmdline if cmdline[0].endswith(b"bwrap") else processes.get(parent, (0, [b""]))[1]
+        assert jailer[0].endswith(b"bwrap"), (pid, cmdline)
