@@ -72,10 +72,18 @@ def _server_proc(target: dict[str, Any]) -> str:
 
 
 def _environ(target: dict[str, Any]) -> str:
+    """The server's environment (the test puts a marker in it): in this process's, or in
+    that of any process it can see (bubblewrap is the jail's PID 1)."""
     marker = os.environ.get("BACKSTATE_ATTACK_MARKER")
-    if marker is None:
-        raise LookupError(f"not in the environment ({sorted(os.environ)})")
-    return marker
+    if marker is not None:
+        return marker
+    for pid in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                found = f.read()
+            if b"BACKSTATE_ATTACK_MARKER" in found:
+                return f"/proc/{pid}/environ: {found[:120]!r}"
+    raise LookupError(f"not in the environment ({sorted(os.environ)}) nor in /proc's")
 
 
 def _write_outside(target: dict[str, Any]) -> str:

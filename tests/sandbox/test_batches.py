@@ -6,6 +6,7 @@ nothing stored for it); the others of the same batch are made and committed."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from backstate.runtime import Backstate, BackstateError
 from backstate.sandbox import Limits, Sandbox
+from backstate.sandbox._jail import TRANSITIONS
 
 SOURCE = """
 import os
@@ -28,6 +30,13 @@ def bump(context, event):
             pass
     if how == "sleep":
         time.sleep(30)
+    if how == "stubborn":  # catches the worker's interruptions and spins on
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:
+                pass
     if how == "raise":
         raise ValueError("refused by the machine")
     if how == "exit":
@@ -57,7 +66,9 @@ MACHINE = "org0.counter"
 N = 40
 
 
-async def _fleet(tmp_path: Path, bad: dict[str, Any] | None) -> tuple[list[Any], Backstate]:
+async def _fleet(
+    tmp_path: Path, bad: dict[str, Any] | None, at: tuple[int, ...] = (7,)
+) -> tuple[list[Any], Backstate]:
     sandbox = Sandbox(tmp_path / "sandbox", Limits(cpu_seconds=0.5))
     bs = Backstate(tmp_path / "db.sqlite", code=sandbox)
     await sandbox.deploy(bs, MACHINE, SOURCE, filename="counter.py")
@@ -66,7 +77,7 @@ async def _fleet(tmp_path: Path, bad: dict[str, Any] | None) -> tuple[list[Any],
     await asyncio.gather(*(bs.send(MACHINE, f"i{i}", {"type": "go"}) for i in range(N)))
     batches = bs.processor.stats.batches
     # All at once: one round, one batch (N < CHUNK), instance 7's event the bad one.
-    events = [{"type": "go", **(bad if bad and i == 7 else {})} for i in range(N)]
+    events = [{"type": "go", **(bad if bad and i in at else {})} for i in range(N)]
     results = await asyncio.gather(
         *(bs.send(MACHINE, f"i{i}", e) for i, e in enumerate(events)), return_exceptions=True
     )
@@ -81,6 +92,7 @@ async def _fleet(tmp_path: Path, bad: dict[str, Any] | None) -> tuple[list[Any],
         ("raise", "event-rejected"),
         ("spin", "user-code-timeout"),
         ("sleep", "user-code-timeout"),
+        ("stubborn", "user-code-timeout"),
         ("exit", "user-code-crashed"),
     ],
 )
@@ -108,5 +120,55 @@ def test_one_instances_bad_code_fails_only_its_own_event(
             assert again.context["count"] == (2 if code else 3)
         finally:
             await bs.close()  # and its sandbox's workers
+
+    asyncio.run(main())
+
+
+def test_several_events_that_kill_their_worker_fail_only_themselves(tmp_path: Path) -> None:
+    # Each of them kills the worker the events behind it wait in: those are sent to a
+    # fresh one as often as that happens, and never fail for it.
+    bad = (3, 7, 11, 19)
+
+    async def main() -> None:
+        results, bs = await _fleet(tmp_path, {"how": "stubborn"}, bad)
+        try:
+            for i, result in enumerate(results):
+                if i in bad:
+                    assert isinstance(result, BackstateError), result
+                    assert result.code == "user-code-timeout", result
+                else:
+                    assert not isinstance(result, BaseException), (i, result)
+                    assert result.context["count"] == 2
+        finally:
+            await bs.close()
+
+    asyncio.run(main())
+
+
+def test_a_fresh_workers_first_transition_has_its_own_deadline_not_the_loads(
+    tmp_path: Path,
+) -> None:
+    # A fresh worker loads the version first (10 s allowed), then runs the transition
+    # (0.5 s of CPU, 1.5 s on the server's clock): code that catches its interruptions
+    # is cut off at the transition's deadline.
+    async def main() -> None:
+        sandbox = Sandbox(tmp_path / "sandbox", Limits(cpu_seconds=0.5))
+        bs = Backstate(tmp_path / "db.sqlite", code=sandbox)
+        await sandbox.deploy(bs, MACHINE, SOURCE, filename="counter.py")
+        await bs.start()
+        try:
+            await bs.create(MACHINE, "a")
+            workers = [w for org in sandbox.orgs.values() for w in org.workers[TRANSITIONS]]
+            for worker in workers:  # the next call starts a fresh one
+                worker.kill("the test")
+            while any(w.alive for w in workers):
+                await asyncio.sleep(0.01)
+            started = time.monotonic()
+            with pytest.raises(BackstateError) as refused:
+                await bs.send(MACHINE, "a", {"type": "go", "how": "stubborn"})
+            assert refused.value.code == "user-code-timeout"
+            assert time.monotonic() - started < Limits().load_seconds / 2
+        finally:
+            await bs.close()
 
     asyncio.run(main())

@@ -132,6 +132,12 @@ EGRESS_SOCKET = "/run/egress.sock"  # inside the jail: the org's egress proxy (_
 EGRESS_PROXY = ("127.0.0.1", 3128)  # inside the jail's own network: relayed to it
 
 
+# bubblewrap's own environment. It stays PID 1 of the jail's PID namespace, where the
+# worker can read /proc/1/environ: bubblewrap is started with nothing of the server's
+# environment (its secrets key, API keys), and gives the worker only what --setenv says.
+JAIL_ENV: dict[str, str] = {}
+
+
 def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[str]:
     """The command line that starts one worker in its jail (with the org's egress
     proxy's socket, for an effects worker)."""
@@ -228,7 +234,7 @@ def check(scratch: Path) -> int:
         "from backstate.sandbox._jail import harden; print(harden('transitions', None))",
     ]
     try:
-        done = subprocess.run(args, capture_output=True, timeout=30, check=False)
+        done = subprocess.run(args, capture_output=True, timeout=30, check=False, env=JAIL_ENV)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SandboxUnavailable(f"bubblewrap could not start a worker: {exc}") from None
     if done.returncode != 0:

@@ -29,14 +29,18 @@ from backstate.runtime import BackstateError
 from backstate.runtime._progress import current_progress
 
 from ._frames import FrameError, Unpacker, pack
-from ._jail import EFFECTS, TRANSITIONS, Limits, command
+from ._jail import EFFECTS, JAIL_ENV, TRANSITIONS, Limits, command
 
 logger = logging.getLogger("backstate.sandbox")
 
 START_TIMEOUT = 20.0  # seconds a worker may take to start and harden itself
 DEADLINE_MARGIN = 1.0  # seconds past a call's CPU limit before its worker is killed
 STDERR_LINES = 50  # a worker's own output logged per minute, at most
-RETRIES = 2  # times a call lost with a dead worker is sent to a fresh one
+# Times a call lost with a dead worker is sent to a fresh one. A lost call never ran
+# (the worker died of the call ahead of it), so it is always safe to send again; it is
+# lost once for each call ahead of it that kills its worker (a round of an org's events
+# where several loop forever), so the bound is high.
+RETRIES = 32
 # Answers after which a transition worker exits (its code was cut off midway).
 LAST = frozenset({"user-code-timeout", "user-code-memory"})
 
@@ -88,6 +92,7 @@ class Worker:
         self._ready = loop.create_future()
         self._proc = await asyncio.create_subprocess_exec(
             *command(self.scratch, self.limits, self.egress),
+            env=JAIL_ENV,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -144,10 +149,16 @@ class Worker:
 
     def _head(self, loop: asyncio.AbstractEventLoop) -> None:
         """The call at the head of the queue starts running now; one timer per worker
-        (not per call) checks that it ends in time."""
-        self._head_since = loop.time()
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self._allowed(), self._check)
+        (not per call) checks that it ends in time: the one set for an earlier head is
+        kept if it comes no later than this head's deadline (it looks again then), else
+        set anew (a fresh worker's load may take 10 s, the transition after it 1 s)."""
+        self._head_since = now = loop.time()
+        deadline = now + self._allowed()
+        if self._watchdog is not None:
+            if self._watchdog.when() <= deadline:
+                return
+            self._watchdog.cancel()
+        self._watchdog = loop.call_at(deadline, self._check)
 
     def _allowed(self) -> float:
         return self.calls[next(iter(self.calls))][1] + DEADLINE_MARGIN
@@ -207,7 +218,7 @@ class Worker:
             # through no fault of theirs (retried on a fresh worker), and none join them.
             self._retiring, self.alive = True, False
         if self.role == TRANSITIONS and self.calls:
-            self._head_since = asyncio.get_running_loop().time()
+            self._head(asyncio.get_running_loop())
 
     def _progress(self, frame: dict[str, Any]) -> None:
         """A running service's partial result: checked like any output, then passed on

@@ -119,6 +119,9 @@ class Worker:
         self.code.bind(_collect, lambda: time.time_ns() // 1_000_000)
         self.replies: list[bytes] = []
         self.overran = False
+        # The call running now, and the answers so far when it is a batch's.
+        self.running: tuple[Any, list[dict[str, Any]] | None] = (None, None)
+        self.seconds = 0.0  # the running call's limit
 
     def reply(self, call_id: Any, body: dict[str, Any]) -> None:
         logs = _call_logs.get(None)
@@ -200,13 +203,26 @@ class Worker:
             calls = unpacker.feed(data)
 
     def _cpu_limit(self, signum: int, frame: Any) -> None:
+        """The running call is out of time: interrupted, and looked at again half a
+        second later; code still running then caught the interruption and went on, and
+        is cut off here (answered as out of time, then this worker exits: the server's
+        own deadline for a batch is its calls' limits added up)."""
+        message = f"machine code ran past its {self.seconds:g} s limit"
+        if self.overran:
+            body: dict[str, Any] = {"error": {"code": "user-code-timeout", "message": message}}
+            call_id, answers = self.running
+            if answers is not None:
+                body = {"answers": [*answers, {"logs": [], **body}], **body}
+            self.last(call_id, body)
         self.overran = True
+        signal.setitimer(signal.ITIMER_REAL, WALL_MARGIN)
         raise CpuLimit
 
     def handle(self, call: dict[str, Any]) -> None:
         if call.get("op") == "batch":
             self.batch(call)
             return
+        self.running = (call["id"], None)
         body, fatal = self.run(call)
         if fatal:
             self.last(call["id"], body)
@@ -217,7 +233,8 @@ class Worker:
         order, each with its own logs. A call after which this worker exits ends the
         batch there (the answers so far, that call's included, and its ``error``): the
         calls after it were not run."""
-        answers = []
+        answers: list[dict[str, Any]] = []
+        self.running = (call["id"], answers)
         for sub in call["calls"]:
             _call_logs.set(Logs())
             body, fatal = self.run(sub)
@@ -240,6 +257,7 @@ class Worker:
         """A call's answer, and whether this worker must exit after giving it."""
         op = call.get("op")
         seconds = self.load_seconds if op in ("load", "load_migration") else self.cpu_seconds
+        self.seconds = seconds
         body: dict[str, Any]
         try:
             signal.setitimer(signal.ITIMER_PROF, seconds)
