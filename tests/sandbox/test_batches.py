@@ -30,6 +30,13 @@ def bump(context, event):
             pass
     if how == "sleep":
         time.sleep(30)
+    if how == "deaf":  # turns off the worker's timers and spins
+        import signal
+
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        while True:
+            pass
     if how == "stubborn":  # catches the worker's interruptions and spins on
         while True:
             try:
@@ -93,6 +100,7 @@ async def _fleet(
         ("spin", "user-code-timeout"),
         ("sleep", "user-code-timeout"),
         ("stubborn", "user-code-timeout"),
+        ("deaf", "user-code-timeout"),
         ("exit", "user-code-crashed"),
     ],
 )
@@ -168,6 +176,27 @@ def test_a_fresh_workers_first_transition_has_its_own_deadline_not_the_loads(
                 await bs.send(MACHINE, "a", {"type": "go", "how": "stubborn"})
             assert refused.value.code == "user-code-timeout"
             assert time.monotonic() - started < Limits().load_seconds / 2
+        finally:
+            await bs.close()
+
+    asyncio.run(main())
+
+
+def test_code_deaf_to_its_workers_timers_holds_a_batch_for_a_bounded_time(
+    tmp_path: Path,
+) -> None:
+    # The server's deadline for a batch of 40 is the call's limit and 0.1 s per other
+    # call (not 40 limits): then the batch's calls are made one by one, the deaf one
+    # cut off at its own deadline (0.5 s and 1 s of margin).
+    async def main() -> None:
+        started = time.monotonic()
+        results, bs = await _fleet(tmp_path, {"how": "deaf"})
+        elapsed = time.monotonic() - started
+        try:
+            assert isinstance(results[7], BackstateError)
+            assert results[7].code == "user-code-timeout"
+            assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 7)
+            assert elapsed < 0.5 * N / 2  # 40 limits would be 20 s
         finally:
             await bs.close()
 

@@ -41,6 +41,7 @@ STDERR_LINES = 50  # a worker's own output logged per minute, at most
 # lost once for each call ahead of it that kills its worker (a round of an org's events
 # where several loop forever), so the bound is high.
 RETRIES = 32
+BATCH_CALL_SECONDS = 0.1  # of a batch's deadline, for each call past its first
 # Answers after which a transition worker exits (its code was cut off midway).
 LAST = frozenset({"user-code-timeout", "user-code-memory"})
 
@@ -322,8 +323,11 @@ class OrgWorkers:
         weight: int = 1,
     ) -> dict[str, Any]:
         """``message``'s answer from a worker of ``role`` that has loaded ``needs``;
-        ``weight``: how many transition calls it carries (a batch may run that many
-        times one call's CPU limit before its worker is killed)."""
+        ``weight``: how many transition calls it carries (a batch may run one call's
+        CPU limit, and ``BATCH_CALL_SECONDS`` for each call more, before its worker is
+        killed: transitions take microseconds to milliseconds, so a batch past that
+        holds code that turned off its worker's own timers, or many slow calls; its
+        calls are then made one by one, each with its own limit)."""
         for attempt in itertools.count():
             worker = await self._worker(role)
             for needed in needs:
@@ -332,7 +336,9 @@ class OrgWorkers:
                     loading = worker.submit(self.load(needed), self.limits.load_seconds)
                     # Its failure is the next call's (it runs after): nobody awaits it.
                     loading.add_done_callback(_retrieved)
-            seconds = self.limits.cpu_seconds * weight if role == TRANSITIONS else None
+            seconds = None
+            if role == TRANSITIONS:
+                seconds = self.limits.cpu_seconds + BATCH_CALL_SECONDS * (weight - 1)
             future = worker.submit(dict(message), seconds)
             try:
                 return await future
