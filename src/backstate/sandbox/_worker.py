@@ -205,15 +205,10 @@ class Worker:
     def _cpu_limit(self, signum: int, frame: Any) -> None:
         """The running call is out of time: interrupted, and looked at again half a
         second later; code still running then caught the interruption and went on, and
-        is cut off here (answered as out of time, then this worker exits: the server's
-        own deadline for a batch is its calls' limits added up)."""
-        message = f"machine code ran past its {self.seconds:g} s limit"
+        is cut off here (answered as out of time, then this worker exits), rather than
+        at the server's deadline, which for a batch allows for all its calls."""
         if self.overran:
-            body: dict[str, Any] = {"error": {"code": "user-code-timeout", "message": message}}
-            call_id, answers = self.running
-            if answers is not None:
-                body = {"answers": [*answers, {"logs": [], **body}], **body}
-            self.last(call_id, body)
+            self.last_of(*self.running, _timed_out(self.seconds))
         self.overran = True
         signal.setitimer(signal.ITIMER_REAL, WALL_MARGIN)
         raise CpuLimit
@@ -225,7 +220,7 @@ class Worker:
         self.running = (call["id"], None)
         body, fatal = self.run(call)
         if fatal:
-            self.last(call["id"], body)
+            self.last_of(call["id"], None, body)
         self.reply(call["id"], body)
 
     def batch(self, call: dict[str, Any]) -> None:
@@ -238,13 +233,22 @@ class Worker:
         for sub in call["calls"]:
             _call_logs.set(Logs())
             body, fatal = self.run(sub)
-            logs = _call_logs.get(None)
-            answers.append({"logs": logs.taken() if logs is not None else [], **body})
             if fatal:
-                _call_logs.set(Logs())
-                self.last(call["id"], {"answers": answers, **body})
+                self.last_of(call["id"], answers, body)
+            answers.append(_with_logs(body))
         _call_logs.set(Logs())
         self.reply(call["id"], {"answers": answers})
+
+    def last_of(
+        self, call_id: Any, answers: list[dict[str, Any]] | None, body: dict[str, Any]
+    ) -> None:
+        """The running call's answer ``body`` is this worker's last: for a batch
+        (``answers`` its calls' so far) the batch ends with it, with its logs."""
+        if answers is not None:
+            answers.append(_with_logs(body))
+            _call_logs.set(Logs())
+            body = {"answers": answers, **body}
+        self.last(call_id, body)
 
     def last(self, call_id: Any, body: dict[str, Any]) -> None:
         """Answer, then exit: the code ran out of time or memory (a fresh worker takes
@@ -281,8 +285,7 @@ class Worker:
         except Exception as exc:  # the call was malformed, or our own bug
             body = {"error": {"code": "worker-error", "message": _describe(exc)}}
         if self.overran:
-            message = f"machine code ran past its {seconds:g} s limit"
-            return {"error": {"code": "user-code-timeout", "message": message}}, True
+            return _timed_out(seconds), True
         if _exhausted(body):
             return {"error": OUT_OF_MEMORY}, True
         return body, False
@@ -492,6 +495,17 @@ def _raised(exc: UserRaised) -> dict[str, Any]:
 
 def _describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(exc)).strip()
+
+
+def _timed_out(seconds: float) -> dict[str, Any]:
+    message = f"machine code ran past its {seconds:g} s limit"
+    return {"error": {"code": "user-code-timeout", "message": message}}
+
+
+def _with_logs(body: dict[str, Any]) -> dict[str, Any]:
+    """A batch's answer to one of its calls: ``body`` and what that call logged."""
+    logs = _call_logs.get(None)
+    return {"logs": logs.taken() if logs is not None else [], **body}
 
 
 def _exhausted(body: dict[str, Any]) -> bool:
