@@ -73,13 +73,19 @@ MACHINE = "org0.counter"
 N = 40
 
 
-async def _fleet(
-    tmp_path: Path, bad: dict[str, Any] | None, at: tuple[int, ...] = (7,)
-) -> tuple[list[Any], Backstate]:
+async def _started(tmp_path: Path) -> tuple[Sandbox, Backstate]:
+    """A runtime with the counter deployed in a sandbox (0.5 s of CPU per call)."""
     sandbox = Sandbox(tmp_path / "sandbox", Limits(cpu_seconds=0.5))
     bs = Backstate(tmp_path / "db.sqlite", code=sandbox)
     await sandbox.deploy(bs, MACHINE, SOURCE, filename="counter.py")
     await bs.start()
+    return sandbox, bs
+
+
+async def _fleet(
+    tmp_path: Path, bad: dict[str, Any] | None, at: tuple[int, ...] = (7,)
+) -> tuple[list[Any], Backstate]:
+    _, bs = await _started(tmp_path)
     await asyncio.gather(*(bs.create(MACHINE, f"i{i}") for i in range(N)))
     await asyncio.gather(*(bs.send(MACHINE, f"i{i}", {"type": "go"}) for i in range(N)))
     batches = bs.processor.stats.batches
@@ -160,10 +166,7 @@ def test_a_fresh_workers_first_transition_has_its_own_deadline_not_the_loads(
     # (0.5 s of CPU, 1.5 s on the server's clock): code that catches its interruptions
     # is cut off at the transition's deadline.
     async def main() -> None:
-        sandbox = Sandbox(tmp_path / "sandbox", Limits(cpu_seconds=0.5))
-        bs = Backstate(tmp_path / "db.sqlite", code=sandbox)
-        await sandbox.deploy(bs, MACHINE, SOURCE, filename="counter.py")
-        await bs.start()
+        sandbox, bs = await _started(tmp_path)
         try:
             await bs.create(MACHINE, "a")
             workers = [w for org in sandbox.orgs.values() for w in org.workers[TRANSITIONS]]
