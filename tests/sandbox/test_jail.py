@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from backstate.sandbox._jail import JAIL_ENV, Limits, command
@@ -28,8 +27,7 @@ def test_no_process_in_the_jail_holds_the_servers_environment(tmp_path: Path) ->
     # bubblewrap stays PID 1 of the jail, readable by the code it runs where no Landlock
     # domain stands between them: it is started with JAIL_ENV, not the server's.
     (tmp_path / "scratch").mkdir()
-    args = command(tmp_path / "scratch", Limits())
-    args[args.index("--") + 1 :] = [sys.executable, "-I", "-c", PROBE]
+    args = command(tmp_path / "scratch", Limits(), program=("-c", PROBE))
     server_env = {**os.environ, "BACKSTATE_JAIL_MARKER": "the server's secret"}
     inherited = subprocess.run(args, capture_output=True, text=True, env=server_env, check=True)
     assert inherited.stdout.split() == ["2", "True"]  # what the test would catch

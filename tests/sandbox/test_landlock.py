@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +61,10 @@ def _probe(tmp_path: Path, role: str, harden: bool) -> dict[str, Any]:
         folder.chmod(0o777)
     (ro / "secret").write_text("the operator's")
     (ro / "secret").chmod(0o644)
-    args = command(scratch, Limits())
+    args = command(scratch, Limits(), program=("-c", PROBE, role, "harden" if harden else "-"))
     holes = ["--bind", str(rw), "/hole-rw", "--ro-bind", str(ro), "/hole-ro"]
     at = args.index("--")
-    args[at:] = [*holes, "--", sys.executable, "-I", "-c", PROBE, role, "harden" if harden else "-"]
+    args[at:at] = holes
     done = subprocess.run(args, capture_output=True, timeout=60, check=False, text=True)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])

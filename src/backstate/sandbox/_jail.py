@@ -138,9 +138,18 @@ EGRESS_PROXY = ("127.0.0.1", 3128)  # inside the jail's own network: relayed to 
 JAIL_ENV: dict[str, str] = {}
 
 
-def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[str]:
+WORKER = ("-m", "backstate.sandbox._worker")  # what the jailed interpreter runs
+
+
+def command(
+    scratch: Path,
+    limits: Limits,
+    egress: Path | None = None,
+    program: tuple[str, ...] = WORKER,
+) -> list[str]:
     """The command line that starts one worker in its jail (with the org's egress
-    proxy's socket, for an effects worker)."""
+    proxy's socket, for an effects worker); ``program``: the interpreter's arguments
+    after ``-I`` (another program in the same jail: ``check``, tests)."""
     args = [
         bwrap(),
         "--unshare-all",
@@ -186,7 +195,7 @@ def command(scratch: Path, limits: Limits, egress: Path | None = None) -> list[s
         args += ["--bind", str(egress), EGRESS_SOCKET]
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
             args += ["--setenv", name, f"http://{EGRESS_PROXY[0]}:{EGRESS_PROXY[1]}"]
-    args += ["--", sys.executable, "-I", "-m", "backstate.sandbox._worker"]
+    args += ["--", sys.executable, "-I", *program]
     return args
 
 
@@ -228,11 +237,8 @@ def check(scratch: Path) -> int:
     """Raise ``SandboxUnavailable`` unless a jailed interpreter starts here and can
     install its seccomp filter; the Landlock ABI it applied (0: none)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    args = command(scratch, Limits())
-    args[args.index("-m") :] = [
-        "-c",
-        "from backstate.sandbox._jail import harden; print(harden('transitions', None))",
-    ]
+    probe = "from backstate.sandbox._jail import harden; print(harden('transitions', None))"
+    args = command(scratch, Limits(), program=("-c", probe))
     try:
         done = subprocess.run(args, capture_output=True, timeout=30, check=False, env=JAIL_ENV)
     except (OSError, subprocess.TimeoutExpired) as exc:
